@@ -1,0 +1,264 @@
+"""The config schema: one YAML file describes a whole run.
+
+Every section is a frozen pydantic model with ``extra="forbid"``, so a typo is an error, not
+a silently ignored key. ``load_config`` turns every validation problem into one line naming
+the dotted field, the value, what is allowed and how to fix it.
+
+Example::
+
+    cfg = load_config("examples/quickstart.yaml", overrides=["train.lr=0.01"])
+    cfg.train.lr  # 0.01
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tunelab.errors import ConfigError
+
+DATA_PREFIXES = ("sklearn", "csv", "parquet", "jsonl", "npz", "images", "py")
+MODEL_PREFIXES = ("builtin", "py", "file", "hf", "st", "timm", "torchvision")
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+
+Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_prefix(value: str, prefixes: tuple[str, ...], example: str) -> str:
+    prefix, sep, rest = value.partition(":")
+    if not sep or not rest:
+        raise ValueError(
+            f"expected 'prefix:value' such as {example!r}; prefixes: {', '.join(prefixes)}"
+        )
+    if prefix not in prefixes:
+        close = difflib.get_close_matches(prefix, prefixes, n=1)
+        hint = f" Did you mean '{close[0]}:'?" if close else ""
+        raise ValueError(f"unknown prefix {prefix!r}; valid: {', '.join(prefixes)}.{hint}")
+    return value
+
+
+class DataConfig(Section):
+    """Where the data comes from and how it is split."""
+
+    source: str = Field(description="prefix:value, e.g. sklearn:digits, csv:data.csv")
+    target: str | None = Field(None, description="target column (csv, parquet, jsonl)")
+    features: list[str] | None = Field(None, description="feature columns; default all others")
+    categorical: list[str] | None = Field(None, description="columns to one-hot even if numeric")
+    text_column: str | None = Field(None, description="column holding text (text models)")
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    modality: Literal["auto", "tabular", "image", "signal", "text"] = Field(
+        "auto", description="how to read array inputs; auto decides from the source"
+    )
+    group_column: str | None = Field(None, description="group id column (grouped CV)")
+    test_size: Probability = 0.2
+    validation_size: Probability = 0.2
+    image_size: tuple[int, int] = (32, 32)
+    image_mode: Literal["rgb", "grayscale"] = "rgb"
+    max_length: int = Field(128, ge=4, le=4096, description="max tokens per text")
+    stream_above_mb: float = Field(
+        1024.0, gt=0, description="datasets larger than this stream batches to the device"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="kwargs for py: sources")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return _check_prefix(value, DATA_PREFIXES, "sklearn:digits")
+
+
+class ModelConfig(Section):
+    """Which model to fine-tune and the options of built-in architectures and heads."""
+
+    source: str = Field(description="prefix:value, e.g. builtin:mlp, hf:PATH, st:PATH")
+    width: int = Field(128, ge=1, description="hidden units / base channels (builtin)")
+    depth: int = Field(2, ge=1, le=64, description="hidden layers / conv blocks (builtin)")
+    dropout: Rate = 0.1
+    batch_norm: bool = True
+    architecture: str | None = Field(
+        None, description="for file: weights without tunelab metadata, e.g. builtin:mlp"
+    )
+    pooling: Literal["mean", "cls"] = "mean"
+    pretrained: bool = Field(True, description="timm/torchvision: load pretrained weights")
+    options: dict[str, Any] = Field(default_factory=dict, description="kwargs for py:/timm:")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return _check_prefix(value, MODEL_PREFIXES, "builtin:mlp")
+
+    @field_validator("architecture")
+    @classmethod
+    def _architecture(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_prefix(value, ("builtin", "py"), "builtin:mlp")
+        return value
+
+
+class TrainConfig(Section):
+    """The optimizer, schedule and loop settings."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    schedule: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
+    warmup_fraction: float = Field(0.0, ge=0, lt=1, description="of all steps (cosine)")
+    step_every_epochs: int = Field(10, ge=1, description="step schedule period")
+    step_gamma: float = Field(0.1, gt=0, le=1, description="step schedule factor")
+    grad_accumulation: int = Field(1, ge=1)
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    metric: str | None = Field(None, description="selection metric; default by task")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        base = value.split(":", 1)[0]
+        if base not in ("auto", "cpu", "cuda", "mps"):
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str | None) -> str | None:
+        if value is not None and value not in METRICS:
+            close = difflib.get_close_matches(value, METRICS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown metric; valid: {', '.join(METRICS)}.{hint}")
+        return value
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when the monitored value stops improving; keep the best weights."""
+
+    enabled: bool = True
+    monitor: str = Field("metric", description="'metric' (the selection metric), 'val_loss', or a metric name")
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, description="epochs before stopping may trigger")
+    restore_best: bool = True
+
+
+class RunConfig(Section):
+    """A whole run: name, seed and one section per stage."""
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = TrainConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_config(path: str | Path, *, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a YAML config.
+
+    Args:
+        path: the YAML file.
+        overrides: ``"dotted.field=value"`` strings; values are parsed as YAML.
+
+    Raises:
+        ConfigError: with one line per problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of sections", source=str(path))
+    return config_from_dict(raw, overrides=overrides, source=str(path))
+
+
+def config_from_dict(
+    raw: dict[str, Any], *, overrides: list[str] | None = None, source: str | None = None
+) -> RunConfig:
+    """Validate a config given as a dict (see ``load_config``)."""
+    data = apply_overrides(raw, overrides or [])
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc), source=source) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` applied (value parsed as YAML)."""
+    data = _deep_copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like 'train.lr=0.01'")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _explain(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        field = ".".join(loc) or "(top level)"
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            problems.append(_unknown_field(loc))
+        elif kind == "missing":
+            problems.append(f"{field}: required field is missing; add it to the config")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{field}: got {error['input']!r}; {message}")
+    return problems
+
+
+def _unknown_field(loc: list[str]) -> str:
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            break
+    valid = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"{'.'.join(loc)}: unknown field; valid fields here: {', '.join(valid)}.{hint}"

@@ -1,0 +1,163 @@
+"""Encoders turn raw inputs into the tensors a model eats.
+
+Each encoder is fitted on the training rows only, stored as JSON next to the trained
+weights (no pickle), and applied unchanged at predict time, where it also refuses inputs
+that do not look like the training inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tunelab.data.base import Inputs, Modality
+from tunelab.errors import DataError
+
+
+class Encoder(Protocol):
+    """Raw inputs -> tuple of tensors (the model is called as ``model(*tensors)``)."""
+
+    kind: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one encoded example (what a model must accept)."""
+        ...
+
+    def transform(self, inputs: Inputs) -> tuple[torch.Tensor, ...]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class ArrayEncoder:
+    """Images (N, C, H, W) and signals (N, C, L): per-channel standardization.
+
+    The per-channel mean and std are computed on the training rows.
+    """
+
+    kind = "array"
+
+    def __init__(self, *, shape: tuple[int, ...], mean: list[float], std: list[float]) -> None:
+        self.shape = shape
+        self.mean = mean
+        self.std = std
+
+    @classmethod
+    def fit(cls, inputs: np.ndarray) -> ArrayEncoder:
+        axes = (0, *range(2, inputs.ndim))
+        values = inputs.astype(np.float64)
+        mean = values.mean(axis=axes)
+        std = values.std(axis=axes)
+        std[std < 1e-8] = 1.0
+        return cls(shape=tuple(inputs.shape[1:]), mean=mean.tolist(), std=std.tolist())
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+    def transform(self, inputs: Inputs) -> tuple[torch.Tensor, ...]:
+        array = np.asarray(inputs)
+        if array.ndim == len(self.shape) and array.shape == self.shape:
+            array = array[None]
+        if tuple(array.shape[1:]) != self.shape:
+            flat = int(np.prod(self.shape))
+            if array.ndim == 2 and array.shape[1] == flat:
+                array = array.reshape(len(array), *self.shape)
+            else:
+                raise DataError(
+                    f"inputs have shape {tuple(array.shape)}, but the model was trained on "
+                    f"examples of shape {self.shape} (or {flat} flat values per row); "
+                    "pass arrays of that shape"
+                )
+        if not np.issubdtype(array.dtype, np.number):
+            raise DataError(f"inputs must be numeric arrays, got dtype {array.dtype}")
+        extra = (1,) * (len(self.shape) - 1)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, *extra)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, -1, *extra)
+        scaled = (array.astype(np.float32) - mean) / std
+        return (torch.from_numpy(np.ascontiguousarray(scaled)),)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "shape": list(self.shape), "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], directory: Path) -> ArrayEncoder:
+        return cls(shape=tuple(data["shape"]), mean=data["mean"], std=data["std"])
+
+
+class TextEncoder:
+    """Text -> (input_ids, attention_mask), tokenized once to a fixed length.
+
+    Padding every text to the same length lets training slice in-memory tensors.
+    """
+
+    kind = "text"
+
+    def __init__(self, tokenizer: Any, *, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.max_length,)
+
+    def transform(self, inputs: Inputs) -> tuple[torch.Tensor, ...]:
+        if isinstance(inputs, pd.DataFrame):
+            raise DataError("text models take a column of strings, not a table")
+        texts = [str(t) for t in np.asarray(inputs, dtype=object).ravel()]
+        encoded = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return (encoded["input_ids"], encoded["attention_mask"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "max_length": self.max_length, "tokenizer": "tokenizer"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], directory: Path) -> TextEncoder:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / data["tokenizer"]))
+        return cls(tokenizer, max_length=int(data["max_length"]))
+
+
+def fit_encoder(
+    modality: Modality, inputs: Inputs, *, tokenizer: Any = None, max_length: int = 128
+) -> Encoder:
+    """Fit the encoder that suits ``modality`` on the training inputs."""
+    if modality == "tabular":
+        from tunelab.data.tabular import TabularEncoder
+
+        assert isinstance(inputs, pd.DataFrame)
+        return TabularEncoder.fit(inputs)
+    if modality == "text":
+        if tokenizer is None:
+            raise DataError(
+                "text data needs a model that brings a tokenizer (hf: or st: sources); "
+                "set model.source to e.g. 'st:PATH' or drop data.text_column"
+            )
+        return TextEncoder(tokenizer, max_length=max_length)
+    assert isinstance(inputs, np.ndarray)
+    return ArrayEncoder.fit(inputs)
+
+
+def encoder_from_dict(data: dict[str, Any], directory: Path) -> Encoder:
+    """Rebuild a fitted encoder saved with ``to_dict``."""
+    kind = data["kind"]
+    if kind == "tabular":
+        from tunelab.data.tabular import TabularEncoder
+
+        return TabularEncoder.from_dict(data, directory)
+    if kind == "text":
+        return TextEncoder.from_dict(data, directory)
+    if kind == "array":
+        return ArrayEncoder.from_dict(data, directory)
+    raise DataError(f"unknown encoder kind {kind!r} in predictor.json; re-train the model")

@@ -1,0 +1,62 @@
+"""What every model source returns, and the registry of sources.
+
+A source builds an ``nn.Module`` that maps a batch of encoded inputs to ``num_outputs``
+values (class logits or regression outputs). Models have two parts, ``backbone`` and
+``head``, so that transfer-learning strategies can treat them differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tunelab.config import ModelConfig
+from tunelab.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What the data says the model must accept and produce."""
+
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    modality: str
+
+
+@dataclass
+class BuiltModel:
+    """A freshly built model.
+
+    Attributes:
+        module: the network; ``module(*features)`` returns (batch, num_outputs).
+        tokenizer: a Hugging Face tokenizer for text models, else None.
+        spec: JSON-able facts needed to rebuild the same architecture at predict time
+            (without pretrained weights; the trained state dict is loaded on top).
+        notes: what loading did worth telling the user (e.g. weights skipped for a new head).
+    """
+
+    module: nn.Module
+    tokenizer: Any = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def save_extras(self, directory: Path) -> None:
+        """Write what ``rebuild`` needs besides the state dict (tokenizer, backbone config)."""
+        saver = getattr(self.module, "save_extras", None)
+        if callable(saver):
+            saver(directory)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+
+
+SourceFn = Callable[[str, ModelConfig, ModelRequest], BuiltModel]
+# Rebuild the architecture from spec + the files in the predictor directory (no pretrained
+# weights; the caller loads the trained state dict).
+RebuildFn = Callable[[dict[str, Any], Path], BuiltModel]
+
+MODEL_SOURCES: Registry[SourceFn] = Registry("model source")
+MODEL_REBUILDERS: Registry[RebuildFn] = Registry("model rebuilder")

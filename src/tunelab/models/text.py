@@ -1,0 +1,1 @@
+"""hf: and st: text backbones (being written)."""

@@ -1,0 +1,1 @@
+"""timm: and torchvision: backbones (being written)."""
