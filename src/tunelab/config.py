@@ -148,7 +148,9 @@ class EarlyStoppingConfig(Section):
     """Stop when the monitored value stops improving; keep the best weights."""
 
     enabled: bool = True
-    monitor: str = Field("metric", description="'metric' (the selection metric), 'val_loss', or a metric name")
+    monitor: str = Field(
+        "metric", description="'metric' (the selection metric), 'val_loss', or a metric name"
+    )
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0)
     warmup_epochs: int = Field(0, ge=0, description="epochs before stopping may trigger")
@@ -206,7 +208,7 @@ def config_from_dict(
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with each ``a.b.c=value`` applied (value parsed as YAML)."""
-    data = _deep_copy(raw)
+    data: dict[str, Any] = _deep_copy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():

@@ -50,7 +50,7 @@ def take(inputs: Inputs, rows: np.ndarray) -> Inputs:
     """Rows ``rows`` of raw inputs, whatever their kind."""
     if isinstance(inputs, pd.DataFrame):
         return inputs.iloc[rows].reset_index(drop=True)
-    return inputs[rows]
+    return np.asarray(inputs[rows])
 
 
 SourceFn = Callable[[str, DataConfig], RawData]

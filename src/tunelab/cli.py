@@ -1,0 +1,137 @@
+"""The ``tunelab`` command line: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from tunelab.errors import ConfigError, DataError, FatalError, TunelabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Fine-tune a model on your data and show which techniques helped.")
+console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="the run's YAML config", show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", help="override a field, e.g. --set train.lr=0.01 (repeatable)")]
+
+
+def _fail(exc: TunelabError) -> None:
+    label = {ConfigError: "config error", DataError: "data error"}.get(type(exc), "error")
+    console.print(f"[bold red]{label}:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def check(config: ConfigArg, overrides: SetOpt = None) -> None:
+    """Validate a config and print it resolved (with every default filled in)."""
+    from tunelab.config import load_config
+
+    try:
+        cfg = load_config(config, overrides=overrides)
+    except TunelabError as exc:
+        _fail(exc)
+    typer.echo(cfg.to_yaml(), nl=False)
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    overrides: SetOpt = None,
+    out: Annotated[Path | None, typer.Option(help="run directory [default: runs/NAME]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run directory")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live progress")] = False,
+) -> None:
+    """Fine-tune once with the config's settings, then evaluate on the held-out test rows."""
+    from tunelab.config import load_config
+    from tunelab.pipeline import prepare
+    from tunelab.pipeline import train as run_train
+    from tunelab.progress import EpochProgress, summary_table
+
+    view = Console(stderr=True, quiet=quiet)
+    try:
+        cfg = load_config(config, overrides=overrides)
+        with view.status("loading data"):
+            prepared = prepare(cfg)
+        rows = prepared.split
+        view.print(f"{prepared.raw.origin}: {prepared.raw.modality}, {prepared.target.task}; "
+                   f"{len(rows.train)} train / {len(rows.validation)} validation / "
+                   f"{len(rows.test)} test rows")
+        with EpochProgress(epochs=cfg.train.epochs, metric=prepared.metric,
+                           console=view) as progress:
+            summary = run_train(cfg, out=out, overwrite=overwrite, callbacks=[progress],
+                                prepared=prepared)
+    except TunelabError as exc:
+        _fail(exc)
+    for note in summary.metrics["notes"]:
+        view.print(f"note: {note}")
+    Console(quiet=quiet).print(summary_table(summary.metrics, str(summary.run_dir)))
+    typer.echo(str(summary.run_dir))
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="run directory (or its final/ folder)")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="csv, parquet, jsonl or npz")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the csv")],
+) -> None:
+    """Predict on new raw inputs with a trained run's predictor."""
+    from tunelab.pipeline import predictions_frame
+    from tunelab.results.predictor import load_predictor
+
+    try:
+        predictor = load_predictor(run)
+        inputs = read_inputs(input)
+        frame = predictions_frame(predictor, inputs)
+    except TunelabError as exc:
+        _fail(exc)
+    frame.to_csv(output, index=False)
+    console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+def read_inputs(path: Path) -> pd.DataFrame | np.ndarray:
+    """Read a prediction input file by its extension."""
+    if not path.is_file():
+        raise DataError(f"input file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=suffix == ".jsonl")
+        if suffix == ".npz":
+            with np.load(path) as arrays:
+                for key in ("X", "x", "inputs"):
+                    if key in arrays:
+                        return np.asarray(arrays[key])
+                raise DataError(f"{path}: no array named X, x or inputs (found "
+                                f"{', '.join(arrays.files)}); save the inputs as X")
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    raise DataError(f"{path}: unsupported input type {suffix!r}; use .csv, .parquet, .jsonl "
+                    "or .npz")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except FatalError as exc:  # pragma: no cover - the commands catch their own
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Run directory layout, the saved predictor, and what gets written after a run."""
