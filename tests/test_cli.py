@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -78,3 +79,37 @@ def test_console_script_runs(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr
+
+
+def test_images_folder_train_and_predict_on_new_files(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for label, channel in (("red", 0), ("blue", 2)):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 60, (10, 12, 3), dtype=np.uint8)
+            pixels[..., channel] = 200 + rng.integers(0, 50)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    path = tmp_path / "img.yaml"
+    path.write_text(yaml.safe_dump({
+        "data": {"source": f"images:{root}", "image_size": [8, 8]},
+        "model": {"source": "builtin:cnn2d", "width": 8, "depth": 2}}))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(path), "--out", str(out),
+                                 "--set", "train.epochs=15", "--set", "train.lr=0.01"])
+    assert result.exit_code == 0, result.output
+    new = tmp_path / "new"
+    new.mkdir()
+    for name, channel in (("a_red.png", 0), ("b_blue.png", 2)):
+        pixels = np.zeros((20, 20, 3), dtype=np.uint8)
+        pixels[..., channel] = 230
+        Image.fromarray(pixels).save(new / name)
+    preds = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(out), "--input", str(new), "--output",
+                                 str(preds)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(preds)
+    assert list(table["path"].map(lambda p: Path(p).name)) == ["a_red.png", "b_blue.png"]
+    assert list(table["prediction"]) == ["red", "blue"]

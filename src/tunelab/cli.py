@@ -80,7 +80,8 @@ def train(
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="run directory (or its final/ folder)")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="csv, parquet, jsonl or npz")],
+    input: Annotated[Path, typer.Option(
+        "--input", "-i", help="csv, parquet, jsonl, npz, or a folder of images")],
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the csv")],
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
@@ -89,12 +90,26 @@ def predict(
 
     try:
         predictor = load_predictor(run)
-        inputs = read_inputs(input)
-        frame = predictions_frame(predictor, inputs)
+        if input.is_dir():
+            paths = image_files(input)
+            frame = predictions_frame(predictor, predictor.load_images(paths))
+            frame.insert(0, "path", [str(p) for p in paths])
+        else:
+            frame = predictions_frame(predictor, read_inputs(input))
     except TunelabError as exc:
         _fail(exc)
     frame.to_csv(output, index=False)
     console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder``, sorted."""
+    from tunelab.data.images import IMAGE_SUFFIXES
+
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
 
 
 def read_inputs(path: Path) -> pd.DataFrame | np.ndarray:

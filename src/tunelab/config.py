@@ -88,7 +88,7 @@ class ModelConfig(Section):
     architecture: str | None = Field(
         None, description="for file: weights without tunelab metadata, e.g. builtin:mlp"
     )
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Literal["mean", "cls", "max"] = "mean"
     pretrained: bool = Field(True, description="timm/torchvision: load pretrained weights")
     options: dict[str, Any] = Field(default_factory=dict, description="kwargs for py:/timm:")
 

@@ -103,13 +103,18 @@ def fit_on_rows(cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray,
     seed_everything(cfg.seed)
     raw, target = prepared.raw, prepared.target
     train_inputs = take(raw.inputs, train_rows)
-    encoder = fit_encoder(raw.modality, train_inputs, max_length=cfg.data.max_length)
-    built = build_model(cfg.model, ModelRequest(
-        input_shape=encoder.input_shape if raw.modality != "text" else (cfg.data.max_length,),
-        num_outputs=target.num_outputs, modality=raw.modality))
     if raw.modality == "text":
+        # the tokenizer comes with the model, so the model is built first
+        built = build_model(cfg.model, ModelRequest(
+            input_shape=(cfg.data.max_length,), num_outputs=target.num_outputs,
+            modality="text"))
         encoder = fit_encoder("text", train_inputs, tokenizer=built.tokenizer,
                               max_length=cfg.data.max_length)
+    else:
+        encoder = fit_encoder(raw.modality, train_inputs, categorical=cfg.data.categorical)
+        built = build_model(cfg.model, ModelRequest(
+            input_shape=encoder.input_shape, num_outputs=target.num_outputs,
+            modality=raw.modality))
     scale = None
     if target.task == "regression":
         values = target.values[train_rows]
@@ -142,9 +147,13 @@ def fit_on_rows(cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray,
         columns = [cfg.data.text_column or "text"]
     elif raw.modality in ("image", "signal"):
         columns = array_columns(encoder.input_shape)
+    info: dict[str, Any] = {"notes": built.notes}
+    if cfg.data.source.startswith("images:"):
+        # new image files are decoded and resized exactly as the training images were
+        info["image"] = {"size": list(cfg.data.image_size), "mode": cfg.data.image_mode}
     predictor = Predictor(model=built.module, built=built, encoder=encoder, task=target.task,
                           classes=target.classes, modality=raw.modality, input_columns=columns,
-                          target_scale=scale, info={"notes": built.notes})
+                          target_scale=scale, info=info)
     return Fitted(predictor=predictor, result=result, seconds=time.perf_counter() - started)
 
 

@@ -130,14 +130,19 @@ class TextEncoder:
 
 
 def fit_encoder(
-    modality: Modality, inputs: Inputs, *, tokenizer: Any = None, max_length: int = 128
+    modality: Modality,
+    inputs: Inputs,
+    *,
+    tokenizer: Any = None,
+    max_length: int = 128,
+    categorical: list[str] | None = None,
 ) -> Encoder:
     """Fit the encoder that suits ``modality`` on the training inputs."""
     if modality == "tabular":
         from tunelab.data.tabular import TabularEncoder
 
         assert isinstance(inputs, pd.DataFrame)
-        return TabularEncoder.fit(inputs)
+        return TabularEncoder.fit(inputs, categorical=categorical)
     if modality == "text":
         if tokenizer is None:
             raise DataError(

@@ -94,6 +94,17 @@ class Predictor:
         features = self.encoder.transform(self._raw(inputs))
         return predict_outputs(self.model, features)
 
+    def load_images(self, paths: list[Path]) -> np.ndarray:
+        """Decode image files the way the training images were (size, colour mode)."""
+        from tunelab.data.images import load_image_files
+
+        image = self.info.get("image")
+        if image is None:
+            raise DataError("this model was not trained on image files (images: source); "
+                            "pass arrays shaped like its training inputs instead")
+        return load_image_files(paths, size=(image["size"][0], image["size"][1]),
+                                mode=image["mode"])
+
     def _raw(self, inputs: Inputs | list[str]) -> Inputs:
         if self.modality == "text":
             if isinstance(inputs, pd.DataFrame):
@@ -107,6 +118,8 @@ class Predictor:
             return np.asarray(list(inputs), dtype=object)
         if self.modality in ("image", "signal") and isinstance(inputs, pd.DataFrame):
             return _flat_columns(inputs, self.input_columns)
+        if isinstance(inputs, list) and inputs and isinstance(inputs[0], str | Path):
+            return self.load_images([Path(p) for p in inputs])
         if isinstance(inputs, list):
             return np.asarray(inputs)
         return inputs
