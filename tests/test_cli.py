@@ -18,8 +18,12 @@ QUICK = ["--set", "train.epochs=2", "--set", "train.threads=1"]
 
 
 def write_config(tmp_path: Path, **extra: object) -> Path:
-    data = {"name": "cli", "data": {"source": "sklearn:digits"},
-            "model": {"source": "builtin:cnn2d", "width": 8, "depth": 2}, **extra}
+    data = {
+        "name": "cli",
+        "data": {"source": "sklearn:digits"},
+        "model": {"source": "builtin:cnn2d", "width": 8, "depth": 2},
+        **extra,
+    }
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -44,13 +48,13 @@ def test_bad_config_is_one_clear_message_without_traceback(tmp_path: Path) -> No
 
 def test_train_then_predict_reproduces_test_predictions(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(write_config(tmp_path)), "--out", str(out),
-                                 *QUICK])
+    result = runner.invoke(app, ["train", str(write_config(tmp_path)), "--out", str(out), *QUICK])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output
     preds = tmp_path / "preds.csv"
-    result = runner.invoke(app, ["predict", str(out), "--input", str(out / "test_inputs.csv"),
-                                 "--output", str(preds)])
+    result = runner.invoke(
+        app, ["predict", str(out), "--input", str(out / "test_inputs.csv"), "--output", str(preds)]
+    )
     assert result.exit_code == 0, result.output
     expected = pd.read_csv(out / "test_predictions.csv").drop(columns=["target"])
     pd.testing.assert_frame_equal(pd.read_csv(preds), expected)
@@ -58,12 +62,17 @@ def test_train_then_predict_reproduces_test_predictions(tmp_path: Path) -> None:
 
 def test_predict_refuses_missing_columns(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert runner.invoke(app, ["train", str(write_config(tmp_path)), "--out", str(out),
-                               *QUICK]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["train", str(write_config(tmp_path)), "--out", str(out), *QUICK]
+        ).exit_code
+        == 0
+    )
     broken = tmp_path / "broken.csv"
     pd.read_csv(out / "test_inputs.csv").drop(columns=["x5", "x6"]).to_csv(broken, index=False)
-    result = runner.invoke(app, ["predict", str(out), "--input", str(broken), "--output",
-                                 str(tmp_path / "p.csv")])
+    result = runner.invoke(
+        app, ["predict", str(out), "--input", str(broken), "--output", str(tmp_path / "p.csv")]
+    )
     assert result.exit_code == 2
     assert "lacks 2 of the 64 value columns" in result.output
     assert not (tmp_path / "p.csv").exists()
@@ -71,12 +80,17 @@ def test_predict_refuses_missing_columns(tmp_path: Path) -> None:
 
 def test_console_script_runs(tmp_path: Path) -> None:
     exe = shutil.which("tunelab") or pytest.skip("console script not installed")
-    proc = subprocess.run([exe, "check", str(write_config(tmp_path))], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [exe, "check", str(write_config(tmp_path))], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "sklearn:digits" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "tunelab.cli", "train", str(tmp_path / "x")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", "train", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr
 
@@ -93,12 +107,28 @@ def test_images_folder_train_and_predict_on_new_files(tmp_path: Path) -> None:
             pixels[..., channel] = 200 + rng.integers(0, 50)
             Image.fromarray(pixels).save(root / label / f"{i}.png")
     path = tmp_path / "img.yaml"
-    path.write_text(yaml.safe_dump({
-        "data": {"source": f"images:{root}", "image_size": [8, 8]},
-        "model": {"source": "builtin:cnn2d", "width": 8, "depth": 2}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": f"images:{root}", "image_size": [8, 8]},
+                "model": {"source": "builtin:cnn2d", "width": 8, "depth": 2},
+            }
+        )
+    )
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(path), "--out", str(out),
-                                 "--set", "train.epochs=15", "--set", "train.lr=0.01"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(path),
+            "--out",
+            str(out),
+            "--set",
+            "train.epochs=15",
+            "--set",
+            "train.lr=0.01",
+        ],
+    )
     assert result.exit_code == 0, result.output
     new = tmp_path / "new"
     new.mkdir()
@@ -107,8 +137,7 @@ def test_images_folder_train_and_predict_on_new_files(tmp_path: Path) -> None:
         pixels[..., channel] = 230
         Image.fromarray(pixels).save(new / name)
     preds = tmp_path / "p.csv"
-    result = runner.invoke(app, ["predict", str(out), "--input", str(new), "--output",
-                                 str(preds)])
+    result = runner.invoke(app, ["predict", str(out), "--input", str(new), "--output", str(preds)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(preds)
     assert list(table["path"].map(lambda p: Path(p).name)) == ["a_red.png", "b_blue.png"]

@@ -27,8 +27,10 @@ def test_defaults_filled_and_frozen(tmp_path: Path) -> None:
 
 
 def test_overrides_parse_values_as_yaml(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, BASE),
-                      overrides=["train.lr=0.01", "model.batch_norm=false", "train.epochs=7"])
+    cfg = load_config(
+        write(tmp_path, BASE),
+        overrides=["train.lr=0.01", "model.batch_norm=false", "train.epochs=7"],
+    )
     assert cfg.train.lr == 0.01
     assert cfg.model.batch_norm is False
     assert cfg.train.epochs == 7
@@ -44,8 +46,11 @@ def test_unknown_key_gets_did_you_mean(tmp_path: Path) -> None:
 
 
 def test_one_line_per_problem_with_field_value_and_allowed(tmp_path: Path) -> None:
-    bad = {"data": {"source": "sklern:iris", "test_size": 1.5},
-           "model": {"source": "builtin:mlp"}, "train": {"optimizer": "adamx", "lr": -1}}
+    bad = {
+        "data": {"source": "sklern:iris", "test_size": 1.5},
+        "model": {"source": "builtin:mlp"},
+        "train": {"optimizer": "adamx", "lr": -1},
+    }
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, bad))
     problems = info.value.problems

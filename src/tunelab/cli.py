@@ -15,13 +15,18 @@ from rich.markup import escape
 
 from tunelab.errors import ConfigError, DataError, FatalError, TunelabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Fine-tune a model on your data and show which techniques helped.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Fine-tune a model on your data and show which techniques helped.",
+)
 console = Console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="the run's YAML config", show_default=False)]
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", "-s", help="override a field, e.g. --set train.lr=0.01 (repeatable)")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=0.01 (repeatable)"),
+]
 
 
 def _fail(exc: TunelabError) -> None:
@@ -62,13 +67,17 @@ def train(
         with view.status("loading data"):
             prepared = prepare(cfg)
         rows = prepared.split
-        view.print(f"{prepared.raw.origin}: {prepared.raw.modality}, {prepared.target.task}; "
-                   f"{len(rows.train)} train / {len(rows.validation)} validation / "
-                   f"{len(rows.test)} test rows")
-        with EpochProgress(epochs=cfg.train.epochs, metric=prepared.metric,
-                           console=view) as progress:
-            summary = run_train(cfg, out=out, overwrite=overwrite, callbacks=[progress],
-                                prepared=prepared)
+        view.print(
+            f"{prepared.raw.origin}: {prepared.raw.modality}, {prepared.target.task}; "
+            f"{len(rows.train)} train / {len(rows.validation)} validation / "
+            f"{len(rows.test)} test rows"
+        )
+        with EpochProgress(
+            epochs=cfg.train.epochs, metric=prepared.metric, console=view
+        ) as progress:
+            summary = run_train(
+                cfg, out=out, overwrite=overwrite, callbacks=[progress], prepared=prepared
+            )
     except TunelabError as exc:
         _fail(exc)
     for note in summary.metrics["notes"]:
@@ -80,8 +89,9 @@ def train(
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="run directory (or its final/ folder)")],
-    input: Annotated[Path, typer.Option(
-        "--input", "-i", help="csv, parquet, jsonl, npz, or a folder of images")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="csv, parquet, jsonl, npz, or a folder of images")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the csv")],
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
@@ -129,12 +139,15 @@ def read_inputs(path: Path) -> pd.DataFrame | np.ndarray:
                 for key in ("X", "x", "inputs"):
                     if key in arrays:
                         return np.asarray(arrays[key])
-                raise DataError(f"{path}: no array named X, x or inputs (found "
-                                f"{', '.join(arrays.files)}); save the inputs as X")
+                raise DataError(
+                    f"{path}: no array named X, x or inputs (found "
+                    f"{', '.join(arrays.files)}); save the inputs as X"
+                )
     except (ValueError, OSError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    raise DataError(f"{path}: unsupported input type {suffix!r}; use .csv, .parquet, .jsonl "
-                    "or .npz")
+    raise DataError(
+        f"{path}: unsupported input type {suffix!r}; use .csv, .parquet, .jsonl or .npz"
+    )
 
 
 def main() -> None:

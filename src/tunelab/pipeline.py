@@ -75,12 +75,19 @@ def prepare(cfg: RunConfig) -> Prepared:
     monitor = cfg.early_stopping.monitor
     if monitor not in ("metric", "val_loss", "train_loss"):
         if monitor not in GREATER_IS_BETTER:
-            raise ConfigError(f"early_stopping.monitor: unknown value {monitor!r}; use 'metric', "
-                              "'val_loss' or a metric name")
+            raise ConfigError(
+                f"early_stopping.monitor: unknown value {monitor!r}; use 'metric', "
+                "'val_loss' or a metric name"
+            )
         check_metric(monitor, target.task, field="early_stopping.monitor")
-    split = make_split(target, test_size=cfg.data.test_size,
-                       validation_size=cfg.data.validation_size, seed=cfg.seed,
-                       origin=raw.origin, groups=raw.groups)
+    split = make_split(
+        target,
+        test_size=cfg.data.test_size,
+        validation_size=cfg.data.validation_size,
+        seed=cfg.seed,
+        origin=raw.origin,
+        groups=raw.groups,
+    )
     return Prepared(raw=raw, target=target, split=split, metric=metric)
 
 
@@ -95,9 +102,14 @@ class _RegressionLoss(nn.Module):
         return nn.functional.mse_loss(outputs.reshape(len(outputs), -1)[:, 0], target)
 
 
-def fit_on_rows(cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray,
-                validation_rows: np.ndarray | None, *,
-                callbacks: list[EpochCallback] | None = None) -> Fitted:
+def fit_on_rows(
+    cfg: RunConfig,
+    prepared: Prepared,
+    train_rows: np.ndarray,
+    validation_rows: np.ndarray | None,
+    *,
+    callbacks: list[EpochCallback] | None = None,
+) -> Fitted:
     """Build a fresh model and train it on ``train_rows``, validating on ``validation_rows``."""
     started = time.perf_counter()
     seed_everything(cfg.seed)
@@ -105,16 +117,25 @@ def fit_on_rows(cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray,
     train_inputs = take(raw.inputs, train_rows)
     if raw.modality == "text":
         # the tokenizer comes with the model, so the model is built first
-        built = build_model(cfg.model, ModelRequest(
-            input_shape=(cfg.data.max_length,), num_outputs=target.num_outputs,
-            modality="text"))
-        encoder = fit_encoder("text", train_inputs, tokenizer=built.tokenizer,
-                              max_length=cfg.data.max_length)
+        built = build_model(
+            cfg.model,
+            ModelRequest(
+                input_shape=(cfg.data.max_length,), num_outputs=target.num_outputs, modality="text"
+            ),
+        )
+        encoder = fit_encoder(
+            "text", train_inputs, tokenizer=built.tokenizer, max_length=cfg.data.max_length
+        )
     else:
         encoder = fit_encoder(raw.modality, train_inputs, categorical=cfg.data.categorical)
-        built = build_model(cfg.model, ModelRequest(
-            input_shape=encoder.input_shape, num_outputs=target.num_outputs,
-            modality=raw.modality))
+        built = build_model(
+            cfg.model,
+            ModelRequest(
+                input_shape=encoder.input_shape,
+                num_outputs=target.num_outputs,
+                modality=raw.modality,
+            ),
+        )
     scale = None
     if target.task == "regression":
         values = target.values[train_rows]
@@ -138,10 +159,19 @@ def fit_on_rows(cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray,
         return compute_metrics(target.task, val_truth, predicted)
 
     size_mb = (train_data.nbytes + (val_data.nbytes if val_data else 0)) / 2**20
-    result = fit(built.module, train_data, val_data, train_cfg=cfg.train,
-                 early_cfg=cfg.early_stopping, loss_fn=loss_function(target.task), score=score,
-                 metric=prepared.metric, seed=cfg.seed, stream=size_mb > cfg.data.stream_above_mb,
-                 callbacks=callbacks)
+    result = fit(
+        built.module,
+        train_data,
+        val_data,
+        train_cfg=cfg.train,
+        early_cfg=cfg.early_stopping,
+        loss_fn=loss_function(target.task),
+        score=score,
+        metric=prepared.metric,
+        seed=cfg.seed,
+        stream=size_mb > cfg.data.stream_above_mb,
+        callbacks=callbacks,
+    )
     columns = prepared.input_columns
     if raw.modality == "text":
         columns = [cfg.data.text_column or "text"]
@@ -151,9 +181,17 @@ def fit_on_rows(cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray,
     if cfg.data.source.startswith("images:"):
         # new image files are decoded and resized exactly as the training images were
         info["image"] = {"size": list(cfg.data.image_size), "mode": cfg.data.image_mode}
-    predictor = Predictor(model=built.module, built=built, encoder=encoder, task=target.task,
-                          classes=target.classes, modality=raw.modality, input_columns=columns,
-                          target_scale=scale, info=info)
+    predictor = Predictor(
+        model=built.module,
+        built=built,
+        encoder=encoder,
+        task=target.task,
+        classes=target.classes,
+        modality=raw.modality,
+        input_columns=columns,
+        target_scale=scale,
+        info=info,
+    )
     return Fitted(predictor=predictor, result=result, seconds=time.perf_counter() - started)
 
 
@@ -164,9 +202,14 @@ class TrainSummary:
     fitted: Fitted
 
 
-def train(cfg: RunConfig, *, out: str | Path | None = None, overwrite: bool = False,
-          callbacks: list[EpochCallback] | None = None,
-          prepared: Prepared | None = None) -> TrainSummary:
+def train(
+    cfg: RunConfig,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    callbacks: list[EpochCallback] | None = None,
+    prepared: Prepared | None = None,
+) -> TrainSummary:
     """Fine-tune once on the train rows, evaluate once on the test rows, write the run.
 
     Writes ``config.yaml``, ``history.json``, ``metrics.json``, ``test_inputs.csv``,
@@ -185,12 +228,18 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, overwrite: bool = Fa
     frame.to_csv(run_dir / "test_inputs.csv", index=False)
     predictions = predictions_frame(fitted.predictor, frame)
     truth = target.values[split.test]
-    predictions.insert(0, "target", truth if target.classes is None
-                       else np.asarray(target.classes, dtype=object)[truth])
+    predictions.insert(
+        0,
+        "target",
+        truth if target.classes is None else np.asarray(target.classes, dtype=object)[truth],
+    )
     predictions.to_csv(run_dir / "test_predictions.csv", index=False)
 
-    predicted = (fitted.predictor.predict(frame) if target.task == "regression"
-                 else fitted.predictor.predict_proba(frame))
+    predicted = (
+        fitted.predictor.predict(frame)
+        if target.task == "regression"
+        else fitted.predictor.predict_proba(frame)
+    )
     test = compute_metrics(target.task, truth, predicted)
     low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=cfg.seed)
     best = history[fitted.result.best_epoch]
@@ -199,10 +248,18 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, overwrite: bool = Fa
         "metric": prepared.metric,
         "validation": {k: v for k, v in best.items() if k not in ("epoch", "lr", "seconds")},
         "test": test,
-        "test_interval": {"metric": prepared.metric, "level": 0.95, "low": low, "high": high,
-                          "method": "bootstrap over test rows (1000 resamples)"},
-        "rows": {"train": len(split.train), "validation": len(split.validation),
-                 "test": len(split.test)},
+        "test_interval": {
+            "metric": prepared.metric,
+            "level": 0.95,
+            "low": low,
+            "high": high,
+            "method": "bootstrap over test rows (1000 resamples)",
+        },
+        "rows": {
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+        },
         "best_epoch": fitted.result.best_epoch,
         "epochs_run": len(history),
         "stop_reason": fitted.result.stop_reason,

@@ -23,8 +23,13 @@ class EpochProgress:
         self.metric = metric
         self.best: float | None = None
         self._progress = Progress(
-            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"), console=console, transient=False,
+            TextColumn("[bold]epoch"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=False,
         )
         self._task = self._progress.add_task("train", total=epochs, status="starting")
 
@@ -32,8 +37,9 @@ class EpochProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def __call__(self, record: dict[str, Any]) -> None:
@@ -54,8 +60,9 @@ def summary_table(metrics: dict[str, Any], run_dir: str) -> Table:
     table.add_column("test", justify="right")
     for name, value in metrics["test"].items():
         val = metrics["validation"].get(name)
-        table.add_row(name, "-" if val is None else f"{val:.4f}",
-                      "-" if value is None else f"{value:.4f}")
+        table.add_row(
+            name, "-" if val is None else f"{val:.4f}", "-" if value is None else f"{value:.4f}"
+        )
     interval = metrics["test_interval"]
     table.caption = (
         f"test {interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] "

@@ -60,8 +60,13 @@ def test_csv_with_numbers_categories_and_missing_values(people_csv: Path) -> Non
 
 
 def test_csv_features_groups_and_categorical(people_csv: Path) -> None:
-    raw = load(source=f"csv:{people_csv}", target="label", features=["age", "zip"],
-               categorical=["zip"], group_column="team")
+    raw = load(
+        source=f"csv:{people_csv}",
+        target="label",
+        features=["age", "zip"],
+        categorical=["zip"],
+        group_column="team",
+    )
     assert isinstance(raw.inputs, pd.DataFrame)
     assert list(raw.inputs.columns) == ["age", "zip"]
     assert raw.groups is not None and raw.groups.tolist() == ["a", "a", "b", "b", "c", "c"]
@@ -77,8 +82,10 @@ def test_group_column_is_not_an_input_by_default(people_csv: Path) -> None:
 
 
 def test_csv_without_target_lists_the_columns(people_csv: Path) -> None:
-    expected = ("data.target: required for csv: sources; set it to one of the columns: "
-                "age, city, zip, team, label")
+    expected = (
+        "data.target: required for csv: sources; set it to one of the columns: "
+        "age, city, zip, team, label"
+    )
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load(source=f"csv:{people_csv}")
 
@@ -146,9 +153,13 @@ def test_unreadable_files_name_the_path_and_the_format(tmp_path: Path) -> None:
 
 def test_parquet_keeps_column_types(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
-    pd.DataFrame({
-        "x": [1.5, 2.5, np.nan, 4.0], "kind": ["a", "b", "a", None], "y": [0, 1, 0, 1],
-    }).to_parquet(path)
+    pd.DataFrame(
+        {
+            "x": [1.5, 2.5, np.nan, 4.0],
+            "kind": ["a", "b", "a", None],
+            "y": [0, 1, 0, 1],
+        }
+    ).to_parquet(path)
     raw = load(source=f"parquet:{path}", target="y")
     assert raw.modality == "tabular"
     assert isinstance(raw.inputs, pd.DataFrame)
@@ -202,8 +213,7 @@ def test_jsonl_table_keeps_json_types(tmp_path: Path) -> None:
 def test_missing_and_blank_texts_name_file_and_rows(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(
-        '{"text": "ok", "y": 1}\n{"text": null, "y": 0}\n{"text": "  ", "y": 1}\n'
-        '{"y": 0}\n',
+        '{"text": "ok", "y": 1}\n{"text": null, "y": 0}\n{"text": "  ", "y": 1}\n{"y": 0}\n',
         encoding="utf-8",
     )
     with pytest.raises(DataError) as info:
@@ -216,8 +226,7 @@ def test_missing_and_blank_texts_name_file_and_rows(tmp_path: Path) -> None:
 
 def test_text_column_with_features_is_refused(reviews_jsonl: Path) -> None:
     with pytest.raises(ConfigError, match=r"data.features: text models read only"):
-        load(source=f"jsonl:{reviews_jsonl}", target="stars", text_column="text",
-             features=["text"])
+        load(source=f"jsonl:{reviews_jsonl}", target="stars", text_column="text", features=["text"])
     with pytest.raises(DataError, match=r"data.text_column names column\(s\) 'body'"):
         load(source=f"jsonl:{reviews_jsonl}", target="stars", text_column="body")
 
@@ -251,8 +260,9 @@ def test_npz_3d_signals_and_4d_images(tmp_path: Path) -> None:
     assert signals.modality == "signal"
     assert isinstance(signals.inputs, np.ndarray)
     assert signals.inputs.shape == (5, 2, 8)
-    images = load(source=_npz(tmp_path, inputs=np.zeros((3, 1, 4, 4), np.uint8),
-                              y=np.arange(3).reshape(3, 1)))
+    images = load(
+        source=_npz(tmp_path, inputs=np.zeros((3, 1, 4, 4), np.uint8), y=np.arange(3).reshape(3, 1))
+    )
     assert images.modality == "image"
     assert isinstance(images.inputs, np.ndarray)
     assert images.inputs.dtype == np.float32
@@ -266,16 +276,20 @@ def test_npz_groups_come_from_the_named_array(tmp_path: Path) -> None:
 
 
 def test_npz_strings_with_text_modality_are_text(tmp_path: Path) -> None:
-    raw = load(source=_npz(tmp_path, X=np.array(["good", "bad"]), y=np.array([1, 0])),
-               modality="text")
+    raw = load(
+        source=_npz(tmp_path, X=np.array(["good", "bad"]), y=np.array([1, 0])), modality="text"
+    )
     assert raw.modality == "text"
     assert isinstance(raw.inputs, np.ndarray)
     assert raw.inputs.tolist() == ["good", "bad"]
 
 
 def test_npz_bad_inputs_are_explained(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"no inputs array; expected one named X or x or inputs, "
-                                        r"found data, y"):
+    with pytest.raises(
+        DataError,
+        match=r"no inputs array; expected one named X or x or inputs, "
+        r"found data, y",
+    ):
         load(source=_npz(tmp_path, data=np.zeros((3, 2)), y=np.arange(3)))
     with pytest.raises(DataError, match=r"no target array.*found X, labels"):
         load(source=_npz(tmp_path, X=np.zeros((3, 2)), labels=np.arange(3)))
@@ -386,7 +400,7 @@ def test_load_image_files_decodes_new_files_for_prediction(image_folder: Path) -
 
 # --- py: -------------------------------------------------------------------------------------
 
-_LOADERS = '''
+_LOADERS = """
 import numpy as np
 import pandas as pd
 
@@ -434,7 +448,7 @@ def reviews():
 
 
 NOT_A_FUNCTION = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -500,16 +514,22 @@ def test_py_source_returned_modality_is_honoured(loaders: str) -> None:
 def test_py_source_bad_returns_are_explained(loaders: str) -> None:
     with pytest.raises(DataError, match=r"returned 4 input rows but target of shape \(3,\)"):
         load(source=f"{loaders}:short_target")
-    with pytest.raises(DataError, match=r"returned a ndarray of shape \(4, 3\); return \(inputs, "
-                                        r"target\) or a dict"):
+    with pytest.raises(
+        DataError,
+        match=r"returned a ndarray of shape \(4, 3\); return \(inputs, "
+        r"target\) or a dict",
+    ):
         load(source=f"{loaders}:just_an_array")
     with pytest.raises(DataError, match=r"missing: \['inputs', 'target'\], unknown: \['X', 'y'\]"):
         load(source=f"{loaders}:odd_keys")
 
 
 def test_py_source_config_problems_are_explained(loaders: str) -> None:
-    with pytest.raises(ConfigError, match=r"data.options: .*:table cannot be called with "
-                                          r"\['size'\].*parameters are \['rows'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.options: .*:table cannot be called with "
+        r"\['size'\].*parameters are \['rows'\]",
+    ):
         load(source=f"{loaders}:table", options={"size": 3})
     with pytest.raises(ConfigError, match=r"names a int, not a function"):
         load(source=f"{loaders}:NOT_A_FUNCTION")

@@ -20,34 +20,41 @@ from tunelab.errors import DataError
 
 
 def _train_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "age": [23.0, 31.0, np.nan, 45.0, 52.0, 38.0, 29.0, np.nan],
-        "city": ["paris", "lyon", None, "paris", "nice", "lyon", "paris", "nice"],
-        "income": [1200, 3400, 2200, 5100, 4000, 3900, 1800, 2500],
-        "zip": [75, 69, 75, 6, 6, 69, 75, 75],
-    })
+    return pd.DataFrame(
+        {
+            "age": [23.0, 31.0, np.nan, 45.0, 52.0, 38.0, 29.0, np.nan],
+            "city": ["paris", "lyon", None, "paris", "nice", "lyon", "paris", "nice"],
+            "income": [1200, 3400, 2200, 5100, 4000, 3900, 1800, 2500],
+            "zip": [75, 69, 75, 6, 6, 69, 75, 75],
+        }
+    )
 
 
 def _new_frame() -> pd.DataFrame:
     # Unseen city and zip, missing values in every column, columns in another order.
-    return pd.DataFrame({
-        "zip": [69, 13, np.nan],
-        "income": [np.nan, 2000.0, 1000.0],
-        "city": ["lille", "nice", None],
-        "age": [40.0, np.nan, 60.0],
-        "unused": ["a", "b", "c"],
-    })
+    return pd.DataFrame(
+        {
+            "zip": [69, 13, np.nan],
+            "income": [np.nan, 2000.0, 1000.0],
+            "city": ["lille", "nice", None],
+            "age": [40.0, np.nan, 60.0],
+            "unused": ["a", "b", "c"],
+        }
+    )
 
 
 def _sklearn(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> ColumnTransformer:
     return ColumnTransformer(
         [
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-             numeric),
-            ("categorical", make_pipeline(
-                SimpleImputer(strategy="most_frequent"),
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-            ), categorical),
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            ),
         ],
         sparse_threshold=0.0,
     ).fit(frame)
@@ -66,8 +73,13 @@ def test_transform_equals_the_fitted_sklearn_column_transformer() -> None:
         np.testing.assert_allclose(features.numpy(), expected, atol=1e-6)
     assert encoder.input_shape == (2 + 3 + 3,)
     assert encoder.feature_names_in == ["age", "city", "income", "zip"]
-    assert encoder.feature_names_out[:5] == ["age", "income", "city=lyon", "city=nice",
-                                             "city=paris"]
+    assert encoder.feature_names_out[:5] == [
+        "age",
+        "income",
+        "city=lyon",
+        "city=nice",
+        "city=paris",
+    ]
 
 
 def test_json_round_trip_gives_the_same_features(tmp_path: Path) -> None:
@@ -104,10 +116,12 @@ def test_categorical_argument_one_hots_a_numeric_column() -> None:
 
 
 def test_category_dtype_and_bool_columns_are_one_hot() -> None:
-    frame = pd.DataFrame({
-        "flag": [True, False, True],
-        "size": pd.Series(["s", "m", "s"], dtype="category"),
-    })
+    frame = pd.DataFrame(
+        {
+            "flag": [True, False, True],
+            "size": pd.Series(["s", "m", "s"], dtype="category"),
+        }
+    )
     encoder = TabularEncoder.fit(frame)
     assert encoder.feature_names_out == ["flag=False", "flag=True", "size=m", "size=s"]
     restored = TabularEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())), Path())

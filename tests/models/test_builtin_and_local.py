@@ -14,14 +14,23 @@ from tunelab.models import build_model
 from tunelab.models.base import ModelRequest
 
 
-@pytest.mark.parametrize(("name", "shape"), [("mlp", (30,)), ("mlp", (1, 8, 8)),
-                                             ("cnn1d", (2, 40)), ("cnn2d", (3, 16, 16)),
-                                             ("resnet", (1, 8, 8))])
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("mlp", (30,)),
+        ("mlp", (1, 8, 8)),
+        ("cnn1d", (2, 40)),
+        ("cnn2d", (3, 16, 16)),
+        ("resnet", (1, 8, 8)),
+    ],
+)
 @pytest.mark.parametrize("batch_norm", [True, False])
-def test_builtin_shapes_parts_and_batch_norm_switch(name: str, shape: tuple[int, ...],
-                                                    batch_norm: bool) -> None:
-    cfg = make_config(model={"source": f"builtin:{name}", "width": 8, "depth": 2,
-                             "batch_norm": batch_norm})
+def test_builtin_shapes_parts_and_batch_norm_switch(
+    name: str, shape: tuple[int, ...], batch_norm: bool
+) -> None:
+    cfg = make_config(
+        model={"source": f"builtin:{name}", "width": 8, "depth": 2, "batch_norm": batch_norm}
+    )
     built = build_model(cfg.model, ModelRequest(shape, 4, "image"))
     module = built.module
     assert isinstance(module.head, nn.Linear)
@@ -42,12 +51,14 @@ def test_wrong_architecture_for_the_data_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match=r"builtin:cnn2d takes images .* shape \(30,\)"):
         build_model(cfg.model, ModelRequest((30,), 2, "tabular"))
     with pytest.raises(ConfigError, match="unknown builtin architecture 'cnn3d'"):
-        build_model(make_config(model={"source": "builtin:cnn3d"}).model,
-                    ModelRequest((30,), 2, "tabular"))
+        build_model(
+            make_config(model={"source": "builtin:cnn3d"}).model, ModelRequest((30,), 2, "tabular")
+        )
 
 
 def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "my_nets.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_nets.py").write_text(
+        textwrap.dedent("""
         from torch import nn
 
         def tiny(num_outputs, hidden=7):
@@ -56,12 +67,14 @@ def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         def not_a_model():
             return 3
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
 
 
-def test_py_source_passes_options_and_num_outputs(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_py_source_passes_options_and_num_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_module(tmp_path, monkeypatch)
     cfg = make_config(model={"source": "py:my_nets:tiny", "options": {"hidden": 5}})
     module = build_model(cfg.model, ModelRequest((4,), 3, "tabular")).module
@@ -80,18 +93,22 @@ def test_py_source_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         build_model(make_config(model={"source": "py:my_nets:not_a_model"}).model, request)
 
 
-def test_file_source_loads_pretrained_weights_and_reinitializes_a_new_head(
-        tmp_path: Path) -> None:
+def test_file_source_loads_pretrained_weights_and_reinitializes_a_new_head(tmp_path: Path) -> None:
     cfg = make_config(model={"source": "builtin:mlp", "width": 8, "depth": 2})
     pretrained = build_model(cfg.model, ModelRequest((6,), 5, "tabular"))
     path = tmp_path / "backbone.safetensors"
     import json
 
     from tunelab.models.local import SPEC_METADATA_KEY
-    save_file(pretrained.module.state_dict(), str(path),
-              metadata={SPEC_METADATA_KEY: json.dumps(pretrained.spec)})
-    loaded = build_model(make_config(model={"source": f"file:{path}"}).model,
-                         ModelRequest((6,), 2, "tabular"))
+
+    save_file(
+        pretrained.module.state_dict(),
+        str(path),
+        metadata={SPEC_METADATA_KEY: json.dumps(pretrained.spec)},
+    )
+    loaded = build_model(
+        make_config(model={"source": f"file:{path}"}).model, ModelRequest((6,), 2, "tabular")
+    )
     for key, value in pretrained.module.state_dict().items():
         if key.startswith("backbone."):
             torch.testing.assert_close(loaded.module.state_dict()[key], value)
@@ -105,11 +122,15 @@ def test_file_source_without_metadata_needs_architecture(tmp_path: Path) -> None
     path = tmp_path / "plain.safetensors"
     save_file(module.state_dict(), str(path))
     with pytest.raises(ConfigError, match=r"set model.architecture"):
-        build_model(make_config(model={"source": f"file:{path}"}).model,
-                    ModelRequest((6,), 2, "tabular"))
-    loaded = build_model(make_config(model={"source": f"file:{path}",
-                                            "architecture": "builtin:mlp", "width": 8,
-                                            "depth": 1}).model, ModelRequest((6,), 2, "tabular"))
+        build_model(
+            make_config(model={"source": f"file:{path}"}).model, ModelRequest((6,), 2, "tabular")
+        )
+    loaded = build_model(
+        make_config(
+            model={"source": f"file:{path}", "architecture": "builtin:mlp", "width": 8, "depth": 1}
+        ).model,
+        ModelRequest((6,), 2, "tabular"),
+    )
     torch.testing.assert_close(loaded.module.head.weight, module.head.weight)
     wrong = make_config(model={"source": f"file:{path}", "architecture": "builtin:cnn1d"})
     with pytest.raises(ConfigError):
@@ -120,5 +141,6 @@ def test_file_source_refuses_pickles(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     path.write_bytes(b"not really")
     with pytest.raises(ConfigError, match="never unpickles"):
-        build_model(make_config(model={"source": f"file:{path}"}).model,
-                    ModelRequest((6,), 2, "tabular"))
+        build_model(
+            make_config(model={"source": f"file:{path}"}).model, ModelRequest((6,), 2, "tabular")
+        )

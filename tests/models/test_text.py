@@ -70,8 +70,12 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) ->
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
     tokenizer.save_pretrained(str(directory))
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
     )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(str(directory))
@@ -99,8 +103,10 @@ def test_st_model_gives_logits_per_class(built_st: BuiltModel) -> None:
 
 def test_st_model_rebuilds_with_identical_logits(built_st: BuiltModel, tmp_path: Path) -> None:
     module = built_st.module.eval()
-    save_file({k: v.contiguous() for k, v in module.state_dict().items()},
-              str(tmp_path / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in module.state_dict().items()},
+        str(tmp_path / "model.safetensors"),
+    )
     built_st.save_extras(tmp_path)
     spec = json.loads(json.dumps(built_st.spec))  # the spec is stored as JSON
     # Only the config travels with the predictor; the weights are in model.safetensors.
@@ -118,14 +124,28 @@ def test_st_model_rebuilds_with_identical_logits(built_st: BuiltModel, tmp_path:
 
 def test_hf_tiny_bert_trains_with_decreasing_loss(tiny_bert_dir: Path) -> None:
     torch.manual_seed(0)
-    built = build_model(ModelConfig(source=f"hf:{tiny_bert_dir}", dropout=0.0),
-                        text_request(max_length=16))
+    built = build_model(
+        ModelConfig(source=f"hf:{tiny_bert_dir}", dropout=0.0), text_request(max_length=16)
+    )
     assert built.spec == {
-        "kind": "hf", "loader": "hf", "source": str(tiny_bert_dir), "pooling": "mean",
-        "normalize": False, "dropout": 0.0, "num_outputs": 2,
+        "kind": "hf",
+        "loader": "hf",
+        "source": str(tiny_bert_dir),
+        "pooling": "mean",
+        "normalize": False,
+        "dropout": 0.0,
+        "num_outputs": 2,
     }
-    texts = ["good film", "great phone", "lovely story", "really good",
-             "bad film", "awful phone", "boring story", "really bad"]
+    texts = [
+        "good film",
+        "great phone",
+        "lovely story",
+        "really good",
+        "bad film",
+        "awful phone",
+        "boring story",
+        "really bad",
+    ]
     labels = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
     inputs = tokens(built.tokenizer, texts, max_length=16)
     model = built.module.train()
@@ -200,8 +220,10 @@ def test_hf_id_not_in_the_cache_says_how_to_get_it() -> None:
     with pytest.raises(ConfigError) as excinfo:
         build_model(ModelConfig(source="hf:nobody/no-such-model"), text_request())
     message = str(excinfo.value)
-    assert "hf:nobody/no-such-model is neither a local directory nor a model in the HF cache"\
+    assert (
+        "hf:nobody/no-such-model is neither a local directory nor a model in the HF cache"
         in message
+    )
     assert "hf download nobody/no-such-model" in message
     assert "never downloads" in message
 

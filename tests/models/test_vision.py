@@ -42,8 +42,14 @@ def test_rebuild_without_the_package_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch, package: str, tmp_path: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, package, None)
-    spec = {"kind": package, "name": "resnet18", "options": {}, "num_outputs": 2,
-            "in_chans": 3, "dropout": 0.0}
+    spec = {
+        "kind": package,
+        "name": "resnet18",
+        "options": {},
+        "num_outputs": 2,
+        "in_chans": 3,
+        "dropout": 0.0,
+    }
     with pytest.raises(MissingDependency, match=r"tunelab\[vision\]"):
         rebuild_model(spec, tmp_path)
 
@@ -69,8 +75,9 @@ class TinyMobileNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.classifier = nn.Sequential(nn.Linear(5, 7), nn.Hardswish(), nn.Dropout(0.2),
-                                        nn.Linear(7, 10))
+        self.classifier = nn.Sequential(
+            nn.Linear(5, 7), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(7, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))  # type: ignore[no-any-return]
@@ -86,7 +93,8 @@ class TinySqueezeNet(TinyMobileNet):
 
 def fake_torchvision(calls: list[dict[str, Any]]) -> types.ModuleType:
     builders: dict[str, Callable[[], nn.Module]] = {
-        "resnet_tiny": TinyResNet, "mobilenet_tiny": TinyMobileNet,
+        "resnet_tiny": TinyResNet,
+        "mobilenet_tiny": TinyMobileNet,
         "squeezenet_tiny": TinySqueezeNet,
     }
     weights = types.SimpleNamespace(url="https://download.example/models/resnet_tiny-abc123.pth")
@@ -175,8 +183,9 @@ class TinyTimmNet(nn.Module):
     def __init__(self, num_classes: int, in_chans: int, **options: Any) -> None:
         super().__init__()
         self.options = options
-        self.body = nn.Sequential(nn.Conv2d(in_chans, 5, 3), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten(), nn.Linear(5, 9))
+        self.body = nn.Sequential(
+            nn.Conv2d(in_chans, 5, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 9)
+        )
         self.classifier: nn.Module = nn.Linear(9, num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -209,8 +218,9 @@ def test_timm_backbone_gives_pre_logits_features_and_rebuilds(
     gray = ModelRequest(input_shape=(1, 8, 8), num_outputs=3, modality="image")
     cfg = ModelConfig(source="timm:tinynet", options={"drop_rate": 0.1})
     built = build_model(cfg, gray)
-    assert calls == [{"name": "tinynet", "pretrained": True, "num_classes": 3, "in_chans": 1,
-                      "drop_rate": 0.1}]
+    assert calls == [
+        {"name": "tinynet", "pretrained": True, "num_classes": 3, "in_chans": 1, "drop_rate": 0.1}
+    ]
     module: Any = built.module
     assert module.head.in_features == 9
     assert module(torch.zeros(2, 1, 8, 8)).shape == (2, 3)

@@ -13,15 +13,19 @@ from tunelab.pipeline import train
 from tunelab.results.predictor import load_predictor
 
 
-@pytest.mark.parametrize("source", ["sklearn:digits", "sklearn:breast_cancer",
-                                    "sklearn:diabetes"])
+@pytest.mark.parametrize("source", ["sklearn:digits", "sklearn:breast_cancer", "sklearn:diabetes"])
 def test_predictor_round_trip_reproduces_test_predictions(tmp_path: Path, source: str) -> None:
     cfg = make_config(data={"source": source}, train={"epochs": 2})
     summary = train(cfg, out=tmp_path / "run")
     run = summary.run_dir
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "history.json", "metrics.json",
-                                               "test_inputs.csv", "test_predictions.csv",
-                                               "final"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "history.json",
+        "metrics.json",
+        "test_inputs.csv",
+        "test_predictions.csv",
+        "final",
+    }
     assert not list(run.rglob("*.pt")) and not list(run.rglob("*.pkl"))
     predictor = load_predictor(run)
     inputs = pd.read_csv(run / "test_inputs.csv")

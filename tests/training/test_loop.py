@@ -16,8 +16,7 @@ from tunelab.training.loop import fit
 
 def train_once(cfg: RunConfig, **kwargs: Any) -> tuple[list[dict[str, Any]], nn.Module]:
     prepared = prepare(cfg)
-    fitted = fit_on_rows(cfg, prepared, prepared.split.train, prepared.split.validation,
-                         **kwargs)
+    fitted = fit_on_rows(cfg, prepared, prepared.split.train, prepared.split.validation, **kwargs)
     return fitted.result.history, fitted.predictor.model
 
 
@@ -27,18 +26,19 @@ def test_same_config_and_seed_give_identical_metrics() -> None:
     second, _ = train_once(cfg)
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in first]
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in second]
-    other, _ = train_once(make_config(data={"source": "sklearn:wine"}, train={"epochs": 4},
-                                      seed=1))
+    other, _ = train_once(make_config(data={"source": "sklearn:wine"}, train={"epochs": 4}, seed=1))
     assert other[-1]["val_loss"] != first[-1]["val_loss"]
 
 
 def test_history_has_the_documented_fields_and_callback_sees_each_epoch() -> None:
     seen: list[int] = []
-    history, _ = train_once(make_config(train={"epochs": 3}),
-                            callbacks=[lambda r: seen.append(r["epoch"])])
+    history, _ = train_once(
+        make_config(train={"epochs": 3}), callbacks=[lambda r: seen.append(r["epoch"])]
+    )
     assert seen == [0, 1, 2]
     assert {"epoch", "train_loss", "val_loss", "accuracy", "log_loss", "lr", "seconds"} <= set(
-        history[0])
+        history[0]
+    )
 
 
 def toy(n: int = 64) -> TensorData:
@@ -52,24 +52,44 @@ def linear() -> nn.Module:
     return nn.Sequential(nn.Linear(5, 2))
 
 
-def run(model: nn.Module, data: TensorData, validation: TensorData | None = None,
-        **train: Any) -> Any:
-    cfg = make_config(train={"schedule": "constant", **train},
-                      early_stopping={"enabled": False, "restore_best": False})
+def run(
+    model: nn.Module, data: TensorData, validation: TensorData | None = None, **train: Any
+) -> Any:
+    cfg = make_config(
+        train={"schedule": "constant", **train},
+        early_stopping={"enabled": False, "restore_best": False},
+    )
 
     def score(outputs: np.ndarray) -> dict[str, float]:
         assert validation is not None
         return {"accuracy": float((outputs.argmax(1) == validation.target.numpy()).mean())}
 
-    return fit(model, data, validation, train_cfg=cfg.train, early_cfg=cfg.early_stopping,
-               loss_fn=nn.CrossEntropyLoss(), score=score, metric="accuracy", seed=0)
+    return fit(
+        model,
+        data,
+        validation,
+        train_cfg=cfg.train,
+        early_cfg=cfg.early_stopping,
+        loss_fn=nn.CrossEntropyLoss(),
+        score=score,
+        metric="accuracy",
+        seed=0,
+    )
 
 
 def test_gradient_accumulation_equals_the_larger_batch() -> None:
     a, b = linear(), linear()
     run(a, toy(), optimizer="sgd", momentum=0.0, lr=0.5, batch_size=32, epochs=2)
-    run(b, toy(), optimizer="sgd", momentum=0.0, lr=0.5, batch_size=16, grad_accumulation=2,
-        epochs=2)
+    run(
+        b,
+        toy(),
+        optimizer="sgd",
+        momentum=0.0,
+        lr=0.5,
+        batch_size=16,
+        grad_accumulation=2,
+        epochs=2,
+    )
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb)
 
@@ -77,8 +97,9 @@ def test_gradient_accumulation_equals_the_larger_batch() -> None:
 def test_gradient_clipping_bounds_each_step() -> None:
     model = linear()
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-    run(model, toy(), optimizer="sgd", momentum=0.0, lr=1.0, batch_size=64, epochs=1,
-        grad_clip=1e-3)
+    run(
+        model, toy(), optimizer="sgd", momentum=0.0, lr=1.0, batch_size=64, epochs=1, grad_clip=1e-3
+    )
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert 0 < float((after - before).norm()) <= 1e-3 + 1e-7
 
@@ -92,9 +113,11 @@ def test_non_finite_loss_stops_with_reason() -> None:
 
 
 def test_early_stopping_stops_on_patience_and_restores_best() -> None:
-    cfg = make_config(data={"source": "sklearn:breast_cancer"},
-                      train={"epochs": 60, "lr": 0.05, "schedule": "constant"},
-                      early_stopping={"monitor": "val_loss", "patience": 2})
+    cfg = make_config(
+        data={"source": "sklearn:breast_cancer"},
+        train={"epochs": 60, "lr": 0.05, "schedule": "constant"},
+        early_stopping={"monitor": "val_loss", "patience": 2},
+    )
     prepared = prepare(cfg)
     fitted = fit_on_rows(cfg, prepared, prepared.split.train, prepared.split.validation)
     result = fitted.result
@@ -109,20 +132,29 @@ def test_early_stopping_stops_on_patience_and_restores_best() -> None:
 
     encoder = fitted.predictor.encoder
     rows = prepared.split.validation
-    data = TensorData(encoder.transform(prepared.raw.inputs.iloc[rows]),
-                      torch.from_numpy(prepared.target.values[rows]))
+    data = TensorData(
+        encoder.transform(prepared.raw.inputs.iloc[rows]),
+        torch.from_numpy(prepared.target.values[rows]),
+    )
     batches = Batches(data, batch_size=256, device=torch.device("cpu"))
-    _, val_loss = evaluate(fitted.predictor.model, batches,
-                           loss_fn=loss_function(prepared.target.task))
+    _, val_loss = evaluate(
+        fitted.predictor.model, batches, loss_fn=loss_function(prepared.target.task)
+    )
     assert val_loss == pytest.approx(losses[best], rel=1e-5)
 
 
 def test_streaming_batches_match_in_memory_batches() -> None:
     data = toy(50)
-    memory = list(Batches(data, batch_size=16, device=torch.device("cpu")).iterate(
-        shuffle=True, generator=torch.Generator().manual_seed(3)))
-    stream = list(Batches(data, batch_size=16, device=torch.device("cpu"), stream=True).iterate(
-        shuffle=True, generator=torch.Generator().manual_seed(3)))
+    memory = list(
+        Batches(data, batch_size=16, device=torch.device("cpu")).iterate(
+            shuffle=True, generator=torch.Generator().manual_seed(3)
+        )
+    )
+    stream = list(
+        Batches(data, batch_size=16, device=torch.device("cpu"), stream=True).iterate(
+            shuffle=True, generator=torch.Generator().manual_seed(3)
+        )
+    )
     assert len(memory) == len(stream) == 4
     for (fa, ta), (fb, tb) in zip(memory, stream, strict=True):
         torch.testing.assert_close(fa[0], fb[0])
@@ -138,7 +170,8 @@ def test_stream_threshold_trains_the_same_model() -> None:
 
 
 def test_regression_trains_on_standardized_target_and_reports_original_units() -> None:
-    history, _ = train_once(make_config(data={"source": "sklearn:diabetes"},
-                                        train={"epochs": 15, "lr": 0.01}))
+    history, _ = train_once(
+        make_config(data={"source": "sklearn:diabetes"}, train={"epochs": 15, "lr": 0.01})
+    )
     assert 40 < history[-1]["rmse"] < 80  # diabetes target spans 25..346
     assert history[-1]["r2"] > 0.2

@@ -15,9 +15,15 @@ def model() -> nn.Module:
     return make_builtin("mlp", opts, ModelRequest((4,), 3, "tabular")).module
 
 
-@pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
-                                            ("adamw", torch.optim.AdamW),
-                                            ("rmsprop", torch.optim.RMSprop)])
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("sgd", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("rmsprop", torch.optim.RMSprop),
+    ],
+)
 def test_every_optimizer_builds_and_steps(name: str, kind: type) -> None:
     net = model()
     cfg = make_config(train={"optimizer": name, "lr": 0.05, "nesterov": True}).train

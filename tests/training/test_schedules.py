@@ -39,8 +39,9 @@ def test_onecycle_matches_torch() -> None:
     total = 50
     values = lrs("onecycle", total=total, warmup_fraction=0.3)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=total,
-                                                pct_start=0.3, cycle_momentum=False)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.1, total_steps=total, pct_start=0.3, cycle_momentum=False
+    )
     reference = []
     for _ in range(total):
         reference.append(optimizer.param_groups[0]["lr"])

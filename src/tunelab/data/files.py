@@ -89,9 +89,7 @@ def load_npz(value: str, cfg: DataConfig) -> RawData:
     groups = _npz_groups(arrays, cfg.group_column, rows=len(target), origin=origin)
     modality = _npz_modality(inputs, cfg.modality, origin=origin)
     modality, shaped = array_inputs(inputs, modality=modality, origin=origin)
-    return RawData(
-        modality=modality, inputs=shaped, target=target, origin=origin, groups=groups
-    )
+    return RawData(modality=modality, inputs=shaped, target=target, origin=origin, groups=groups)
 
 
 def existing_file(value: str, *, prefix: str) -> Path:
@@ -181,9 +179,7 @@ def table_data(frame: pd.DataFrame, cfg: DataConfig, *, origin: str, prefix: str
                 " or unset data.text_column"
             )
         texts = text_inputs(frame[cfg.text_column], origin=origin, column=cfg.text_column)
-        return RawData(
-            modality="text", inputs=texts, target=target, origin=origin, groups=groups
-        )
+        return RawData(modality="text", inputs=texts, target=target, origin=origin, groups=groups)
     if cfg.modality not in ("auto", "tabular"):
         raise ConfigError(
             f"data.modality: got {cfg.modality!r}, but a {prefix} file is a table; set it to "
@@ -198,9 +194,7 @@ def table_data(frame: pd.DataFrame, cfg: DataConfig, *, origin: str, prefix: str
             f"{cfg.target!r}; the table needs at least one input column"
         )
     inputs = mark_categorical(frame[features].reset_index(drop=True), cfg.categorical)
-    return RawData(
-        modality="tabular", inputs=inputs, target=target, origin=origin, groups=groups
-    )
+    return RawData(modality="tabular", inputs=inputs, target=target, origin=origin, groups=groups)
 
 
 def check_columns(names: Sequence[str], columns: Sequence[str], *, field: str, origin: str) -> None:
@@ -243,9 +237,7 @@ def text_inputs(values: pd.Series, *, origin: str, column: str) -> np.ndarray:
     return np.array([str(text) for text in texts], dtype=object)
 
 
-def array_inputs(
-    array: np.ndarray, *, modality: Modality, origin: str
-) -> tuple[Modality, Inputs]:
+def array_inputs(array: np.ndarray, *, modality: Modality, origin: str) -> tuple[Modality, Inputs]:
     """Shape an array for ``modality``: signals (N, C, L), images (N, C, H, W) as float32.
 
     (N, L) becomes one-channel signals, (N, H, W) one-channel images, and a 2-D array read
@@ -265,8 +257,9 @@ def array_inputs(
     allowed = {"tabular": (2,), "signal": (2, 3), "image": (3, 4)}[modality]
     if array.ndim not in allowed:
         wanted = {
-            "tabular": "(N, F)", "signal": "(N, L) or (N, C, L)", "image": "(N, H, W) or "
-            "(N, C, H, W)",
+            "tabular": "(N, F)",
+            "signal": "(N, L) or (N, C, L)",
+            "image": "(N, H, W) or (N, C, H, W)",
         }[modality]
         raise DataError(
             f"{origin}: {modality} inputs must have shape {wanted}, but they have shape "
@@ -324,8 +317,9 @@ def _npz_modality(
     )
 
 
-def _pick(arrays: dict[str, np.ndarray], keys: tuple[str, ...], *, origin: str,
-          what: str) -> np.ndarray:
+def _pick(
+    arrays: dict[str, np.ndarray], keys: tuple[str, ...], *, origin: str, what: str
+) -> np.ndarray:
     for key in keys:
         if key in arrays:
             return arrays[key]

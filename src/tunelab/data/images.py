@@ -52,7 +52,8 @@ def load_images(value: str, cfg: DataConfig) -> RawData:
 def image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` (any depth, hidden files skipped), sorted."""
     found = [
-        path for path in folder.rglob("*")
+        path
+        for path in folder.rglob("*")
         if path.is_file()
         and path.suffix.lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)
@@ -76,9 +77,7 @@ def load_image_files(paths: Sequence[Path], *, size: tuple[int, int], mode: str)
         batch = load_image_files([Path("new/1.png")], size=(32, 32), mode="rgb")
     """
     if mode not in _PIL_MODES:
-        raise ConfigError(
-            f"data.image_mode: got {mode!r}; valid: rgb, grayscale (or PIL's RGB, L)"
-        )
+        raise ConfigError(f"data.image_mode: got {mode!r}; valid: rgb, grayscale (or PIL's RGB, L)")
     pil_mode = _PIL_MODES[mode]
     height, width = size
     channels = 3 if pil_mode == "RGB" else 1

@@ -59,11 +59,13 @@ def load_py(value: str, cfg: DataConfig) -> RawData:
     shaped_modality, shaped = _shape_inputs(inputs, modality, cfg, origin)
     target_array = _column(target, name="target", rows=len(shaped), origin=origin)
     group_array = (
-        None if groups is None
-        else _column(groups, name="groups", rows=len(shaped), origin=origin)
+        None if groups is None else _column(groups, name="groups", rows=len(shaped), origin=origin)
     )
     return RawData(
-        modality=shaped_modality, inputs=shaped, target=target_array, origin=origin,
+        modality=shaped_modality,
+        inputs=shaped,
+        target=target_array,
+        origin=origin,
         groups=group_array,
     )
 
@@ -135,13 +137,16 @@ def _shape_inputs(
     try:
         array = np.asarray(inputs)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{origin} returned inputs that are not an array ({exc}); "
-                        f"{_ACCEPTED}") from None
+        raise DataError(
+            f"{origin} returned inputs that are not an array ({exc}); {_ACCEPTED}"
+        ) from None
     if array.ndim == 0 or len(array) == 0:
         raise DataError(f"{origin} returned no input rows ({_describe(inputs)}); {_ACCEPTED}")
     # Any string in a 1-D array makes it text; text_inputs then names the blank rows.
-    texts = array.ndim == 1 and array.dtype.kind in "USO" and any(
-        isinstance(v, str) for v in array.tolist()
+    texts = (
+        array.ndim == 1
+        and array.dtype.kind in "USO"
+        and any(isinstance(v, str) for v in array.tolist())
     )
     if modality is None and texts:
         modality = "text"
@@ -169,8 +174,11 @@ def _table_inputs(
             f"{modality!r}; return an array for images and signals, or set the modality to "
             f"{wanted}"
         )
-    named = {"data.features": cfg.features, "data.categorical": cfg.categorical,
-             "data.text_column": None if cfg.text_column is None else [cfg.text_column]}
+    named = {
+        "data.features": cfg.features,
+        "data.categorical": cfg.categorical,
+        "data.text_column": None if cfg.text_column is None else [cfg.text_column],
+    }
     for field, names in named.items():
         if names is not None:
             check_columns(names, list(frame.columns), field=field, origin=origin)

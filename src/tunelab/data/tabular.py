@@ -106,8 +106,7 @@ class TabularEncoder:
         as_text = {name: _mixes_types(frame[name]) for name in categorical_names}
         prepared = pd.DataFrame(
             {name: _numeric_values(frame[name], name) for name in numeric_names}
-            | {name: _categorical_values(frame[name], as_text[name]) for name in
-               categorical_names},
+            | {name: _categorical_values(frame[name], as_text[name]) for name in categorical_names},
             columns=[*numeric_names, *categorical_names],
         )
         transformer = _column_transformer(numeric_names, categorical_names).fit(prepared)
@@ -163,8 +162,12 @@ class TabularEncoder:
                 for c in self.numeric
             ],
             "categorical": [
-                {"name": c.name, "fill": c.fill, "categories": list(c.categories),
-                 "as_text": c.as_text}
+                {
+                    "name": c.name,
+                    "fill": c.fill,
+                    "categories": list(c.categories),
+                    "as_text": c.as_text,
+                }
                 for c in self.categorical
             ],
         }
@@ -177,14 +180,18 @@ class TabularEncoder:
                 feature_names_in=[str(name) for name in data["feature_names_in"]],
                 numeric=[
                     NumericColumn(
-                        name=str(c["name"]), median=float(c["median"]),
-                        mean=float(c["mean"]), scale=float(c["scale"]),
+                        name=str(c["name"]),
+                        median=float(c["median"]),
+                        mean=float(c["mean"]),
+                        scale=float(c["scale"]),
                     )
                     for c in data["numeric"]
                 ],
                 categorical=[
                     CategoricalColumn(
-                        name=str(c["name"]), fill=c["fill"], categories=list(c["categories"]),
+                        name=str(c["name"]),
+                        fill=c["fill"],
+                        categories=list(c["categories"]),
                         as_text=bool(c.get("as_text", False)),
                     )
                     for c in data["categorical"]
@@ -233,9 +240,7 @@ def _string_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _check_fit_frame(frame: pd.DataFrame) -> None:
     if frame.shape[1] == 0:
-        raise DataError(
-            "the table has no feature columns; check data.features and data.target"
-        )
+        raise DataError("the table has no feature columns; check data.features and data.target")
     if len(frame) == 0:
         raise DataError("the table has no rows to fit the encoding on; check the data file")
     duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
@@ -313,8 +318,11 @@ def _mixes_types(series: pd.Series) -> bool:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, float | np.floating) and bool(np.isnan(value))
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float | np.floating) and bool(np.isnan(value)))
     )
 
 
@@ -333,22 +341,26 @@ def _column_transformer(numeric: list[str], categorical: list[str]) -> ColumnTra
     # dropped, so the number of features does not depend on which rows were drawn.
     steps: list[tuple[str, Any, list[str]]] = []
     if numeric:
-        steps.append((
-            "numeric",
-            make_pipeline(
-                SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
-            ),
-            numeric,
-        ))
+        steps.append(
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                ),
+                numeric,
+            )
+        )
     if categorical:
-        steps.append((
-            "categorical",
-            make_pipeline(
-                SimpleImputer(strategy="most_frequent", keep_empty_features=True),
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-            ),
-            categorical,
-        ))
+        steps.append(
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            )
+        )
     return ColumnTransformer(steps, sparse_threshold=0.0)
 
 
@@ -359,7 +371,9 @@ def _numeric_params(transformer: ColumnTransformer, names: list[str]) -> list[Nu
     imputer, scaler = pipeline.steps[0][1], pipeline.steps[1][1]
     return [
         NumericColumn(
-            name=name, median=float(imputer.statistics_[i]), mean=float(scaler.mean_[i]),
+            name=name,
+            median=float(imputer.statistics_[i]),
+            mean=float(scaler.mean_[i]),
             scale=float(scaler.scale_[i]),
         )
         for i, name in enumerate(names)

@@ -134,8 +134,12 @@ def _need_rank(request: ModelRequest, rank: int, name: str, what: str) -> None:
 
 
 def builtin_options(cfg: ModelConfig) -> dict[str, Any]:
-    return {"width": cfg.width, "depth": cfg.depth, "dropout": cfg.dropout,
-            "batch_norm": cfg.batch_norm}
+    return {
+        "width": cfg.width,
+        "depth": cfg.depth,
+        "dropout": cfg.dropout,
+        "batch_norm": cfg.batch_norm,
+    }
 
 
 def make_builtin(name: str, opts: dict[str, Any], request: ModelRequest) -> BuiltModel:
@@ -145,8 +149,13 @@ def make_builtin(name: str, opts: dict[str, Any], request: ModelRequest) -> Buil
             f"valid: {', '.join(sorted(ARCHITECTURES))}"
         )
     module = ARCHITECTURES[name](opts, request)
-    spec = {"kind": "builtin", "name": name, "options": opts,
-            "input_shape": list(request.input_shape), "num_outputs": request.num_outputs}
+    spec = {
+        "kind": "builtin",
+        "name": name,
+        "options": opts,
+        "input_shape": list(request.input_shape),
+        "num_outputs": request.num_outputs,
+    }
     return BuiltModel(module=module, spec=spec)
 
 

@@ -54,8 +54,7 @@ def call_py_model(target: str, options: dict[str, Any], request: ModelRequest) -
     kwargs = dict(options)
     params = inspect.signature(function).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    for name, value in (("num_outputs", request.num_outputs),
-                        ("input_shape", request.input_shape)):
+    for name, value in (("num_outputs", request.num_outputs), ("input_shape", request.input_shape)):
         if takes_any or name in params:
             kwargs.setdefault(name, value)
     module = function(**kwargs)
@@ -68,8 +67,13 @@ def call_py_model(target: str, options: dict[str, Any], request: ModelRequest) -
 
 def make_py(target: str, options: dict[str, Any], request: ModelRequest) -> BuiltModel:
     module = call_py_model(target, options, request)
-    spec = {"kind": "py", "target": target, "options": options,
-            "input_shape": list(request.input_shape), "num_outputs": request.num_outputs}
+    spec = {
+        "kind": "py",
+        "target": target,
+        "options": options,
+        "input_shape": list(request.input_shape),
+        "num_outputs": request.num_outputs,
+    }
     return BuiltModel(module=module, spec=spec)
 
 
@@ -144,6 +148,8 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor], *, origin: 
     skipped = sorted(set(own) - set(usable))
     notes = [f"loaded {len(usable)}/{len(own)} tensors from {origin}"]
     if skipped:
-        notes.append(f"newly initialized (shape or name differs): {', '.join(skipped[:6])}"
-                     + (" ..." if len(skipped) > 6 else ""))
+        notes.append(
+            f"newly initialized (shape or name differs): {', '.join(skipped[:6])}"
+            + (" ..." if len(skipped) > 6 else "")
+        )
     return notes

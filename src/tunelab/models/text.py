@@ -240,17 +240,29 @@ def load_hf(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     transformers = _transformers()
     _need_text("hf", request)
     backbone = _load(
-        "hf", value, "model",
+        "hf",
+        value,
+        "model",
         lambda where: transformers.AutoModel.from_pretrained(where, local_files_only=True),
         markers=("config.json",),
     )
     tokenizer = _load(
-        "hf", value, "tokenizer",
+        "hf",
+        value,
+        "tokenizer",
         lambda where: transformers.AutoTokenizer.from_pretrained(where, local_files_only=True),
         markers=("config.json",),
     )
-    return _build(backbone, tokenizer, loader="hf", value=value, pooling=cfg.pooling,
-                  normalize=False, cfg=cfg, request=request)
+    return _build(
+        backbone,
+        tokenizer,
+        loader="hf",
+        value=value,
+        pooling=cfg.pooling,
+        normalize=False,
+        cfg=cfg,
+        request=request,
+    )
 
 
 @MODEL_SOURCES.register("st")
@@ -263,22 +275,32 @@ def load_st(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise MissingDependency(
-            "sentence-transformers", extra="hf", purpose="st: models"
-        ) from None
+        raise MissingDependency("sentence-transformers", extra="hf", purpose="st: models") from None
     _need_text("st", request)
     st_model = _load(
-        "st", value, "sentence-transformers model",
+        "st",
+        value,
+        "sentence-transformers model",
         lambda where: SentenceTransformer(where, device="cpu", local_files_only=True),
         # An st: folder may keep its transformer in a subfolder (older layout).
         markers=("modules.json", "config.json"),
     )
     backbone, tokenizer, pooling, normalize, notes = _st_parts(value, st_model)
     if "pooling" in cfg.model_fields_set and cfg.pooling != pooling:
-        notes.append(f"model.pooling {cfg.pooling!r} is ignored: st: models pool as they were "
-                     f"trained ({pooling!r}); use hf:{value} to choose the pooling")
-    built = _build(backbone, tokenizer, loader="st", value=value, pooling=pooling,
-                   normalize=normalize, cfg=cfg, request=request)
+        notes.append(
+            f"model.pooling {cfg.pooling!r} is ignored: st: models pool as they were "
+            f"trained ({pooling!r}); use hf:{value} to choose the pooling"
+        )
+    built = _build(
+        backbone,
+        tokenizer,
+        loader="st",
+        value=value,
+        pooling=pooling,
+        normalize=normalize,
+        cfg=cfg,
+        request=request,
+    )
     built.notes.extend(notes)
     return built
 

@@ -82,7 +82,12 @@ def _timm() -> Any:
 
 
 def make_timm(
-    name: str, *, pretrained: bool, options: dict[str, Any], num_outputs: int, in_chans: int,
+    name: str,
+    *,
+    pretrained: bool,
+    options: dict[str, Any],
+    num_outputs: int,
+    in_chans: int,
     dropout: float,
 ) -> VisionClassifier:
     """A timm model without its classifier, plus a new linear head."""
@@ -103,12 +108,15 @@ def make_timm(
         )
     except OSError:
         # huggingface_hub's "not in the cache" errors and urllib's download errors are OSErrors.
-        raise ConfigError(_offline_hint(
-            "timm", name,
-            "Pre-download them into the Hugging Face cache on a machine with network "
-            f"(timm.create_model({name!r}, pretrained=True)), or point at a local file with "
-            "model.options: {pretrained_cfg_overlay: {file: /path/to/weights.safetensors}}",
-        )) from None
+        raise ConfigError(
+            _offline_hint(
+                "timm",
+                name,
+                "Pre-download them into the Hugging Face cache on a machine with network "
+                f"(timm.create_model({name!r}, pretrained=True)), or point at a local file with "
+                "model.options: {pretrained_cfg_overlay: {file: /path/to/weights.safetensors}}",
+            )
+        ) from None
     except TypeError as exc:
         raise ConfigError(
             f"model.options: timm:{name} rejected {sorted(options)} ({exc}); pass only "
@@ -136,18 +144,28 @@ def load_timm(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
         "in_chans": request.input_shape[0],
         "dropout": cfg.dropout,
     }
-    module = make_timm(name, pretrained=cfg.pretrained, options=dict(cfg.options),
-                       num_outputs=request.num_outputs, in_chans=request.input_shape[0],
-                       dropout=cfg.dropout)
+    module = make_timm(
+        name,
+        pretrained=cfg.pretrained,
+        options=dict(cfg.options),
+        num_outputs=request.num_outputs,
+        in_chans=request.input_shape[0],
+        dropout=cfg.dropout,
+    )
     return BuiltModel(module=module, spec=spec)
 
 
 @MODEL_REBUILDERS.register("timm")
 def rebuild_timm(spec: dict[str, Any], directory: Path) -> BuiltModel:
     """The saved timm architecture, without pretrained weights."""
-    module = make_timm(spec["name"], pretrained=False, options=dict(spec["options"]),
-                       num_outputs=int(spec["num_outputs"]), in_chans=int(spec["in_chans"]),
-                       dropout=float(spec["dropout"]))
+    module = make_timm(
+        spec["name"],
+        pretrained=False,
+        options=dict(spec["options"]),
+        num_outputs=int(spec["num_outputs"]),
+        in_chans=int(spec["in_chans"]),
+        dropout=float(spec["dropout"]),
+    )
     return BuiltModel(module=module, spec=dict(spec))
 
 
@@ -180,12 +198,15 @@ def _cached_weights(name: str, models: Any) -> Any:
     filename = Path(urlparse(weights.url).path).name
     path = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if not path.is_file():
-        raise ConfigError(_offline_hint(
-            "torchvision", name,
-            f"Put {filename} in {path.parent} (run torchvision.models.get_model({name!r}, "
-            "weights='DEFAULT') once on a machine with network and copy the file, or set "
-            "TORCH_HOME to where it is)",
-        ))
+        raise ConfigError(
+            _offline_hint(
+                "torchvision",
+                name,
+                f"Put {filename} in {path.parent} (run torchvision.models.get_model({name!r}, "
+                "weights='DEFAULT') once on a machine with network and copy the file, or set "
+                "TORCH_HOME to where it is)",
+            )
+        )
     return weights
 
 
@@ -230,8 +251,7 @@ def make_torchvision(
     weights = _cached_weights(name, models) if pretrained else None
     model = models.get_model(name, weights=weights, **TORCHVISION_KWARGS.get(name, {}))
     features = _split_classifier(name, model)
-    return VisionClassifier(model, num_features=features, num_outputs=num_outputs,
-                            dropout=dropout)
+    return VisionClassifier(model, num_features=features, num_outputs=num_outputs, dropout=dropout)
 
 
 @MODEL_SOURCES.register("torchvision")
@@ -246,8 +266,13 @@ def load_torchvision(name: str, cfg: ModelConfig, request: ModelRequest) -> Buil
         "in_chans": request.input_shape[0],
         "dropout": cfg.dropout,
     }
-    module = make_torchvision(name, pretrained=cfg.pretrained, num_outputs=request.num_outputs,
-                              in_chans=request.input_shape[0], dropout=cfg.dropout)
+    module = make_torchvision(
+        name,
+        pretrained=cfg.pretrained,
+        num_outputs=request.num_outputs,
+        in_chans=request.input_shape[0],
+        dropout=cfg.dropout,
+    )
     # Vision transformers accept exactly one image size; fail here, not in the first batch.
     size = getattr(module.backbone, "image_size", None)
     if isinstance(size, int) and tuple(request.input_shape[1:]) != (size, size):
@@ -262,7 +287,11 @@ def load_torchvision(name: str, cfg: ModelConfig, request: ModelRequest) -> Buil
 @MODEL_REBUILDERS.register("torchvision")
 def rebuild_torchvision(spec: dict[str, Any], directory: Path) -> BuiltModel:
     """The saved torchvision architecture, without pretrained weights."""
-    module = make_torchvision(spec["name"], pretrained=False,
-                              num_outputs=int(spec["num_outputs"]),
-                              in_chans=int(spec["in_chans"]), dropout=float(spec["dropout"]))
+    module = make_torchvision(
+        spec["name"],
+        pretrained=False,
+        num_outputs=int(spec["num_outputs"]),
+        in_chans=int(spec["in_chans"]),
+        dropout=float(spec["dropout"]),
+    )
     return BuiltModel(module=module, spec=dict(spec))

@@ -36,8 +36,9 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 
 
-def outputs_to_predictions(outputs: np.ndarray, *, task: str,
-                           target_scale: tuple[float, float] | None) -> np.ndarray:
+def outputs_to_predictions(
+    outputs: np.ndarray, *, task: str, target_scale: tuple[float, float] | None
+) -> np.ndarray:
     """Raw model outputs -> class probabilities (N, K) or target values (N,).
 
     Returned as float64 so that values written to CSV read back bit-identical.
@@ -60,10 +61,19 @@ class Predictor:
         input_columns: raw columns a table or text input must have.
     """
 
-    def __init__(self, *, model: nn.Module, built: BuiltModel, encoder: Encoder, task: str,
-                 classes: list[Any] | None, modality: str, input_columns: list[str],
-                 target_scale: tuple[float, float] | None = None,
-                 info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        built: BuiltModel,
+        encoder: Encoder,
+        task: str,
+        classes: list[Any] | None,
+        modality: str,
+        input_columns: list[str],
+        target_scale: tuple[float, float] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.model = model
         self.built = built
         self.encoder = encoder
@@ -100,10 +110,13 @@ class Predictor:
 
         image = self.info.get("image")
         if image is None:
-            raise DataError("this model was not trained on image files (images: source); "
-                            "pass arrays shaped like its training inputs instead")
-        return load_image_files(paths, size=(image["size"][0], image["size"][1]),
-                                mode=image["mode"])
+            raise DataError(
+                "this model was not trained on image files (images: source); "
+                "pass arrays shaped like its training inputs instead"
+            )
+        return load_image_files(
+            paths, size=(image["size"][0], image["size"][1]), mode=image["mode"]
+        )
 
     def _raw(self, inputs: Inputs | list[str]) -> Inputs:
         if self.modality == "text":
@@ -131,8 +144,11 @@ class Predictor:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE),
-                  metadata={SPEC_METADATA_KEY: json.dumps(self.built.spec)})
+        save_file(
+            state,
+            str(directory / WEIGHTS_FILE),
+            metadata={SPEC_METADATA_KEY: json.dumps(self.built.spec)},
+        )
         self.built.save_extras(directory)
         manifest = {
             "format": FORMAT_VERSION,
@@ -168,16 +184,22 @@ def load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
         )
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != FORMAT_VERSION:
-        raise FatalError(f"{manifest_path}: format {manifest.get('format')} is not supported "
-                         f"by tunelab {__version__}; re-train or upgrade tunelab")
+        raise FatalError(
+            f"{manifest_path}: format {manifest.get('format')} is not supported "
+            f"by tunelab {__version__}; re-train or upgrade tunelab"
+        )
     built = rebuild_model(manifest["model"], directory)
     state = load_file(str(directory / manifest["weights"]))
     built.module.load_state_dict(state, strict=True)
     built.module.to(torch.device(device)).eval()
     scale = manifest.get("target_scale")
     return Predictor(
-        model=built.module, built=built, encoder=encoder_from_dict(manifest["encoder"], directory),
-        task=manifest["task"], classes=manifest["classes"], modality=manifest["modality"],
+        model=built.module,
+        built=built,
+        encoder=encoder_from_dict(manifest["encoder"], directory),
+        task=manifest["task"],
+        classes=manifest["classes"],
+        modality=manifest["modality"],
         input_columns=manifest["input_columns"],
         target_scale=(float(scale[0]), float(scale[1])) if scale else None,
         info=manifest.get("info", {}),

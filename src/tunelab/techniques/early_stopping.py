@@ -48,8 +48,13 @@ class EarlyStopping:
 
     @classmethod
     def from_config(cls, cfg: EarlyStoppingConfig, *, mode: Literal["min", "max"]) -> EarlyStopping:
-        return cls(mode=mode, patience=cfg.patience, min_delta=cfg.min_delta,
-                   warmup_epochs=cfg.warmup_epochs, enabled=cfg.enabled)
+        return cls(
+            mode=mode,
+            patience=cfg.patience,
+            min_delta=cfg.min_delta,
+            warmup_epochs=cfg.warmup_epochs,
+            enabled=cfg.enabled,
+        )
 
     def update(self, epoch: int, value: float) -> tuple[bool, StopReason | None, bool]:
         """Record ``value`` for ``epoch``; returns ``(stop, reason, improved)``."""

@@ -40,8 +40,9 @@ class Batches:
         stream: keep data in host memory and move each batch (large datasets).
     """
 
-    def __init__(self, data: TensorData, *, batch_size: int, device: torch.device,
-                 stream: bool = False) -> None:
+    def __init__(
+        self, data: TensorData, *, batch_size: int, device: torch.device, stream: bool = False
+    ) -> None:
         self.batch_size = batch_size
         self.device = device
         self.stream = stream

@@ -122,8 +122,9 @@ def fit(
     train_batches = Batches(train, batch_size=train_cfg.batch_size, device=device, stream=stream)
     val_batches = None
     if validation is not None and len(validation):
-        val_batches = Batches(validation, batch_size=max(train_cfg.batch_size, 256),
-                              device=device, stream=stream)
+        val_batches = Batches(
+            validation, batch_size=max(train_cfg.batch_size, 256), device=device, stream=stream
+        )
     steps_per_epoch = max(len(train_batches) // train_cfg.grad_accumulation, 1)
     total_steps = steps_per_epoch * train_cfg.epochs
 
@@ -149,8 +150,9 @@ def fit(
             total_loss += loss.detach()
             batches += 1
             if (micro + 1) % train_cfg.grad_accumulation == 0 or micro + 1 == len(train_batches):
-                lr = lr_at(step, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                           cfg=train_cfg)
+                lr = lr_at(
+                    step, total_steps=total_steps, steps_per_epoch=steps_per_epoch, cfg=train_cfg
+                )
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
                 if train_cfg.grad_clip is not None:
@@ -211,14 +213,21 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict_outputs(model: nn.Module, features: tuple[torch.Tensor, ...], *,
-                    batch_size: int = 512, device: torch.device | None = None) -> np.ndarray:
+def predict_outputs(
+    model: nn.Module,
+    features: tuple[torch.Tensor, ...],
+    *,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+) -> np.ndarray:
     """Raw model outputs for encoded ``features`` (no target needed)."""
     device = device or next(model.parameters()).device
     model.eval()
     rows = int(features[0].shape[0])
-    chunks = [model(*(t[i:i + batch_size].to(device) for t in features)).float().cpu()
-              for i in range(0, rows, batch_size)]
+    chunks = [
+        model(*(t[i : i + batch_size].to(device) for t in features)).float().cpu()
+        for i in range(0, rows, batch_size)
+    ]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
 
 

@@ -12,8 +12,15 @@ from tunelab.errors import ConfigError
 
 # metric -> True when larger is better (the early-stopping and selection direction)
 GREATER_IS_BETTER = {
-    "accuracy": True, "balanced_accuracy": True, "f1_macro": True, "roc_auc": True,
-    "log_loss": False, "rmse": False, "mae": False, "r2": True, "val_loss": False,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "f1_macro": True,
+    "roc_auc": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+    "val_loss": False,
 }
 
 
@@ -68,9 +75,16 @@ def compute_metrics(task: str, y_true: np.ndarray, predicted: np.ndarray) -> dic
     return {name: fn(y_true, predicted) for name, fn in table.items()}
 
 
-def bootstrap_interval(task: str, y_true: np.ndarray, predicted: np.ndarray, metric: str, *,
-                       resamples: int = 1000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    task: str,
+    y_true: np.ndarray,
+    predicted: np.ndarray,
+    metric: str,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``metric`` over the rows."""
     table = _REGRESSION if task == "regression" else _CLASSIFICATION
     fn, rng, n = table[metric], np.random.default_rng(seed), len(y_true)

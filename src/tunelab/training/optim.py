@@ -32,14 +32,17 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
             plain.append(param)
         else:
             decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
-              {"params": plain, "weight_decay": 0.0, "name": "no_decay"}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": plain, "weight_decay": 0.0, "name": "no_decay"},
+    ]
     return [g for g in groups if g["params"]]
 
 
 def _sgd(groups: Iterable[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(list(groups), lr=cfg.lr, momentum=cfg.momentum,
-                           nesterov=cfg.nesterov and cfg.momentum > 0)
+    return torch.optim.SGD(
+        list(groups), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+    )
 
 
 def _adam(groups: Iterable[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -57,7 +60,10 @@ def _rmsprop(groups: Iterable[dict[str, Any]], cfg: TrainConfig) -> torch.optim.
 
 
 OPTIMIZERS: dict[str, Callable[[Iterable[dict[str, Any]], TrainConfig], torch.optim.Optimizer]] = {
-    "sgd": _sgd, "adam": _adam, "adamw": _adamw, "rmsprop": _rmsprop,
+    "sgd": _sgd,
+    "adam": _adam,
+    "adamw": _adamw,
+    "rmsprop": _rmsprop,
 }
 
 
