@@ -29,10 +29,10 @@ def test_defaults_filled_and_frozen(tmp_path: Path) -> None:
 def test_overrides_parse_values_as_yaml(tmp_path: Path) -> None:
     cfg = load_config(
         write(tmp_path, BASE),
-        overrides=["train.lr=0.01", "model.batch_norm=false", "train.epochs=7"],
+        overrides=["train.lr=0.01", "batch_norm.enabled=false", "train.epochs=7"],
     )
     assert cfg.train.lr == 0.01
-    assert cfg.model.batch_norm is False
+    assert cfg.batch_norm.enabled is False
     assert cfg.train.epochs == 7
 
 
@@ -60,6 +60,12 @@ def test_one_line_per_problem_with_field_value_and_allowed(tmp_path: Path) -> No
     assert "data.test_size: got 1.5" in joined
     assert "train.optimizer: got 'adamx'" in joined and "'adamw'" in joined
     assert "train.lr: got -1" in joined
+
+
+def test_a_field_from_another_section_says_where_it_lives(tmp_path: Path) -> None:
+    bad = {**BASE, "model": {"source": "builtin:mlp", "dropout": 0.1}}
+    with pytest.raises(ConfigError, match=r"model.dropout: .* set as regularization.dropout"):
+        load_config(write(tmp_path, bad))
 
 
 def test_missing_section_and_bad_metric(tmp_path: Path) -> None:

@@ -83,8 +83,6 @@ class ModelConfig(Section):
     source: str = Field(description="prefix:value, e.g. builtin:mlp, hf:PATH, st:PATH")
     width: int = Field(128, ge=1, description="hidden units / base channels (builtin)")
     depth: int = Field(2, ge=1, le=64, description="hidden layers / conv blocks (builtin)")
-    dropout: Rate = 0.1
-    batch_norm: bool = True
     architecture: str | None = Field(
         None, description="for file: weights without tunelab metadata, e.g. builtin:mlp"
     )
@@ -112,7 +110,6 @@ class TrainConfig(Section):
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
     lr: float = Field(1e-3, gt=0, le=10)
-    weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     schedule: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
@@ -120,7 +117,6 @@ class TrainConfig(Section):
     step_every_epochs: int = Field(10, ge=1, description="step schedule period")
     step_gamma: float = Field(0.1, gt=0, le=1, description="step schedule factor")
     grad_accumulation: int = Field(1, ge=1)
-    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
@@ -144,6 +140,78 @@ class TrainConfig(Section):
         return value
 
 
+class RegularizationConfig(Section):
+    """Dropout, L1, L2 (weight decay), label smoothing and gradient clipping.
+
+    ``enabled: false`` switches all of them off at once (for ablation).
+    """
+
+    enabled: bool = True
+    dropout: Rate = Field(0.1, description="dropout before the head")
+    backbone_dropout: Rate | None = Field(
+        None, description="override the backbone's own dropout rates; null keeps them"
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="L2: decoupled with adamw, a loss-gradient term otherwise"
+    )
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights (not biases, norms)")
+    label_smoothing: Rate = 0.0
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
+
+
+class BatchNormConfig(Section):
+    """Batch normalization in builtin models and the head; pretrained backbones' BN layers."""
+
+    enabled: bool = Field(True, description="BN layers inside builtin models")
+    head: bool = Field(False, description="BatchNorm1d on the features before the head")
+    backbone: Literal["trainable", "frozen", "reestimate"] = Field(
+        "trainable",
+        description="pretrained BN layers: trained, frozen (eval statistics), or their "
+        "statistics re-estimated on the training rows before training (then frozen)",
+    )
+    momentum: float | None = Field(None, gt=0, le=1, description="override BN momentum")
+
+
+class AugmentationConfig(Section):
+    """Random changes to training batches (never validation or test); all zero is off."""
+
+    enabled: bool = True
+    # images
+    rotation: float = Field(0.0, ge=0, le=180, description="max degrees (images)")
+    zoom: float = Field(0.0, ge=0, lt=1, description="max scale change, fraction (images)")
+    crop: float = Field(0.0, ge=0, lt=1, description="random resized crop: max area cut")
+    hflip: bool = False
+    vflip: bool = False
+    color_jitter: float = Field(0.0, ge=0, le=1, description="brightness/contrast strength")
+    policy: Literal["none", "randaugment", "trivialaugment"] = "none"
+    cutmix: float = Field(0.0, ge=0, description="Beta(alpha, alpha) of cutmix (images)")
+    # signals
+    shift: float = Field(0.0, ge=0, lt=1, description="max shift, fraction of length")
+    amplitude: float = Field(0.0, ge=0, lt=1, description="max amplitude change, fraction")
+    time_mask: float = Field(0.0, ge=0, lt=1, description="max masked span, fraction")
+    # signals and tables
+    noise: float = Field(0.0, ge=0, description="Gaussian noise std (standardized units)")
+    # images, signals and tables
+    mixup: float = Field(0.0, ge=0, description="Beta(alpha, alpha) of mixup")
+    # text
+    token_mask: float = Field(0.0, ge=0, lt=1, description="probability a token is masked")
+    token_dropout: float = Field(0.0, ge=0, lt=1, description="probability a token is dropped")
+
+
+class FinetuningConfig(Section):
+    """How a pretrained backbone is trained (transfer learning)."""
+
+    strategy: Literal[
+        "full", "linear_probe", "freeze_then_unfreeze", "discriminative", "llrd", "scratch"
+    ] = "full"
+    unfreeze_epoch: int = Field(1, ge=1, description="freeze_then_unfreeze: first epoch trained")
+    gradual: bool = Field(False, description="unfreeze one layer group per epoch, top first")
+    backbone_lr_mult: float = Field(
+        0.1, gt=0, le=1, description="discriminative (and unfrozen) backbone lr = lr x this"
+    )
+    layer_decay: float = Field(0.8, gt=0, le=1, description="llrd: lr factor per layer down")
+
+
 class EarlyStoppingConfig(Section):
     """Stop when the monitored value stops improving; keep the best weights."""
 
@@ -165,7 +233,11 @@ class RunConfig(Section):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
+    regularization: RegularizationConfig = RegularizationConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    batch_norm: BatchNormConfig = BatchNormConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    finetuning: FinetuningConfig = FinetuningConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -252,7 +324,21 @@ def _explain(exc: ValidationError) -> list[str]:
     return problems
 
 
+# fields that live in a technique's section, where users coming from other tools look first
+_ELSEWHERE = {
+    "model.dropout": "regularization.dropout",
+    "model.batch_norm": "batch_norm.enabled",
+    "train.weight_decay": "regularization.weight_decay",
+    "train.grad_clip": "regularization.grad_clip",
+    "train.label_smoothing": "regularization.label_smoothing",
+    "train.patience": "early_stopping.patience",
+}
+
+
 def _unknown_field(loc: list[str]) -> str:
+    dotted = ".".join(loc)
+    if dotted in _ELSEWHERE:
+        return f"{dotted}: unknown field; it is set as {_ELSEWHERE[dotted]}"
     model: type[BaseModel] = RunConfig
     for part in loc[:-1]:
         annotation = model.model_fields[part].annotation if part in model.model_fields else None

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from tunelab.config import RunConfig
 from tunelab.data import RawData, Split, Target, encode_target, load_data, make_split, take
@@ -25,8 +24,11 @@ from tunelab.errors import ConfigError
 from tunelab.models import ModelRequest, build_model
 from tunelab.results.predictor import Predictor, array_columns, outputs_to_predictions
 from tunelab.results.rundir import run_directory, write_json
+from tunelab.techniques import regularization
+from tunelab.techniques.plan import build_plan
 from tunelab.training.batching import TensorData
 from tunelab.training.loop import EpochCallback, FitResult, fit
+from tunelab.training.losses import loss_function
 from tunelab.training.metrics import (
     GREATER_IS_BETTER,
     bootstrap_interval,
@@ -91,17 +93,6 @@ def prepare(cfg: RunConfig) -> Prepared:
     return Prepared(raw=raw, target=target, split=split, metric=metric)
 
 
-def loss_function(task: str) -> nn.Module:
-    if task == "regression":
-        return _RegressionLoss()
-    return nn.CrossEntropyLoss()
-
-
-class _RegressionLoss(nn.Module):
-    def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(outputs.reshape(len(outputs), -1)[:, 0], target)
-
-
 def fit_on_rows(
     cfg: RunConfig,
     prepared: Prepared,
@@ -115,27 +106,30 @@ def fit_on_rows(
     seed_everything(cfg.seed)
     raw, target = prepared.raw, prepared.target
     train_inputs = take(raw.inputs, train_rows)
+    reg = regularization.effective(cfg.regularization)
+
+    def request(input_shape: tuple[int, ...]) -> ModelRequest:
+        return ModelRequest(
+            input_shape=input_shape,
+            num_outputs=target.num_outputs,
+            modality=raw.modality,
+            dropout=reg.dropout,
+            batch_norm=cfg.batch_norm.enabled,
+            head_batch_norm=cfg.batch_norm.head,
+        )
+
     if raw.modality == "text":
         # the tokenizer comes with the model, so the model is built first
-        built = build_model(
-            cfg.model,
-            ModelRequest(
-                input_shape=(cfg.data.max_length,), num_outputs=target.num_outputs, modality="text"
-            ),
-        )
+        built = build_model(cfg.model, request((cfg.data.max_length,)))
         encoder = fit_encoder(
             "text", train_inputs, tokenizer=built.tokenizer, max_length=cfg.data.max_length
         )
     else:
         encoder = fit_encoder(raw.modality, train_inputs, categorical=cfg.data.categorical)
-        built = build_model(
-            cfg.model,
-            ModelRequest(
-                input_shape=encoder.input_shape,
-                num_outputs=target.num_outputs,
-                modality=raw.modality,
-            ),
-        )
+        built = build_model(cfg.model, request(encoder.input_shape))
+    plan = build_plan(
+        cfg, task=target.task, modality=raw.modality, encoder=encoder, tokenizer=built.tokenizer
+    )
     scale = None
     if target.task == "regression":
         values = target.values[train_rows]
@@ -171,13 +165,14 @@ def fit_on_rows(
         seed=cfg.seed,
         stream=size_mb > cfg.data.stream_above_mb,
         callbacks=callbacks,
+        plan=plan,
     )
     columns = prepared.input_columns
     if raw.modality == "text":
         columns = [cfg.data.text_column or "text"]
     elif raw.modality in ("image", "signal"):
         columns = array_columns(encoder.input_shape)
-    info: dict[str, Any] = {"notes": built.notes}
+    info: dict[str, Any] = {"notes": built.notes, "techniques": plan.describe()}
     if cfg.data.source.startswith("images:"):
         # new image files are decoded and resized exactly as the training images were
         info["image"] = {"size": list(cfg.data.image_size), "mode": cfg.data.image_mode}
@@ -266,6 +261,7 @@ def train(
         "monitor": fitted.result.monitor,
         "seconds": fitted.seconds,
         "notes": fitted.predictor.info.get("notes", []),
+        "techniques": fitted.predictor.info.get("techniques", {}),
     }
     write_json(run_dir / "metrics.json", metrics)
     return TrainSummary(run_dir=run_dir, metrics=metrics, fitted=fitted)

@@ -28,22 +28,24 @@ from tunelab.models.base import ModelRequest
 def test_builtin_shapes_parts_and_batch_norm_switch(
     name: str, shape: tuple[int, ...], batch_norm: bool
 ) -> None:
-    cfg = make_config(
-        model={"source": f"builtin:{name}", "width": 8, "depth": 2, "batch_norm": batch_norm}
-    )
-    built = build_model(cfg.model, ModelRequest(shape, 4, "image"))
+    cfg = make_config(model={"source": f"builtin:{name}", "width": 8, "depth": 2})
+    built = build_model(cfg.model, ModelRequest(shape, 4, "image", batch_norm=batch_norm))
     module = built.module
-    assert isinstance(module.head, nn.Linear)
+    assert isinstance(module.head.linear, nn.Linear)
     out = module(torch.randn(5, *shape))
     assert out.shape == (5, 4)
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
     assert has_bn is batch_norm
 
 
-def test_builtin_dropout_option_reaches_the_layers() -> None:
-    cfg = make_config(model={"source": "builtin:mlp", "dropout": 0.37})
-    module = build_model(cfg.model, ModelRequest((6,), 2, "tabular")).module
-    assert [m.p for m in module.modules() if isinstance(m, nn.Dropout)] == [0.37]
+def test_head_dropout_and_head_batch_norm_reach_the_head() -> None:
+    cfg = make_config(model={"source": "builtin:mlp", "depth": 2})
+    request = ModelRequest((6,), 2, "tabular", dropout=0.37, head_batch_norm=True)
+    module = build_model(cfg.model, request).module
+    assert module.head.dropout.p == 0.37
+    assert isinstance(module.head.norm, nn.BatchNorm1d)
+    # the backbone's own dropout layers exist (rate 0) so regularization can set them
+    assert [m.p for m in module.backbone.modules() if isinstance(m, nn.Dropout)] == [0.0, 0.0]
 
 
 def test_wrong_architecture_for_the_data_is_a_clear_error() -> None:
@@ -112,8 +114,8 @@ def test_file_source_loads_pretrained_weights_and_reinitializes_a_new_head(tmp_p
     for key, value in pretrained.module.state_dict().items():
         if key.startswith("backbone."):
             torch.testing.assert_close(loaded.module.state_dict()[key], value)
-    assert loaded.module.head.out_features == 2
-    assert any("head.weight" in note for note in loaded.notes)
+    assert loaded.module.head.linear.out_features == 2
+    assert any("head.linear.weight" in note for note in loaded.notes)
 
 
 def test_file_source_without_metadata_needs_architecture(tmp_path: Path) -> None:
@@ -131,7 +133,7 @@ def test_file_source_without_metadata_needs_architecture(tmp_path: Path) -> None
         ).model,
         ModelRequest((6,), 2, "tabular"),
     )
-    torch.testing.assert_close(loaded.module.head.weight, module.head.weight)
+    torch.testing.assert_close(loaded.module.head.linear.weight, module.head.linear.weight)
     wrong = make_config(model={"source": f"file:{path}", "architecture": "builtin:cnn1d"})
     with pytest.raises(ConfigError):
         build_model(wrong.model, ModelRequest((6,), 2, "tabular"))

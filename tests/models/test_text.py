@@ -124,9 +124,7 @@ def test_st_model_rebuilds_with_identical_logits(built_st: BuiltModel, tmp_path:
 
 def test_hf_tiny_bert_trains_with_decreasing_loss(tiny_bert_dir: Path) -> None:
     torch.manual_seed(0)
-    built = build_model(
-        ModelConfig(source=f"hf:{tiny_bert_dir}", dropout=0.0), text_request(max_length=16)
-    )
+    built = build_model(ModelConfig(source=f"hf:{tiny_bert_dir}"), text_request(max_length=16))
     assert built.spec == {
         "kind": "hf",
         "loader": "hf",
@@ -134,6 +132,7 @@ def test_hf_tiny_bert_trains_with_decreasing_loss(tiny_bert_dir: Path) -> None:
         "pooling": "mean",
         "normalize": False,
         "dropout": 0.0,
+        "head_batch_norm": False,
         "num_outputs": 2,
     }
     texts = [

@@ -128,10 +128,10 @@ def test_torchvision_classifier_becomes_a_new_head(
     built = build_model(ModelConfig(source=f"torchvision:{name}", pretrained=False), IMAGES)
     assert torchvision_calls == [{"name": name, "weights": None}]
     module: Any = built.module
-    assert isinstance(module.head, nn.Linear)
-    assert module.head.out_features == 4
+    assert isinstance(module.head.linear, nn.Linear)
+    assert module.head.linear.out_features == 4
     features = module.backbone(torch.zeros(2, 3, 8, 8))
-    assert features.shape == (2, module.head.in_features)
+    assert features.shape == (2, module.head.linear.in_features)
     assert module(torch.zeros(2, 3, 8, 8)).shape == (2, 4)
 
     rebuilt = rebuild_model(built.spec, tmp_path)
@@ -222,7 +222,7 @@ def test_timm_backbone_gives_pre_logits_features_and_rebuilds(
         {"name": "tinynet", "pretrained": True, "num_classes": 3, "in_chans": 1, "drop_rate": 0.1}
     ]
     module: Any = built.module
-    assert module.head.in_features == 9
+    assert module.head.linear.in_features == 9
     assert module(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
 
     rebuilt = rebuild_model(built.spec, tmp_path)

@@ -10,6 +10,7 @@ from torch import nn
 from tests.conftest import make_config
 from tunelab.config import RunConfig
 from tunelab.pipeline import fit_on_rows, prepare
+from tunelab.techniques.plan import TechniquePlan
 from tunelab.training.batching import Batches, TensorData
 from tunelab.training.loop import fit
 
@@ -53,12 +54,18 @@ def linear() -> nn.Module:
 
 
 def run(
-    model: nn.Module, data: TensorData, validation: TensorData | None = None, **train: Any
+    model: nn.Module,
+    data: TensorData,
+    validation: TensorData | None = None,
+    grad_clip: float | None = None,
+    **train: Any,
 ) -> Any:
     cfg = make_config(
         train={"schedule": "constant", **train},
         early_stopping={"enabled": False, "restore_best": False},
+        regularization={"grad_clip": grad_clip, "dropout": 0.0},
     )
+    plan = TechniquePlan(loss_fn=nn.CrossEntropyLoss(), regularization=cfg.regularization)
 
     def score(outputs: np.ndarray) -> dict[str, float]:
         assert validation is not None
@@ -74,6 +81,7 @@ def run(
         score=score,
         metric="accuracy",
         seed=0,
+        plan=plan,
     )
 
 
@@ -127,8 +135,8 @@ def test_early_stopping_stops_on_patience_and_restores_best() -> None:
     assert result.best_epoch == best
     assert len(losses) == best + 1 + 2  # stops exactly when patience runs out
     # the model holds the best epoch's weights: re-evaluating reproduces its val_loss
-    from tunelab.pipeline import loss_function
     from tunelab.training.loop import evaluate
+    from tunelab.training.losses import loss_function
 
     encoder = fitted.predictor.encoder
     rows = prepared.split.validation

@@ -11,7 +11,7 @@ from tunelab.training.optim import make_optimizer, parameter_groups
 
 
 def model() -> nn.Module:
-    opts = {"width": 8, "depth": 2, "dropout": 0.0, "batch_norm": True}
+    opts = {"width": 8, "depth": 2}
     return make_builtin("mlp", opts, ModelRequest((4,), 3, "tabular")).module
 
 
@@ -27,7 +27,7 @@ def model() -> nn.Module:
 def test_every_optimizer_builds_and_steps(name: str, kind: type) -> None:
     net = model()
     cfg = make_config(train={"optimizer": name, "lr": 0.05, "nesterov": True}).train
-    optimizer = make_optimizer(net, cfg)
+    optimizer = make_optimizer(net, cfg, weight_decay=0.01)
     assert isinstance(optimizer, kind)
     x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
     losses = []
@@ -47,16 +47,16 @@ def test_sgd_nesterov_flag_reaches_torch() -> None:
 
 def test_no_decay_on_biases_and_norm_weights_and_no_frozen_params() -> None:
     net = model()
-    net.head.weight.requires_grad_(False)
+    net.head.linear.weight.requires_grad_(False)
     groups = {g["name"]: g for g in parameter_groups(net, 0.1)}
-    decayed = {id(p) for p in groups["decay"]["params"]}
-    plain = {id(p) for p in groups["no_decay"]["params"]}
+    decayed = {id(p) for p in groups["decay@1"]["params"]}
+    plain = {id(p) for p in groups["no_decay@1"]["params"]}
     for name, param in net.named_parameters():
-        if name == "head.weight":
+        if name == "head.linear.weight":
             assert id(param) not in decayed | plain
         elif name.endswith("bias") or param.ndim == 1:
             assert id(param) in plain, name
         else:
             assert id(param) in decayed, name
-    assert groups["decay"]["weight_decay"] == 0.1
-    assert groups["no_decay"]["weight_decay"] == 0.0
+    assert groups["decay@1"]["weight_decay"] == 0.1
+    assert groups["no_decay@1"]["weight_decay"] == 0.0

@@ -20,11 +20,26 @@ from tunelab.registry import Registry
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """What the data says the model must accept and produce."""
+    """What the data and the run ask of the model.
+
+    Attributes:
+        input_shape: shape of one encoded example.
+        num_outputs: classes, or 1 for regression.
+        modality: tabular, image, signal or text.
+        dropout: head dropout (regularization.dropout).
+        batch_norm: BN layers inside builtin models (batch_norm.enabled).
+        head_batch_norm: BatchNorm1d before the head (batch_norm.head).
+    """
 
     input_shape: tuple[int, ...]
     num_outputs: int
     modality: str
+    dropout: float = 0.0
+    batch_norm: bool = True
+    head_batch_norm: bool = False
+
+    def head_spec(self) -> dict[str, Any]:
+        return {"dropout": self.dropout, "batch_norm": self.head_batch_norm}
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """``builtin:NAME``: small architectures for tables, signals and images.
 
-All share the options ``width``, ``depth``, ``dropout`` and ``batch_norm`` and split into a
-``backbone`` (features) and a ``head`` (one Linear layer), so transfer-learning strategies
-can freeze or re-learn them separately.
+All take ``model.width`` and ``model.depth``, have batch norm switched by
+``batch_norm.enabled``, and split into a ``backbone`` (features) and a ``head`` (see
+``heads.Head``), so transfer-learning strategies can freeze or re-learn them separately.
+Every block has a dropout layer (rate 0 unless ``regularization.backbone_dropout`` sets it),
+so the backbone's dropout can be searched like the head's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError
 from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.heads import Head
 
 
 class Classifier(nn.Module):
@@ -37,53 +40,66 @@ def _norm(kind: str, channels: int, enabled: bool) -> nn.Module:
     return {"1d": nn.BatchNorm1d, "2d": nn.BatchNorm2d}[kind](channels)
 
 
+def _head(features: int, request: ModelRequest) -> Head:
+    return Head(
+        features,
+        request.num_outputs,
+        dropout=request.dropout,
+        batch_norm=request.head_batch_norm,
+    )
+
+
 def mlp(opts: dict[str, Any], request: ModelRequest) -> Classifier:
     """Flatten, then ``depth`` blocks of Linear -> BatchNorm -> ReLU -> Dropout."""
-    width, bn, p = opts["width"], opts["batch_norm"], opts["dropout"]
+    width, bn = opts["width"], request.batch_norm
     features = math.prod(request.input_shape)
     layers: list[nn.Module] = [nn.Flatten()]
     for _ in range(opts["depth"]):
-        layers += [nn.Linear(features, width), _norm("1d", width, bn), nn.ReLU(), nn.Dropout(p)]
+        block = [nn.Linear(features, width), _norm("1d", width, bn), nn.ReLU(), nn.Dropout(0.0)]
+        layers.append(nn.Sequential(*block))
         features = width
-    return Classifier(nn.Sequential(*layers), nn.Linear(features, request.num_outputs))
+    return Classifier(nn.Sequential(*layers), _head(features, request))
 
 
 def _conv_net(dim: str, opts: dict[str, Any], request: ModelRequest) -> Classifier:
     conv = {"1d": nn.Conv1d, "2d": nn.Conv2d}[dim]
     pool = {"1d": nn.AdaptiveAvgPool1d, "2d": nn.AdaptiveAvgPool2d}[dim]
+    max_pool = {"1d": nn.MaxPool1d, "2d": nn.MaxPool2d}[dim]
     drop = {"1d": nn.Dropout1d, "2d": nn.Dropout2d}[dim]
-    channels, width, bn = request.input_shape[0], opts["width"], opts["batch_norm"]
+    channels, width, bn = request.input_shape[0], opts["width"], request.batch_norm
     layers: list[nn.Module] = []
     for i in range(opts["depth"]):
         out = width * 2 ** min(i, 3)
-        layers += [conv(channels, out, 3, padding=1, bias=not bn), _norm(dim, out, bn), nn.ReLU()]
+        block = [conv(channels, out, 3, padding=1, bias=not bn), _norm(dim, out, bn), nn.ReLU()]
         if i < opts["depth"] - 1 and min(request.input_shape[1:]) >= 2 ** (i + 2):
-            layers.append({"1d": nn.MaxPool1d, "2d": nn.MaxPool2d}[dim](2))
-        layers.append(drop(opts["dropout"] / 2))
+            block.append(max_pool(2))
+        block.append(drop(0.0))
+        layers.append(nn.Sequential(*block))
         channels = out
-    layers += [pool(1), nn.Flatten(), nn.Dropout(opts["dropout"])]
-    return Classifier(nn.Sequential(*layers), nn.Linear(channels, request.num_outputs))
+    layers += [pool(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), _head(channels, request))
 
 
 def cnn1d(opts: dict[str, Any], request: ModelRequest) -> Classifier:
-    """Conv blocks over (channels, length) signals, global average pooling, linear head."""
+    """Conv blocks over (channels, length) signals, global average pooling, the head."""
     _need_rank(request, 2, "cnn1d", "signals (N, C, L)")
     return _conv_net("1d", opts, request)
 
 
 def cnn2d(opts: dict[str, Any], request: ModelRequest) -> Classifier:
-    """Conv blocks over (channels, height, width) images, global average pooling."""
+    """Conv blocks over (channels, height, width) images, global average pooling, the head."""
     _need_rank(request, 3, "cnn2d", "images (N, C, H, W)")
     return _conv_net("2d", opts, request)
 
 
 class BasicBlock(nn.Module):
-    """The two-conv residual block of ResNet-18/34."""
+    """The two-conv residual block of ResNet-18/34 (with a dropout between the convs)."""
 
     def __init__(self, cin: int, cout: int, stride: int, bn: bool) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=not bn)
         self.bn1 = _norm("2d", cout, bn)
+        self.dropout = nn.Dropout2d(0.0)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=not bn)
         self.bn2 = _norm("2d", cout, bn)
         self.shortcut: nn.Module = nn.Identity()
@@ -93,19 +109,20 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.dropout(torch.relu(self.bn1(self.conv1(x))))
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
 def resnet(opts: dict[str, Any], request: ModelRequest) -> Classifier:
     """A small ResNet: a stem, ``depth`` stages of one BasicBlock (stride 2 after the first)."""
     _need_rank(request, 3, "resnet", "images (N, C, H, W)")
-    width, bn = opts["width"], opts["batch_norm"]
-    layers: list[nn.Module] = [
+    width, bn = opts["width"], request.batch_norm
+    stem = nn.Sequential(
         nn.Conv2d(request.input_shape[0], width, 3, 1, 1, bias=not bn),
         _norm("2d", width, bn),
         nn.ReLU(),
-    ]
+    )
+    layers: list[nn.Module] = [stem]
     channels, size = width, min(request.input_shape[1:])
     for i in range(opts["depth"]):
         stride = 2 if i > 0 and size >= 4 else 1
@@ -113,8 +130,8 @@ def resnet(opts: dict[str, Any], request: ModelRequest) -> Classifier:
         out = width * 2 ** min(i, 3)
         layers.append(BasicBlock(channels, out, stride, bn))
         channels = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(opts["dropout"])]
-    return Classifier(nn.Sequential(*layers), nn.Linear(channels, request.num_outputs))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), _head(channels, request))
 
 
 ARCHITECTURES: dict[str, Callable[[dict[str, Any], ModelRequest], Classifier]] = {
@@ -134,12 +151,7 @@ def _need_rank(request: ModelRequest, rank: int, name: str, what: str) -> None:
 
 
 def builtin_options(cfg: ModelConfig) -> dict[str, Any]:
-    return {
-        "width": cfg.width,
-        "depth": cfg.depth,
-        "dropout": cfg.dropout,
-        "batch_norm": cfg.batch_norm,
-    }
+    return {"width": cfg.width, "depth": cfg.depth}
 
 
 def make_builtin(name: str, opts: dict[str, Any], request: ModelRequest) -> BuiltModel:
@@ -155,8 +167,23 @@ def make_builtin(name: str, opts: dict[str, Any], request: ModelRequest) -> Buil
         "options": opts,
         "input_shape": list(request.input_shape),
         "num_outputs": request.num_outputs,
+        "batch_norm": request.batch_norm,
+        "head": request.head_spec(),
     }
     return BuiltModel(module=module, spec=spec)
+
+
+def request_from_spec(spec: dict[str, Any]) -> ModelRequest:
+    """The ModelRequest a saved spec was built from (for rebuilding at predict time)."""
+    head = spec.get("head", {})
+    return ModelRequest(
+        input_shape=tuple(spec["input_shape"]),
+        num_outputs=spec["num_outputs"],
+        modality="",
+        dropout=head.get("dropout", 0.0),
+        batch_norm=spec.get("batch_norm", True),
+        head_batch_norm=head.get("batch_norm", False),
+    )
 
 
 @MODEL_SOURCES.register("builtin")
@@ -166,5 +193,4 @@ def load_builtin(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltMod
 
 @MODEL_REBUILDERS.register("builtin")
 def rebuild_builtin(spec: dict[str, Any], directory: Any) -> BuiltModel:
-    request = ModelRequest(tuple(spec["input_shape"]), spec["num_outputs"], "")
-    return make_builtin(spec["name"], spec["options"], request)
+    return make_builtin(spec["name"], spec["options"], request_from_spec(spec))

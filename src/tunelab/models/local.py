@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,8 @@ def _architecture(
             "unknown; set model.architecture to e.g. 'builtin:mlp' or 'py:pkg.module:build'"
         )
     if saved["kind"] == "builtin":
+        # the checkpoint's own BN layout, or its tensors would not fit
+        request = replace(request, batch_norm=saved.get("batch_norm", request.batch_norm))
         return make_builtin(saved["name"], saved["options"], request)
     if saved["kind"] == "py":
         return make_py(saved["target"], saved["options"], request)

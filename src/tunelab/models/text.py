@@ -27,6 +27,7 @@ from torch import nn
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError, FatalError, MissingDependency
 from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.heads import Head
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -84,6 +85,7 @@ class TextClassifier(nn.Module):
         pooling: str = "mean",
         normalize: bool = False,
         dropout: float = 0.1,
+        head_batch_norm: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -94,8 +96,9 @@ class TextClassifier(nn.Module):
         self.backbone = backbone
         self.pooling = pooling
         self.normalize = normalize
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(_hidden_size(backbone), num_outputs)
+        self.head = Head(
+            _hidden_size(backbone), num_outputs, dropout=dropout, batch_norm=head_batch_norm
+        )
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The pooled (and, if ``normalize``, unit-length) embedding the head reads."""
@@ -105,7 +108,7 @@ class TextClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits (or regression outputs) of shape (batch, num_outputs)."""
-        return self.head(self.dropout(self.embed(input_ids, attention_mask)))  # type: ignore[no-any-return]
+        return self.head(self.embed(input_ids, attention_mask))  # type: ignore[no-any-return]
 
     def save_extras(self, directory: Path) -> None:
         """Write the backbone's config (not its weights: the trainer saves the state dict)."""
@@ -220,7 +223,8 @@ def _build(
         num_outputs=request.num_outputs,
         pooling=pooling,
         normalize=normalize,
-        dropout=cfg.dropout,
+        dropout=request.dropout,
+        head_batch_norm=request.head_batch_norm,
     )
     spec = {
         "kind": "hf",
@@ -228,7 +232,8 @@ def _build(
         "source": value,
         "pooling": pooling,
         "normalize": normalize,
-        "dropout": cfg.dropout,
+        "dropout": request.dropout,
+        "head_batch_norm": request.head_batch_norm,
         "num_outputs": request.num_outputs,
     }
     return BuiltModel(module=module, tokenizer=tokenizer, spec=spec)
@@ -384,5 +389,6 @@ def rebuild_hf(spec: dict[str, Any], directory: Path) -> BuiltModel:
         pooling=str(spec["pooling"]),
         normalize=bool(spec["normalize"]),
         dropout=float(spec["dropout"]),
+        head_batch_norm=bool(spec.get("head_batch_norm", False)),
     )
     return BuiltModel(module=module, tokenizer=tokenizer, spec=dict(spec))

@@ -28,6 +28,7 @@ from torch import nn
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError, MissingDependency
 from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.heads import Head
 
 # Where torchvision models keep their final classifier, in the order tried.
 TORCHVISION_HEADS = ("fc", "classifier", "heads", "head")
@@ -39,19 +40,18 @@ TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
 
 
 class VisionClassifier(nn.Module):
-    """``head(dropout(backbone(x)))`` where the backbone returns pooled features."""
+    """``head(backbone(x))`` where the backbone returns pooled features."""
 
     def __init__(
         self, backbone: nn.Module, *, num_features: int, num_outputs: int, dropout: float
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(num_features, num_outputs)
+        self.head = Head(num_features, num_outputs, dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (or regression outputs) of shape (batch, num_outputs)."""
-        return self.head(self.dropout(self.backbone(x)))  # type: ignore[no-any-return]
+        return self.head(self.backbone(x))  # type: ignore[no-any-return]
 
 
 def _need_images(prefix: str, request: ModelRequest) -> None:
@@ -142,7 +142,7 @@ def load_timm(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
         "options": dict(cfg.options),
         "num_outputs": request.num_outputs,
         "in_chans": request.input_shape[0],
-        "dropout": cfg.dropout,
+        "dropout": request.dropout,
     }
     module = make_timm(
         name,
@@ -150,7 +150,7 @@ def load_timm(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
         options=dict(cfg.options),
         num_outputs=request.num_outputs,
         in_chans=request.input_shape[0],
-        dropout=cfg.dropout,
+        dropout=request.dropout,
     )
     return BuiltModel(module=module, spec=spec)
 
@@ -264,14 +264,14 @@ def load_torchvision(name: str, cfg: ModelConfig, request: ModelRequest) -> Buil
         "name": name,
         "num_outputs": request.num_outputs,
         "in_chans": request.input_shape[0],
-        "dropout": cfg.dropout,
+        "dropout": request.dropout,
     }
     module = make_torchvision(
         name,
         pretrained=cfg.pretrained,
         num_outputs=request.num_outputs,
         in_chans=request.input_shape[0],
-        dropout=cfg.dropout,
+        dropout=request.dropout,
     )
     # Vision transformers accept exactly one image size; fail here, not in the first batch.
     size = getattr(module.backbone, "image_size", None)

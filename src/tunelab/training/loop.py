@@ -23,9 +23,10 @@ from torch import nn
 
 from tunelab.config import EarlyStoppingConfig, TrainConfig
 from tunelab.techniques.early_stopping import EarlyStopping, StopReason
+from tunelab.techniques.plan import TechniquePlan
 from tunelab.training.batching import Batches, TensorData
 from tunelab.training.metrics import GREATER_IS_BETTER
-from tunelab.training.optim import make_optimizer
+from tunelab.training.optim import add_trainable, make_optimizer
 from tunelab.training.schedules import lr_at
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -94,6 +95,7 @@ def fit(
     seed: int,
     stream: bool = False,
     callbacks: list[EpochCallback] | None = None,
+    plan: TechniquePlan | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return its history; the model ends on its best weights.
 
@@ -103,13 +105,16 @@ def fit(
         validation: validation tensors, or None to monitor the training loss.
         train_cfg: optimizer, schedule, batch size, precision, device.
         early_cfg: early stopping (its ``enabled: false`` still keeps the best epoch).
-        loss_fn: ``loss_fn(outputs, target)``.
+        loss_fn: ``loss_fn(outputs, target)``, the validation loss (and the training loss
+            when no ``plan`` is given).
         score: validation outputs (as numpy) -> metrics.
         metric: the selection metric (what ``early_stopping.monitor: metric`` means).
         seed: seeds initialization-independent randomness (shuffling, dropout).
         stream: move batches to the device one at a time (large data).
         callbacks: called with every epoch's record.
+        plan: the techniques (regularization, batch norm, augmentation, fine-tuning).
     """
+    plan = plan or TechniquePlan(loss_fn=loss_fn)
     device = resolve_device(train_cfg.device)
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
@@ -118,8 +123,15 @@ def fit(
     model.to(device)
     amp_dtype = autocast_dtype(train_cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    optimizer = make_optimizer(model, train_cfg)
     train_batches = Batches(train, batch_size=train_cfg.batch_size, device=device, stream=stream)
+    prepared = plan.prepare(model, train_batches)
+    optimizer = make_optimizer(
+        model, train_cfg, weight_decay=plan.weight_decay, lr_scales=plan.lr_scales(model)
+    )
+
+    def add_params(params: list[nn.Parameter], lr_scale: float) -> None:
+        add_trainable(optimizer, model, params, weight_decay=plan.weight_decay, lr_scale=lr_scale)
+
     val_batches = None
     if validation is not None and len(validation):
         val_batches = Batches(
@@ -138,14 +150,16 @@ def fit(
     for epoch in range(train_cfg.epochs):
         started = time.perf_counter()
         model.train()
+        events = plan.on_epoch_start(epoch, model, add_params)
         total_loss = torch.zeros((), device=device)
         batches = 0
         optimizer.zero_grad(set_to_none=True)
         for micro, (features, target) in enumerate(
             train_batches.iterate(shuffle=True, generator=generator, drop_single=True)
         ):
+            features, mix = plan.augment(features, target)
             with autocast(device, amp_dtype):
-                loss = loss_fn(model(*features), target)
+                loss = plan.loss(model(*features), target, mix)
             scaler.scale(loss / train_cfg.grad_accumulation).backward()  # type: ignore[no-untyped-call]
             total_loss += loss.detach()
             batches += 1
@@ -155,9 +169,9 @@ def fit(
                 )
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-                if train_cfg.grad_clip is not None:
+                if plan.grad_clip is not None:
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+                    nn.utils.clip_grad_norm_(model.parameters(), plan.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
@@ -169,7 +183,12 @@ def fit(
             record["val_loss"] = val_loss
             if math.isfinite(val_loss) and np.isfinite(outputs).all():
                 record.update(score(outputs))
-        record["lr"] = optimizer.param_groups[0]["lr"]
+        record["lr"] = max(group["lr"] for group in optimizer.param_groups)
+        by_scale = {f"x{g.get('lr_scale', 1.0):g}": g["lr"] for g in optimizer.param_groups}
+        if len(by_scale) > 1:  # layer-wise rates (discriminative, llrd, unfrozen groups)
+            record["lr_groups"] = by_scale
+        if events or (epoch == 0 and prepared):
+            record["events"] = (prepared if epoch == 0 else []) + events
         record["seconds"] = time.perf_counter() - started
         result.history.append(record)
 

@@ -1,0 +1,69 @@
+"""Batch normalization: momentum, and what pretrained backbones' BN layers do.
+
+- ``trainable``: BN layers train as usual (affine weights learned, statistics updated).
+- ``frozen``: BN layers stay in eval mode (their running statistics never change) and their
+  affine weights get no gradient: the backbone normalizes as it did when pretrained.
+- ``reestimate``: before training, the running statistics are recomputed on the training rows
+  (a cumulative average over one pass, as in AdaBN), then frozen as above.
+
+BN layers in builtin models and the head are switched on or off at build time
+(``batch_norm.enabled``, ``batch_norm.head``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tunelab.training.batching import Batches
+
+BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+def backbone_bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    backbone = getattr(model, "backbone", model)
+    return [m for m in backbone.modules() if isinstance(m, BN_TYPES)]
+
+
+def set_momentum(model: nn.Module, momentum: float) -> int:
+    layers = [m for m in model.modules() if isinstance(m, BN_TYPES)]
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)
+
+
+def freeze(layers: list[nn.modules.batchnorm._BatchNorm]) -> None:
+    """Eval mode and no gradients for ``layers`` (call again after every ``model.train()``)."""
+    for layer in layers:
+        layer.eval()
+        for param in layer.parameters(recurse=False):
+            param.requires_grad_(False)
+
+
+@torch.no_grad()
+def reestimate(
+    model: nn.Module, layers: list[nn.modules.batchnorm._BatchNorm], batches: Batches
+) -> int:
+    """Recompute the running statistics of ``layers`` over one pass of ``batches``.
+
+    Only the BN layers are in train mode during the pass (dropout stays off), and their
+    momentum is None (a cumulative average), so every row counts equally.
+
+    Returns:
+        The number of rows seen.
+    """
+    was_training = model.training
+    model.eval()
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+        layer.train()
+    rows = 0
+    for features, _target in batches:
+        model(*features)
+        rows += int(features[0].shape[0])
+    for layer, momentum in zip(layers, saved, strict=True):
+        layer.momentum = momentum
+    model.train(was_training)
+    return rows

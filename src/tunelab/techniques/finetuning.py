@@ -1,0 +1,121 @@
+"""Transfer-learning strategies, as data: which layers train, and at what learning rate.
+
+The backbone is split into layer groups from the input up (embeddings, then each block);
+the head is always trained at the full learning rate.
+
+- ``full``: the backbone trains at the full learning rate.
+- ``linear_probe``: the backbone is frozen (no gradients, no optimizer state, eval mode).
+- ``freeze_then_unfreeze``: frozen until epoch ``unfreeze_epoch``, then trained at
+  lr x ``backbone_lr_mult``; with ``gradual``, one more group per epoch, top first.
+- ``discriminative``: the backbone trains at lr x ``backbone_lr_mult``.
+- ``llrd``: group i of L (0 = nearest the input) trains at lr x ``layer_decay`` ** (L - i).
+- ``scratch``: weights re-initialized, then trained as ``full``: what pretraining is worth.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from tunelab.config import FinetuningConfig
+from tunelab.errors import ConfigError
+
+NEEDS_BACKBONE = ("linear_probe", "freeze_then_unfreeze", "discriminative", "llrd")
+
+
+def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """The backbone's parameters in groups, from the input up.
+
+    Transformers: embeddings, each encoder layer, then anything left (pooler). Sequential
+    backbones (builtin models): each child with parameters. Others: the backbone's direct
+    children with parameters.
+    """
+    backbone = backbone_of(model)
+    children: list[nn.Module]
+    encoder_layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+    embeddings = getattr(backbone, "embeddings", None)
+    if isinstance(encoder_layers, nn.ModuleList) and isinstance(embeddings, nn.Module):
+        children = [embeddings, *encoder_layers]
+    else:
+        children = list(backbone.children())
+    groups = [[p for p in child.parameters()] for child in children]
+    groups = [g for g in groups if g]
+    seen = {id(p) for g in groups for p in g}
+    rest = [p for p in backbone.parameters() if id(p) not in seen]
+    if rest:
+        groups.append(rest)
+    return groups
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, nn.Module):
+        raise ConfigError(
+            f"finetuning.strategy: {type(model).__name__} has no 'backbone' submodule; give "
+            "your py: model 'backbone' and 'head' attributes, or use strategy 'full'"
+        )
+    return backbone
+
+
+def check_model(model: nn.Module, cfg: FinetuningConfig) -> None:
+    if cfg.strategy in NEEDS_BACKBONE and not (
+        isinstance(getattr(model, "backbone", None), nn.Module)
+        and isinstance(getattr(model, "head", None), nn.Module)
+    ):
+        raise ConfigError(
+            f"finetuning.strategy: {cfg.strategy!r} needs a model with 'backbone' and 'head' "
+            f"submodules, but {type(model).__name__} has none; give your py: model those two "
+            "attributes, or use strategy 'full' or 'scratch'"
+        )
+
+
+def lr_scales(model: nn.Module, cfg: FinetuningConfig) -> dict[int, float]:
+    """Learning-rate multiplier per parameter id (parameters not listed: 1.0)."""
+    if cfg.strategy not in ("discriminative", "llrd", "freeze_then_unfreeze"):
+        return {}
+    groups = layer_groups(model)
+    scales: dict[int, float] = {}
+    for index, group in enumerate(groups):
+        if cfg.strategy == "llrd":
+            scale = cfg.layer_decay ** (len(groups) - index)
+        else:
+            scale = cfg.backbone_lr_mult
+        scales.update((id(p), scale) for p in group)
+    return scales
+
+
+def frozen_at_start(model: nn.Module, cfg: FinetuningConfig) -> list[list[nn.Parameter]]:
+    """The groups to freeze before training (``linear_probe``, ``freeze_then_unfreeze``)."""
+    if cfg.strategy in ("linear_probe", "freeze_then_unfreeze"):
+        return layer_groups(model)
+    return []
+
+
+def to_unfreeze(epoch: int, groups: list[list[nn.Parameter]], cfg: FinetuningConfig) -> list[int]:
+    """Indices of the groups that become trainable at the start of ``epoch`` (0-based).
+
+    ``unfreeze_epoch`` N means epochs 0..N-1 train the head alone; with ``gradual`` the top
+    group unfreezes at N, the next at N+1, and so on.
+    """
+    if cfg.strategy != "freeze_then_unfreeze" or epoch < cfg.unfreeze_epoch:
+        return []
+    top = len(groups) - 1
+    if not cfg.gradual:
+        return list(range(len(groups))) if epoch == cfg.unfreeze_epoch else []
+    index = top - (epoch - cfg.unfreeze_epoch)
+    return [index] if index >= 0 else []
+
+
+def reinitialize(model: nn.Module) -> int:
+    """Re-initialize every layer that can (``scratch``); returns how many were reset."""
+    count = 0
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+            count += 1
+    backbone = getattr(model, "backbone", None)
+    hf_init = getattr(backbone, "_init_weights", None)
+    if isinstance(backbone, nn.Module) and callable(hf_init):
+        # transformers: its own scheme (e.g. normal(0, 0.02)) instead of PyTorch's defaults
+        backbone.apply(hf_init)
+    return count
