@@ -146,6 +146,7 @@ def fit(
     result = FitResult(monitor=monitor)
     best_state: dict[str, torch.Tensor] | None = None
     step = 0
+    accumulate, batches_per_epoch = train_cfg.grad_accumulation, len(train_batches)
 
     for epoch in range(train_cfg.epochs):
         started = time.perf_counter()
@@ -160,10 +161,11 @@ def fit(
             features, mix = plan.augment(features, target)
             with autocast(device, amp_dtype):
                 loss = plan.loss(model(*features), target, mix)
-            scaler.scale(loss / train_cfg.grad_accumulation).backward()  # type: ignore[no-untyped-call]
+            scaled = loss / accumulate if accumulate > 1 else loss
+            scaler.scale(scaled).backward()  # type: ignore[no-untyped-call]
             total_loss += loss.detach()
             batches += 1
-            if (micro + 1) % train_cfg.grad_accumulation == 0 or micro + 1 == len(train_batches):
+            if (micro + 1) % accumulate == 0 or micro + 1 == batches_per_epoch:
                 lr = lr_at(
                     step, total_steps=total_steps, steps_per_epoch=steps_per_epoch, cfg=train_cfg
                 )

@@ -50,7 +50,9 @@ def parameter_groups(
     for param in chosen:
         if not param.requires_grad:
             continue
-        key = (id(param) not in no_decay, scales.get(id(param), 1.0))
+        # with no decay there is one group per scale: every group costs per-step setup
+        decayed = weight_decay > 0 and id(param) not in no_decay
+        key = (decayed, scales.get(id(param), 1.0))
         buckets.setdefault(key, []).append(param)
     return [
         {
@@ -63,24 +65,30 @@ def parameter_groups(
     ]
 
 
+# foreach=True: the multi-tensor step (PyTorch's default on CUDA only) is also faster on CPU
+# and gives the same parameters.
 def _sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(
-        groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+        groups,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        foreach=True,
     )
 
 
 def _adam(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     # Each group carries its own weight_decay: for Adam and SGD it is the coupled L2 term
     # (the gradient of a 0.5*wd*||w||^2 loss penalty); for AdamW it is decoupled.
-    return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.Adam(groups, lr=cfg.lr, foreach=True)
 
 
 def _adamw(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
 
 
 def _rmsprop(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=True)
 
 
 OPTIMIZERS: dict[str, Callable[[list[dict[str, Any]], TrainConfig], torch.optim.Optimizer]] = {
