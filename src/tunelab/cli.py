@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, DataError, FatalError, TunelabError
 
 app = typer.Typer(
@@ -54,6 +55,8 @@ def train(
     out: Annotated[Path | None, typer.Option(help="run directory [default: runs/NAME]")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live progress")] = False,
+    params: Annotated[Path | None, typer.Option(
+        help="best_params.json of a study: replay its best trial without the study")] = None,
 ) -> None:
     """Fine-tune once with the config's settings, then evaluate on the held-out test rows."""
     from tunelab.config import load_config
@@ -64,6 +67,8 @@ def train(
     view = Console(stderr=True, quiet=quiet)
     try:
         cfg = load_config(config, overrides=overrides)
+        if params is not None:
+            cfg = _with_params(cfg, params)
         with view.status("loading data"):
             prepared = prepare(cfg)
         rows = prepared.split
@@ -84,6 +89,62 @@ def train(
         view.print(f"note: {note}")
     Console(quiet=quiet).print(summary_table(summary.metrics, str(summary.run_dir)))
     typer.echo(str(summary.run_dir))
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    overrides: SetOpt = None,
+    out: Annotated[Path | None, typer.Option(help="run directory [default: runs/NAME]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="start over instead of resuming")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="local worker processes")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live progress")] = False,
+) -> None:
+    """Search the config's space with Optuna, refit the best, evaluate once on the test rows.
+
+    Re-running the same command resumes the study: finished trials are kept.
+    """
+    from tunelab.config import load_config
+    from tunelab.search.progress import StudyProgress, study_summary
+    from tunelab.search.run import run_study
+
+    view = Console(stderr=True, quiet=quiet)
+    try:
+        cfg = load_config(config, overrides=overrides)
+        with StudyProgress(cfg, console=view) as progress:
+            result = run_study(cfg, out=out, overwrite=overwrite, jobs=jobs,
+                               on_epoch=progress.on_epoch, hooks=[progress.on_trial],
+                               poll=progress.poll)
+    except KeyboardInterrupt:
+        console.print("interrupted: finished trials are saved; run the same command to resume")
+        raise typer.Exit(130) from None
+    except TunelabError as exc:
+        _fail(exc)
+    Console(quiet=quiet).print(*study_summary(result))
+    if result.metrics is None:
+        console.print(f"[bold red]no trial completed[/]: {escape(result.stop_reason)}; "
+                      f"see {result.run_dir / 'leaderboard.csv'}", soft_wrap=True)
+        raise typer.Exit(1)
+    typer.echo(str(result.run_dir))
+
+
+@app.command(hidden=False)
+def worker(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory of a started study")],
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    deadline: Annotated[float | None, typer.Option(help="stop starting trials after "
+                                                  "this Unix time")] = None,
+) -> None:
+    """Join a study and run trials until it has enough (used by run --jobs; start more on
+    other machines with a shared storage URL and run directory)."""
+    from tunelab.search.run import run_worker
+
+    try:
+        run_worker(run_dir, threads=threads, deadline=deadline)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except TunelabError as exc:
+        _fail(exc)
 
 
 @app.command()
@@ -110,6 +171,20 @@ def predict(
         _fail(exc)
     frame.to_csv(output, index=False)
     console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+def _with_params(cfg: RunConfig, path: Path) -> RunConfig:
+    import json
+
+    from tunelab.search.space import apply_params
+
+    if not path.is_file():
+        raise ConfigError(f"--params: {str(path)!r} does not exist")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--params: {path} is not JSON ({exc})") from None
+    return apply_params(cfg, values)
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tunelab.errors import ConfigError
 
@@ -225,6 +232,75 @@ class EarlyStoppingConfig(Section):
     restore_best: bool = True
 
 
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc", "gp")
+PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none")
+
+
+class ParamSpec(Section):
+    """One searched config field.
+
+    Example (YAML)::
+
+        train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+        train.optimizer: {type: categorical, choices: [adamw, sgd]}
+        train.momentum: {type: float, low: 0.8, high: 0.99, when: {train.optimizer: sgd}}
+    """
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = None
+    when: dict[str, Any] | None = Field(
+        None, description="suggest only when these fields (searched earlier) have these values"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError(
+                f"a {self.type} parameter needs low < high, got {self.low} and {self.high}"
+            )
+        elif self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log scale needs low > 0 and no step")
+        return self
+
+
+class SearchConfig(Section):
+    """The Optuna study: budget, sampler, pruner, storage and the searched fields."""
+
+    n_trials: int = Field(20, ge=1, description="finished (complete or pruned) trials wanted")
+    timeout: float | None = Field(None, gt=0, description="seconds for the whole search")
+    sampler: Literal["tpe", "random", "grid", "cmaes", "qmc", "gp"] = "tpe"
+    pruner: Literal[
+        "median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"
+    ] = "median"
+    storage: str | None = Field(None, description="Optuna storage URL; default SQLite in the run")
+    study_name: str | None = Field(None, description="default: the run's name")
+    heartbeat_interval: int = Field(10, ge=1, description="seconds between trial heartbeats")
+    grace_period: int | None = Field(None, ge=1, description="stale after; default 2x heartbeat")
+    max_retry: int = Field(1, ge=0, description="retries of a trial whose process died")
+    max_consecutive_failures: int = Field(5, ge=1)
+    keep_top_k: int = Field(3, ge=1, description="trial checkpoints kept")
+    space: dict[str, ParamSpec] = Field(default_factory=dict)
+
+
+class CrossValidationConfig(Section):
+    """How each trial is estimated: the holdout split, or k folds of the non-test rows."""
+
+    strategy: Literal["holdout", "kfold"] = "holdout"
+    folds: int = Field(5, ge=2, le=50)
+    repeats: int = Field(1, ge=1, le=20)
+    stratified: bool = True
+    prune_on: Literal["epoch", "fold"] = Field(
+        "epoch", description="report per epoch (first fold) or per fold (wilcoxon)"
+    )
+
+
 class RunConfig(Section):
     """A whole run: name, seed and one section per stage."""
 
@@ -238,6 +314,21 @@ class RunConfig(Section):
     batch_norm: BatchNormConfig = BatchNormConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     finetuning: FinetuningConfig = FinetuningConfig()
+    search: SearchConfig = SearchConfig()
+    cv: CrossValidationConfig = CrossValidationConfig()
+
+    @model_validator(mode="after")
+    def _space_fields(self) -> RunConfig:
+        earlier: list[str] = []
+        for name, spec in self.search.space.items():
+            if not _is_field(name):
+                raise ValueError(f"search.space: {name!r} is not a config field; use dotted "
+                                 f"names such as train.lr or regularization.dropout.{_near(name)}")
+            for other in (spec.when or {}):
+                if other not in earlier and not _is_field(other):
+                    raise ValueError(f"search.space.{name}.when: {other!r} is not a config field")
+            earlier.append(name)
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -320,7 +411,10 @@ def _explain(exc: ValidationError) -> list[str]:
             problems.append(f"{field}: required field is missing; add it to the config")
         else:
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{field}: got {error['input']!r}; {message}")
+            if isinstance(error["input"], dict):  # a whole section: the message names the field
+                problems.append(message if not loc else f"{field}: {message}")
+            else:
+                problems.append(f"{field}: got {error['input']!r}; {message}")
     return problems
 
 
@@ -350,3 +444,30 @@ def _unknown_field(loc: list[str]) -> str:
     close = difflib.get_close_matches(loc[-1], valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"{'.'.join(loc)}: unknown field; valid fields here: {', '.join(valid)}.{hint}"
+
+
+def _is_field(dotted: str) -> bool:
+    """Whether ``dotted`` (e.g. ``train.lr``) names a field of the config schema."""
+    model: type[BaseModel] = RunConfig
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if part not in model.model_fields:
+            return False
+        annotation = model.model_fields[part].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            # a leaf; dict-valued fields (options) accept deeper keys
+            return i == len(parts) - 1 or part == "options"
+    return False
+
+
+def _near(dotted: str) -> str:
+    """' Did you mean ...?' for a dotted field name, or ''."""
+    names: list[str] = []
+    for section, info in RunConfig.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += [f"{section}.{leaf}" for leaf in annotation.model_fields]
+    close = difflib.get_close_matches(dotted, names, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -212,8 +212,26 @@ def train(
     """
     run_dir = run_directory(cfg, out, overwrite=overwrite)
     prepared = prepared or prepare(cfg)
-    split, target = prepared.split, prepared.target
+    split = prepared.split
     fitted = fit_on_rows(cfg, prepared, split.train, split.validation, callbacks=callbacks)
+    metrics = evaluate_and_write(run_dir, prepared, fitted, seed=cfg.seed)
+    return TrainSummary(run_dir=run_dir, metrics=metrics, fitted=fitted)
+
+
+def evaluate_and_write(
+    run_dir: Path,
+    prepared: Prepared,
+    fitted: Fitted,
+    *,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Save the predictor, evaluate it once on the test rows, write the run's files.
+
+    Writes ``history.json``, ``final/``, ``test_inputs.csv``, ``test_predictions.csv`` and
+    ``metrics.json`` (with ``extra`` merged in) and returns the metrics.
+    """
+    split, target = prepared.split, prepared.target
     history = fitted.result.history
     write_json(run_dir / "history.json", history)
     fitted.predictor.save(run_dir / "final")
@@ -236,7 +254,7 @@ def train(
         else fitted.predictor.predict_proba(frame)
     )
     test = compute_metrics(target.task, truth, predicted)
-    low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=cfg.seed)
+    low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=seed)
     best = history[fitted.result.best_epoch]
     metrics = {
         "task": target.task,
@@ -262,9 +280,10 @@ def train(
         "seconds": fitted.seconds,
         "notes": fitted.predictor.info.get("notes", []),
         "techniques": fitted.predictor.info.get("techniques", {}),
+        **(extra or {}),
     }
     write_json(run_dir / "metrics.json", metrics)
-    return TrainSummary(run_dir=run_dir, metrics=metrics, fitted=fitted)
+    return metrics
 
 
 def predictions_frame(predictor: Predictor, inputs: Any) -> pd.DataFrame:

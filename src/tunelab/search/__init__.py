@@ -1,0 +1,1 @@
+"""The optimization study: search space, Optuna study, trials, workers and the run."""

@@ -1,0 +1,105 @@
+"""Optuna's own storage, samplers and pruners, chosen by name (tunelab re-implements none).
+
+The storage is a URL: SQLite inside the run directory by default, PostgreSQL (or any
+RDB URL Optuna takes) for studies shared by workers on many machines. Heartbeats mark a
+trial whose process died as failed, and ``RetryFailedTrialCallback`` re-queues it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+from tunelab.config import RunConfig, SearchConfig
+from tunelab.errors import ConfigError, FatalError
+from tunelab.search.space import grid
+from tunelab.training.metrics import GREATER_IS_BETTER
+
+SamplerFactory = Callable[[SearchConfig, int], optuna.samplers.BaseSampler]
+
+SAMPLERS: dict[str, SamplerFactory] = {
+    "tpe": lambda cfg, seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda cfg, seed: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda cfg, seed: optuna.samplers.GridSampler(grid(cfg.space), seed=seed),
+    "cmaes": lambda cfg, seed: optuna.samplers.CmaEsSampler(seed=seed),
+    "qmc": lambda cfg, seed: optuna.samplers.QMCSampler(seed=seed),
+    "gp": lambda cfg, seed: optuna.samplers.GPSampler(seed=seed),
+}
+
+PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
+    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3,
+                                                          n_warmup_steps=1),
+    "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
+    "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+    "wilcoxon": lambda: optuna.pruners.WilcoxonPruner(p_threshold=0.1),
+    "none": lambda: optuna.pruners.NopPruner(),
+}
+
+
+def storage_url(cfg: RunConfig, run_dir: Path) -> str:
+    return cfg.search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def make_storage(url: str, cfg: SearchConfig) -> RDBStorage:
+    """An RDB storage with heartbeats; SQLite waits for locks instead of failing."""
+    engine: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # several local worker processes write to one file: wait for the lock (default 5 s)
+        engine = {"connect_args": {"timeout": 120}}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=cfg.heartbeat_interval,
+            grace_period=cfg.grace_period or 2 * cfg.heartbeat_interval,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=cfg.max_retry),
+        )
+    except Exception as exc:
+        raise FatalError(
+            f"search.storage: cannot open {redact(url)!r} ({type(exc).__name__}: {exc}); check "
+            "the URL, that the database server runs, and that its driver is installed "
+            "(PostgreSQL: pip install psycopg2-binary)"
+        ) from None
+
+
+def direction(metric: str) -> str:
+    return "maximize" if GREATER_IS_BETTER.get(metric, False) else "minimize"
+
+
+def open_study(cfg: RunConfig, storage: RDBStorage, *, metric: str) -> optuna.Study:
+    """Create the study, or load it when it exists (this is how runs resume)."""
+    name = cfg.search.study_name or cfg.name
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            sampler=SAMPLERS[cfg.search.sampler](cfg.search, cfg.seed),
+            pruner=PRUNERS[cfg.search.pruner](),
+            direction=direction(metric),  # type: ignore[arg-type]
+            load_if_exists=True,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"search: {exc}") from None
+    wanted = optuna.study.StudyDirection.MAXIMIZE if direction(metric) == "maximize" else (
+        optuna.study.StudyDirection.MINIMIZE)
+    if study.direction != wanted:
+        raise ConfigError(
+            f"search.study_name: study {name!r} in this storage optimizes in the other "
+            f"direction; the metric {metric!r} wants {direction(metric)}. Use another name"
+        )
+    return study
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
