@@ -83,7 +83,7 @@ def study_directory(cfg: RunConfig, out: str | Path | None, *, overwrite: bool) 
         same = previous.model_copy(update={"search": previous.search.model_copy(
             update={"n_trials": cfg.search.n_trials, "timeout": cfg.search.timeout})})
         if same != cfg:
-            changed = _differences(previous.model_dump(), cfg.model_dump())
+            changed = _differences(same.model_dump(), cfg.model_dump())
             raise FatalError(
                 f"{path} holds a study of another config (changed: {', '.join(changed[:6])}); "
                 "re-run with the same config to resume, or pass --out OTHER_DIR or --overwrite"

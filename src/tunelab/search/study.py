@@ -2,17 +2,18 @@
 
 The storage is a URL: SQLite inside the run directory by default, PostgreSQL (or any
 RDB URL Optuna takes) for studies shared by workers on many machines. Heartbeats mark a
-trial whose process died as failed, and ``RetryFailedTrialCallback`` re-queues it.
+trial whose process died as failed, and ``RetryHeartbeatStaleTrialCallback`` re-queues it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tunelab.config import RunConfig, SearchConfig
 from tunelab.errors import ConfigError, FatalError
@@ -52,13 +53,15 @@ def make_storage(url: str, cfg: SearchConfig) -> RDBStorage:
         # several local worker processes write to one file: wait for the lock (default 5 s)
         engine = {"connect_args": {"timeout": 120}}
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=cfg.heartbeat_interval,
-            grace_period=cfg.grace_period or 2 * cfg.heartbeat_interval,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=cfg.max_retry),
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=cfg.heartbeat_interval,
+                grace_period=cfg.grace_period or 2 * cfg.heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
+            )
     except Exception as exc:
         raise FatalError(
             f"search.storage: cannot open {redact(url)!r} ({type(exc).__name__}: {exc}); check "
