@@ -98,7 +98,8 @@ class Objective:
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after fold {fold}")
         trial.set_user_attr("fold_scores", scores)
-        trial.set_user_attr("std", float(np.std(scores)))
+        # one holdout score has no spread to report (0.0 would read as "certain")
+        trial.set_user_attr("std", float(np.std(scores, ddof=1)) if len(scores) > 1 else None)
         trial.set_user_attr("best_epochs", best_epochs)
         assert first_predictor is not None
         self._store(trial, first_predictor, oof, histories)

@@ -181,11 +181,17 @@ def run_study(cfg: RunConfig, *, out: str | Path | None = None, overwrite: bool 
     log.info("study %s: %d of %d trials finished; storage %s", study.study_name,
              finished(study), cfg.search.n_trials, study.user_attrs.get("storage"))
     deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
-    if jobs > 1:
-        reason = run_workers(run_dir, jobs, study, deadline=deadline, poll=poll)
-    else:
-        objective = Objective(cfg, prepared, store, on_epoch=on_epoch)
-        reason = optimize(study, objective, cfg, hooks=hooks, deadline=deadline)
+    try:
+        if jobs > 1:
+            reason = run_workers(run_dir, jobs, study, deadline=deadline, poll=poll)
+        else:
+            objective = Objective(cfg, prepared, store, on_epoch=on_epoch)
+            reason = optimize(study, objective, cfg, hooks=hooks, deadline=deadline)
+    except KeyboardInterrupt:
+        # what finished is in the storage already; write the tables so the run can be read
+        log.info("interrupted; %d trials finished", finished(study))
+        write_study_results(run_dir, study)
+        raise
     write_study_results(run_dir, study)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return StudyResult(run_dir, study, reason, None)
