@@ -55,8 +55,10 @@ def train(
     out: Annotated[Path | None, typer.Option(help="run directory [default: runs/NAME]")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live progress")] = False,
-    params: Annotated[Path | None, typer.Option(
-        help="best_params.json of a study: replay its best trial without the study")] = None,
+    params: Annotated[
+        Path | None,
+        typer.Option(help="best_params.json of a study: replay its best trial without the study"),
+    ] = None,
 ) -> None:
     """Fine-tune once with the config's settings, then evaluate on the held-out test rows."""
     from tunelab.config import load_config
@@ -112,9 +114,15 @@ def run(
     try:
         cfg = load_config(config, overrides=overrides)
         with StudyProgress(cfg, console=view) as progress:
-            result = run_study(cfg, out=out, overwrite=overwrite, jobs=jobs,
-                               on_epoch=progress.on_epoch, hooks=[progress.on_trial],
-                               poll=progress.poll)
+            result = run_study(
+                cfg,
+                out=out,
+                overwrite=overwrite,
+                jobs=jobs,
+                on_epoch=progress.on_epoch,
+                hooks=[progress.on_trial],
+                poll=progress.poll,
+            )
     except KeyboardInterrupt:
         console.print("interrupted: finished trials are saved; run the same command to resume")
         raise typer.Exit(130) from None
@@ -122,8 +130,11 @@ def run(
         _fail(exc)
     Console(quiet=quiet).print(*study_summary(result))
     if result.metrics is None:
-        console.print(f"[bold red]no trial completed[/]: {escape(result.stop_reason)}; "
-                      f"see {result.run_dir / 'leaderboard.csv'}", soft_wrap=True)
+        console.print(
+            f"[bold red]no trial completed[/]: {escape(result.stop_reason)}; "
+            f"see {result.run_dir / 'leaderboard.csv'}",
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
 
@@ -132,8 +143,9 @@ def run(
 def worker(
     run_dir: Annotated[Path, typer.Argument(help="the run directory of a started study")],
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
-    deadline: Annotated[float | None, typer.Option(help="stop starting trials after "
-                                                  "this Unix time")] = None,
+    deadline: Annotated[
+        float | None, typer.Option(help="stop starting trials after this Unix time")
+    ] = None,
 ) -> None:
     """Join a study and run trials until it has enough (used by run --jobs; start more on
     other machines with a shared storage URL and run directory)."""

@@ -322,9 +322,11 @@ class RunConfig(Section):
         earlier: list[str] = []
         for name, spec in self.search.space.items():
             if not _is_field(name):
-                raise ValueError(f"search.space: {name!r} is not a config field; use dotted "
-                                 f"names such as train.lr or regularization.dropout.{_near(name)}")
-            for other in (spec.when or {}):
+                raise ValueError(
+                    f"search.space: {name!r} is not a config field; use dotted "
+                    f"names such as train.lr or regularization.dropout.{_near(name)}"
+                )
+            for other in spec.when or {}:
                 if other not in earlier and not _is_field(other):
                     raise ValueError(f"search.space.{name}.when: {other!r} is not a config field")
             earlier.append(name)

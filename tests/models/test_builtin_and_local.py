@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tests.conftest import make_config
 from tunelab.errors import ConfigError
 from tunelab.models import build_model
 from tunelab.models.base import ModelRequest
+from tunelab.models.local import SPEC_METADATA_KEY
 
 
 @pytest.mark.parametrize(
@@ -99,9 +101,6 @@ def test_file_source_loads_pretrained_weights_and_reinitializes_a_new_head(tmp_p
     cfg = make_config(model={"source": "builtin:mlp", "width": 8, "depth": 2})
     pretrained = build_model(cfg.model, ModelRequest((6,), 5, "tabular"))
     path = tmp_path / "backbone.safetensors"
-    import json
-
-    from tunelab.models.local import SPEC_METADATA_KEY
 
     save_file(
         pretrained.module.state_dict(),
@@ -146,3 +145,22 @@ def test_file_source_refuses_pickles(tmp_path: Path) -> None:
         build_model(
             make_config(model={"source": f"file:{path}"}).model, ModelRequest((6,), 2, "tabular")
         )
+
+
+def test_file_source_honours_batch_norm_switch(tmp_path: Path) -> None:
+    cfg = make_config(model={"source": "builtin:cnn2d", "width": 4, "depth": 2})
+    pretrained = build_model(cfg.model, ModelRequest((1, 8, 8), 3, "image"))
+    path = tmp_path / "bn.safetensors"
+    save_file(
+        pretrained.module.state_dict(),
+        str(path),
+        metadata={SPEC_METADATA_KEY: json.dumps(pretrained.spec)},
+    )
+    request = ModelRequest((1, 8, 8), 3, "image", batch_norm=False)
+    loaded = build_model(make_config(model={"source": f"file:{path}"}).model, request)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in loaded.module.modules())
+    assert any("batch_norm.enabled is False" in note for note in loaded.notes)
+    # the convolutions still carry the pretrained weights
+    torch.testing.assert_close(
+        loaded.module.backbone[0][0].weight, pretrained.module.backbone[0][0].weight
+    )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +119,15 @@ def _architecture(
             "unknown; set model.architecture to e.g. 'builtin:mlp' or 'py:pkg.module:build'"
         )
     if saved["kind"] == "builtin":
-        # the checkpoint's own BN layout, or its tensors would not fit
-        request = replace(request, batch_norm=saved.get("batch_norm", request.batch_norm))
-        return make_builtin(saved["name"], saved["options"], request)
+        # batch_norm.enabled is honoured even when the checkpoint differs: the tensors that
+        # still fit load, the rest are listed as newly initialized (so BN can be ablated)
+        built = make_builtin(saved["name"], saved["options"], request)
+        if saved.get("batch_norm", request.batch_norm) != request.batch_norm:
+            built.notes.append(
+                f"batch_norm.enabled is {request.batch_norm} but {path} was trained with "
+                f"{saved.get('batch_norm')}; its BN tensors are not used"
+            )
+        return built
     if saved["kind"] == "py":
         return make_py(saved["target"], saved["options"], request)
     raise ConfigError(

@@ -42,8 +42,9 @@ def cv_splits(cfg: RunConfig, prepared: Prepared) -> list[tuple[np.ndarray, np.n
     target = prepared.target
     labels = target.values[rows] if target.classes is not None and cfg.cv.stratified else None
     groups = prepared.raw.groups[rows] if prepared.raw.groups is not None else None
-    return kfold_splits(rows, labels, folds=cfg.cv.folds, repeats=cfg.cv.repeats,
-                        groups=groups, seed=cfg.seed)
+    return kfold_splits(
+        rows, labels, folds=cfg.cv.folds, repeats=cfg.cv.repeats, groups=groups, seed=cfg.seed
+    )
 
 
 @dataclass
@@ -83,7 +84,9 @@ class Objective:
             if result.stop_reason == "non_finite":
                 raise TrialFailed(
                     f"non-finite loss in fold {fold} at epoch {len(result.history) - 1}; "
-                    "lower train.lr or add regularization.grad_clip", reason="non_finite")
+                    "lower train.lr or add regularization.grad_clip",
+                    reason="non_finite",
+                )
             score = float(result.history[result.best_epoch].get(metric, np.nan))
             if not np.isfinite(score):
                 raise TrialFailed(f"fold {fold}: {metric} is not finite", reason="non_finite")
@@ -105,8 +108,9 @@ class Objective:
         self._store(trial, first_predictor, oof, histories)
         return float(np.mean(scores))
 
-    def _epoch_hook(self, trial: optuna.Trial, fold: int,
-                    *, prune: bool) -> Callable[[dict[str, Any]], None]:
+    def _epoch_hook(
+        self, trial: optuna.Trial, fold: int, *, prune: bool
+    ) -> Callable[[dict[str, Any]], None]:
         folds, metric = len(self.splits), self.prepared.metric
 
         def hook(record: dict[str, Any]) -> None:
@@ -126,12 +130,20 @@ class Objective:
         outputs = predictor.encoder.transform(take(raw.inputs, rows))
         from tunelab.training.loop import predict_outputs
 
-        values = outputs_to_predictions(predict_outputs(predictor.model, outputs),
-                                        task=predictor.task, target_scale=predictor.target_scale)
+        values = outputs_to_predictions(
+            predict_outputs(predictor.model, outputs),
+            task=predictor.task,
+            target_scale=predictor.target_scale,
+        )
         return values.reshape(len(rows), -1)
 
-    def _store(self, trial: optuna.Trial, predictor: Any, oof: np.ndarray,
-               histories: list[list[dict[str, Any]]]) -> None:
+    def _store(
+        self,
+        trial: optuna.Trial,
+        predictor: Any,
+        oof: np.ndarray,
+        histories: list[list[dict[str, Any]]],
+    ) -> None:
         ids: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -139,10 +151,14 @@ class Objective:
             archive = shutil.make_archive(str(folder / "predictor"), "zip", folder / "predictor")
             np.savez_compressed(folder / "oof.npz", predictions=oof)
             (folder / "history.json").write_text(json.dumps(histories))
-            for key, path in (("predictor", archive), ("oof", str(folder / "oof.npz")),
-                              ("history", str(folder / "history.json"))):
-                ids[key] = upload_artifact(artifact_store=self.store, file_path=path,
-                                           study_or_trial=trial)
+            for key, path in (
+                ("predictor", archive),
+                ("oof", str(folder / "oof.npz")),
+                ("history", str(folder / "history.json")),
+            ):
+                ids[key] = upload_artifact(
+                    artifact_store=self.store, file_path=path, study_or_trial=trial
+                )
         trial.set_user_attr("artifacts", ids)
 
 

@@ -26,8 +26,12 @@ class StudyProgress:
         self.metric = cfg.train.metric or "score"
         self.best: str = "-"
         self._progress = Progress(
-            TextColumn("[bold]trials"), MofNCompleteColumn(), BarColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+            TextColumn("[bold]trials"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
         )
         self._task = self._progress.add_task("study", total=self.total, status="starting")
         self._shown = -1
@@ -36,15 +40,18 @@ class StudyProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def on_epoch(self, trial: int, fold: int, folds: int, record: dict[str, Any]) -> None:
         value = next((record[k] for k in (self.metric, "accuracy", "rmse") if k in record), None)
         score = f"{value:.4f}" if isinstance(value, float) else "-"
-        status = (f"trial {trial} fold {fold + 1}/{folds} epoch {record['epoch'] + 1} "
-                  f"score {score}  best {self.best}")
+        status = (
+            f"trial {trial} fold {fold + 1}/{folds} epoch {record['epoch'] + 1} "
+            f"score {score}  best {self.best}"
+        )
         self._progress.update(self._task, status=status)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -62,16 +69,18 @@ class StudyProgress:
             best = study.best_trial
             self.best = f"{best.value:.4f} (trial {best.number})"
         failed = sum(t.state == TrialState.FAIL for t in trials)
-        self._progress.update(self._task, completed=min(done, self.total),
-                              status=f"best {self.best}; {failed} failed")
+        self._progress.update(
+            self._task, completed=min(done, self.total), status=f"best {self.best}; {failed} failed"
+        )
         self._shown = done
 
 
 def study_summary(result: StudyResult, top: int = 10) -> list[RenderableType]:
     """The leaderboard's top rows and the final test metrics."""
     board = leaderboard(result.study)
-    table = Table(title=f"tunelab run: {result.run_dir} (stopped: {result.stop_reason})",
-                  title_justify="left")
+    table = Table(
+        title=f"tunelab run: {result.run_dir} (stopped: {result.stop_reason})", title_justify="left"
+    )
     params = [c for c in board.columns if c.startswith("params.")]
     for column in ("trial", "state", "value", "std", *params):
         table.add_column(column.removeprefix("params."))
@@ -80,15 +89,19 @@ def study_summary(result: StudyResult, top: int = 10) -> list[RenderableType]:
     parts: list[RenderableType] = [table]
     if result.metrics is not None:
         metrics = result.metrics
-        final = Table(title="refit on all non-test rows, evaluated once on the test rows",
-                      title_justify="left")
+        final = Table(
+            title="refit on all non-test rows, evaluated once on the test rows",
+            title_justify="left",
+        )
         final.add_column("metric")
         final.add_column("test", justify="right")
         for name, value in metrics["test"].items():
             final.add_row(name, _cell(value))
         interval = metrics["test_interval"]
-        final.caption = (f"{interval['metric']} 95% CI [{interval['low']:.4f}, "
-                         f"{interval['high']:.4f}] (bootstrap)")
+        final.caption = (
+            f"{interval['metric']} 95% CI [{interval['low']:.4f}, "
+            f"{interval['high']:.4f}] (bootstrap)"
+        )
         parts.append(final)
     return parts
 

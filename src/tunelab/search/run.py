@@ -67,8 +67,10 @@ class FailureGuard:
 
     def message(self) -> str:
         common = max(set(self.reasons), key=self.reasons.count)
-        return (f"stopped after {len(self.reasons)} failed trials in a row; the most common "
-                f"reason: {common}")
+        return (
+            f"stopped after {len(self.reasons)} failed trials in a row; the most common "
+            f"reason: {common}"
+        )
 
 
 def study_directory(cfg: RunConfig, out: str | Path | None, *, overwrite: bool) -> Path:
@@ -80,8 +82,13 @@ def study_directory(cfg: RunConfig, out: str | Path | None, *, overwrite: bool) 
     if saved.is_file() and not overwrite:
         previous = load_config(saved)
         # a resumed study may ask for more trials or time; anything else must match
-        same = previous.model_copy(update={"search": previous.search.model_copy(
-            update={"n_trials": cfg.search.n_trials, "timeout": cfg.search.timeout})})
+        same = previous.model_copy(
+            update={
+                "search": previous.search.model_copy(
+                    update={"n_trials": cfg.search.n_trials, "timeout": cfg.search.timeout}
+                )
+            }
+        )
         if same != cfg:
             changed = _differences(same.model_dump(), cfg.model_dump())
             raise FatalError(
@@ -115,8 +122,14 @@ def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def optimize(study: optuna.Study, objective: Objective, cfg: RunConfig, *,
-             hooks: list[TrialHook] | None = None, deadline: float | None = None) -> str:
+def optimize(
+    study: optuna.Study,
+    objective: Objective,
+    cfg: RunConfig,
+    *,
+    hooks: list[TrialHook] | None = None,
+    deadline: float | None = None,
+) -> str:
     """Run trials until ``n_trials`` have finished (in any process), the deadline, or too
     many failures in a row. Returns why it stopped."""
     guard = FailureGuard(cfg.search.max_consecutive_failures)
@@ -147,19 +160,17 @@ class TopCheckpoints:
             return
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         ranked = sorted(complete, key=lambda t: t.value or 0.0, reverse=maximize)
-        for old in ranked[self.k:]:
+        for old in ranked[self.k :]:
             artifact = old.user_attrs.get("artifacts", {}).get("predictor")
             if artifact and (Path(self.store._base_path) / artifact).exists():
                 self.store.remove(artifact)
-        for other in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,
-                                                               TrialState.FAIL)):
+        for other in study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL)):
             artifact = other.user_attrs.get("artifacts", {}).get("predictor")
             if artifact and (Path(self.store._base_path) / artifact).exists():
                 self.store.remove(artifact)
 
 
-def setup(cfg: RunConfig, run_dir: Path) -> tuple[Prepared, optuna.Study,
-                                                  FileSystemArtifactStore]:
+def setup(cfg: RunConfig, run_dir: Path) -> tuple[Prepared, optuna.Study, FileSystemArtifactStore]:
     """Load the data and open the study and artifact store (main process and workers)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prepared = prepare(cfg)
@@ -170,16 +181,27 @@ def setup(cfg: RunConfig, run_dir: Path) -> tuple[Prepared, optuna.Study,
     return prepared, study, FileSystemArtifactStore(str(run_dir / "artifacts"))
 
 
-def run_study(cfg: RunConfig, *, out: str | Path | None = None, overwrite: bool = False,
-              jobs: int = 1, on_epoch: EpochHook | None = None,
-              hooks: list[TrialHook] | None = None,
-              poll: Callable[[optuna.Study], None] | None = None) -> StudyResult:
+def run_study(
+    cfg: RunConfig,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    jobs: int = 1,
+    on_epoch: EpochHook | None = None,
+    hooks: list[TrialHook] | None = None,
+    poll: Callable[[optuna.Study], None] | None = None,
+) -> StudyResult:
     """Search, then refit the best parameters and evaluate once on the test rows."""
     run_dir = study_directory(cfg, out, overwrite=overwrite)
     _log_to(run_dir / "run.log")
     prepared, study, store = setup(cfg, run_dir)
-    log.info("study %s: %d of %d trials finished; storage %s", study.study_name,
-             finished(study), cfg.search.n_trials, study.user_attrs.get("storage"))
+    log.info(
+        "study %s: %d of %d trials finished; storage %s",
+        study.study_name,
+        finished(study),
+        cfg.search.n_trials,
+        study.user_attrs.get("storage"),
+    )
     deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
     try:
         if jobs > 1:
@@ -199,12 +221,25 @@ def run_study(cfg: RunConfig, *, out: str | Path | None = None, overwrite: bool 
     return StudyResult(run_dir, study, reason, metrics)
 
 
-def run_workers(run_dir: Path, jobs: int, study: optuna.Study, *, deadline: float | None,
-                poll: Callable[[optuna.Study], None] | None) -> str:
+def run_workers(
+    run_dir: Path,
+    jobs: int,
+    study: optuna.Study,
+    *,
+    deadline: float | None,
+    poll: Callable[[optuna.Study], None] | None,
+) -> str:
     """Start ``jobs`` worker processes on the study and wait; CPU threads are split."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    command = [sys.executable, "-m", "tunelab.cli", "worker", str(run_dir),
-               "--threads", str(threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "tunelab.cli",
+        "worker",
+        str(run_dir),
+        "--threads",
+        str(threads),
+    ]
     if deadline is not None:
         command += ["--deadline", str(deadline)]
     workers = [subprocess.Popen(command) for _ in range(jobs)]
@@ -225,8 +260,7 @@ def run_workers(run_dir: Path, jobs: int, study: optuna.Study, *, deadline: floa
     return "n_trials" if all(code == 0 for code in codes) else f"workers exited {codes}"
 
 
-def run_worker(run_dir: Path, *, threads: int | None = None,
-               deadline: float | None = None) -> str:
+def run_worker(run_dir: Path, *, threads: int | None = None, deadline: float | None = None) -> str:
     """A worker process: join the study of ``run_dir`` and run trials until done."""
     cfg = load_config(run_dir / "config.yaml")
     if threads:
@@ -256,8 +290,9 @@ def write_study_results(run_dir: Path, study: optuna.Study) -> None:
     write_json(run_dir / "importances.json", importances)
 
 
-def refit_best(cfg: RunConfig, prepared: Prepared, study: optuna.Study,
-               run_dir: Path) -> dict[str, Any]:
+def refit_best(
+    cfg: RunConfig, prepared: Prepared, study: optuna.Study, run_dir: Path
+) -> dict[str, Any]:
     """Refit the best parameters on every non-test row, then evaluate once on the test rows.
 
     The refit has no validation rows, so it trains for the number of epochs the best trial's
@@ -266,9 +301,14 @@ def refit_best(cfg: RunConfig, prepared: Prepared, study: optuna.Study,
     best = study.best_trial
     tuned = apply_params(cfg, best.params)
     epochs = int(np.median(best.user_attrs.get("best_epochs", [tuned.train.epochs])))
-    refit = apply_params(tuned, {"train.epochs": max(epochs, 1),
-                                 "early_stopping.enabled": False,
-                                 "early_stopping.restore_best": False})
+    refit = apply_params(
+        tuned,
+        {
+            "train.epochs": max(epochs, 1),
+            "early_stopping.enabled": False,
+            "early_stopping.restore_best": False,
+        },
+    )
     rows = np.sort(np.concatenate([prepared.split.train, prepared.split.validation]))
     fitted = fit_on_rows(refit, prepared, rows, None)
     extra = {
@@ -278,15 +318,19 @@ def refit_best(cfg: RunConfig, prepared: Prepared, study: optuna.Study,
         "fold_scores": best.user_attrs.get("fold_scores"),
         "best_params": best.params,
         "refit_epochs": refit.train.epochs,
-        "trials": {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
-                   for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},
+        "trials": {
+            state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
+            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        },
     }
     return evaluate_and_write(run_dir, prepared, fitted, seed=cfg.seed, extra=extra)
 
 
 def _log_to(path: Path) -> None:
-    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve()
-           for h in log.handlers):
+    if any(
+        isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve()
+        for h in log.handlers
+    ):
         return
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))

@@ -19,11 +19,13 @@ from tunelab.errors import ConfigError
 class Suggester(Protocol):
     """The part of ``optuna.Trial`` that ``suggest`` uses."""
 
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
-                      log: bool = False) -> float: ...
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
 
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1,
-                    log: bool = False) -> int: ...
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int: ...
 
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
@@ -50,12 +52,14 @@ def suggest(trial: Suggester, space: dict[str, ParamSpec], base: RunConfig) -> d
             chosen[name] = trial.suggest_categorical(name, spec.choices)
         elif spec.type == "int":
             assert spec.low is not None and spec.high is not None
-            chosen[name] = trial.suggest_int(name, int(spec.low), int(spec.high),
-                                             step=int(spec.step or 1), log=spec.log)
+            chosen[name] = trial.suggest_int(
+                name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log
+            )
         else:
             assert spec.low is not None and spec.high is not None
-            chosen[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step,
-                                               log=spec.log)
+            chosen[name] = trial.suggest_float(
+                name, spec.low, spec.high, step=spec.step, log=spec.log
+            )
     return chosen
 
 

@@ -33,8 +33,9 @@ SAMPLERS: dict[str, SamplerFactory] = {
 
 PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-    "percentile": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3,
-                                                          n_warmup_steps=1),
+    "percentile": lambda: optuna.pruners.PercentilePruner(
+        25.0, n_startup_trials=3, n_warmup_steps=1
+    ),
     "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
     "hyperband": lambda: optuna.pruners.HyperbandPruner(),
     "wilcoxon": lambda: optuna.pruners.WilcoxonPruner(p_threshold=0.1),
@@ -60,7 +61,9 @@ def make_storage(url: str, cfg: SearchConfig) -> RDBStorage:
                 engine_kwargs=engine,
                 heartbeat_interval=cfg.heartbeat_interval,
                 grace_period=cfg.grace_period or 2 * cfg.heartbeat_interval,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=cfg.max_retry
+                ),
             )
     except Exception as exc:
         raise FatalError(
@@ -88,8 +91,11 @@ def open_study(cfg: RunConfig, storage: RDBStorage, *, metric: str) -> optuna.St
         )
     except ValueError as exc:
         raise ConfigError(f"search: {exc}") from None
-    wanted = optuna.study.StudyDirection.MAXIMIZE if direction(metric) == "maximize" else (
-        optuna.study.StudyDirection.MINIMIZE)
+    wanted = (
+        optuna.study.StudyDirection.MAXIMIZE
+        if direction(metric) == "maximize"
+        else (optuna.study.StudyDirection.MINIMIZE)
+    )
     if study.direction != wanted:
         raise ConfigError(
             f"search.study_name: study {name!r} in this storage optimizes in the other "
