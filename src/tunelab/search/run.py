@@ -6,6 +6,7 @@ only the missing ones are trained. ``jobs`` local worker processes share the stu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig, load_config
@@ -136,6 +138,9 @@ def optimize(
     keep = TopCheckpoints(objective.store, cfg.search.keep_top_k)
     callbacks: list[TrialHook] = [guard, keep, *(hooks or [])]
     while True:
+        with warnings.catch_warnings():  # experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a dead process's trial is retried
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if finished(study) + running >= cfg.search.n_trials:
             return "n_trials"
@@ -163,11 +168,13 @@ class TopCheckpoints:
         for old in ranked[self.k :]:
             artifact = old.user_attrs.get("artifacts", {}).get("predictor")
             if artifact and (Path(self.store._base_path) / artifact).exists():
-                self.store.remove(artifact)
+                with contextlib.suppress(ArtifactNotFound):  # another worker removed it
+                    self.store.remove(artifact)
         for other in study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL)):
             artifact = other.user_attrs.get("artifacts", {}).get("predictor")
             if artifact and (Path(self.store._base_path) / artifact).exists():
-                self.store.remove(artifact)
+                with contextlib.suppress(ArtifactNotFound):  # another worker removed it
+                    self.store.remove(artifact)
 
 
 def setup(cfg: RunConfig, run_dir: Path) -> tuple[Prepared, optuna.Study, FileSystemArtifactStore]:

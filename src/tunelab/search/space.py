@@ -86,13 +86,21 @@ def grid(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
     """The values of each parameter for the grid sampler (categorical, int, or stepped float)."""
     values: dict[str, list[Any]] = {}
     for name, spec in space.items():
+        if spec.when:
+            raise ConfigError(
+                f"search.space.{name}: the grid sampler cannot search a conditional ('when') "
+                "parameter without repeating configurations; use sampler random or tpe"
+            )
         if spec.type == "categorical":
             values[name] = list(spec.choices or [])
         elif spec.type == "int" or spec.step is not None:
             assert spec.low is not None and spec.high is not None
             step = spec.step or 1
-            points = np.arange(spec.low, spec.high + step / 2, step)
-            values[name] = [int(p) if spec.type == "int" else float(p) for p in points]
+            count = int(np.floor((spec.high - spec.low) / step + 1e-9)) + 1
+            points = [spec.low + i * step for i in range(count)]
+            values[name] = [
+                round(p) if spec.type == "int" else min(round(p, 12), spec.high) for p in points
+            ]
         else:
             raise ConfigError(
                 f"search.space.{name}: the grid sampler needs a finite set of values; give it "

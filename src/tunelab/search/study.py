@@ -81,6 +81,11 @@ def open_study(cfg: RunConfig, storage: RDBStorage, *, metric: str) -> optuna.St
     """Create the study, or load it when it exists (this is how runs resume)."""
     name = cfg.search.study_name or cfg.name
     try:
+        storage.get_study_id_from_name(name)
+        existed = True
+    except KeyError:
+        existed = False
+    try:
         study = optuna.create_study(
             storage=storage,
             study_name=name,
@@ -91,6 +96,8 @@ def open_study(cfg: RunConfig, storage: RDBStorage, *, metric: str) -> optuna.St
         )
     except ValueError as exc:
         raise ConfigError(f"search: {exc}") from None
+    if existed:  # a resumed run or a worker: never replay the first run's sequence
+        study.sampler.reseed_rng()
     wanted = (
         optuna.study.StudyDirection.MAXIMIZE
         if direction(metric) == "maximize"

@@ -1,0 +1,259 @@
+"""``tunelab run`` as real processes: killed, interrupted, resumed, and with worker processes.
+
+Each test starts ``python -m tunelab.cli run`` and watches the study's SQLite file; trials
+are small iris MLPs on one CPU thread, slow enough (8 epochs, a storage write per
+epoch) to be caught while running.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 240  # seconds for one command; generous for a loaded 2-core machine
+LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
+
+
+def write_config(folder: Path, name: str, *, epochs: int, **search: Any) -> Path:
+    raw = {
+        "name": name,
+        "data": {"source": "sklearn:iris"},
+        "model": {"source": "builtin:mlp", "width": 8, "depth": 1},
+        "train": {"epochs": epochs, "batch_size": 32, "threads": 1, "device": "cpu"},
+        "early_stopping": {"enabled": False},
+        "search": {"sampler": "random", "pruner": "none", "space": {"train.lr": LR}, **search},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def command(config: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tunelab.cli",
+        "run",
+        str(config),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def trial_states(db: Path) -> dict[int, tuple[str, int]]:
+    """Trial number -> (state, epochs reported so far), read straight from the SQLite file
+    (empty while the study is being created)."""
+    if not db.exists():
+        return {}
+    query = (
+        "SELECT number, state, (SELECT COUNT(*) FROM trial_intermediate_values AS v "
+        "WHERE v.trial_id = t.trial_id) FROM trials AS t"
+    )
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as con:
+            return {n: (state, epochs) for n, state, epochs in con.execute(query).fetchall()}
+    except sqlite3.Error:  # not created yet, or being created
+        return {}
+
+
+def wait_for(
+    proc: subprocess.Popen[bytes],
+    db: Path,
+    condition: Callable[[dict[int, tuple[str, int]]], bool],
+    log: Path,
+) -> dict[int, tuple[str, int]]:
+    """Poll the study until ``condition`` holds; fail if the process ends first."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        current = trial_states(db)
+        if condition(current):
+            return current
+        if proc.poll() is not None:
+            pytest.fail(
+                f"tunelab run exited {proc.returncode} before the moment to stop it; "
+                f"trials {current}; stderr:\n{log.read_text()[-3000:]}"
+            )
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting; trials {trial_states(db)}")
+
+
+def mid_trial(complete: int) -> Callable[[dict[int, tuple[str, int]]], bool]:
+    """At least ``complete`` trials complete and one running that has trained an epoch."""
+
+    def condition(current: dict[int, tuple[str, int]]) -> bool:
+        states = [state for state, _ in current.values()]
+        running = [epochs for state, epochs in current.values() if state == "RUNNING"]
+        return states.count("COMPLETE") >= complete and len(running) == 1 and running[0] >= 1
+
+    return condition
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[Callable[[list[str]], subprocess.Popen[bytes]]]:
+    """Starts commands with stdout/stderr in files; kills what is still running at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(cmd: list[str]) -> subprocess.Popen[bytes]:
+        with (tmp_path / "first.out").open("wb") as out, (tmp_path / "first.err").open("wb") as err:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def load(db: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+
+
+def snapshot(study: optuna.Study) -> dict[int, tuple[Any, ...]]:
+    return {t.number: (t.state, t.value, t.params) for t in study.get_trials()}
+
+
+def test_sigkill_mid_trial_then_rerun_retries_the_dead_trial_and_keeps_the_rest(
+    tmp_path: Path, started: Callable[[list[str]], subprocess.Popen[bytes]]
+) -> None:
+    n_trials = 5
+    config = write_config(
+        tmp_path, "killed", epochs=8, n_trials=n_trials, heartbeat_interval=1, grace_period=2
+    )
+    out = tmp_path / "run"
+    db = out / "study.db"
+    cmd = command(config, out)
+    proc = started(cmd)
+    wait_for(proc, db, mid_trial(2), tmp_path / "first.err")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = snapshot(load(db, "killed"))
+    killed = [n for n, (state, _, _) in before.items() if state == TrialState.RUNNING]
+    assert len(killed) == 1, before
+    complete_before = {n: v for n, v in before.items() if v[0] == TrialState.COMPLETE}
+    assert len(complete_before) >= 2
+
+    time.sleep(3.5)  # the last heartbeat is now older than the 2 s grace period
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    study = load(db, "killed")
+    after = snapshot(study)
+    for number, was in complete_before.items():
+        assert after[number] == was, f"trial {number} changed on resume"
+    assert after[killed[0]][0] == TrialState.FAIL
+    retries = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed[0]]
+    assert len(retries) == 1, "the killed trial is retried once"
+    retry = retries[0]
+    assert retry.system_attrs["retry_history"] == [killed[0]]
+    assert retry.state == TrialState.COMPLETE
+    assert retry.params == before[killed[0]][2]
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == n_trials
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert (out / "metrics.json").is_file()
+
+
+def test_sigint_stops_promptly_with_a_resume_hint_and_rerun_completes(
+    tmp_path: Path, started: Callable[[list[str]], subprocess.Popen[bytes]]
+) -> None:
+    n_trials = 3
+    config = write_config(tmp_path, "interrupted", epochs=8, n_trials=n_trials)
+    out = tmp_path / "run"
+    db = out / "study.db"
+    cmd = command(config, out)
+    proc = started(cmd)
+    wait_for(proc, db, mid_trial(1), tmp_path / "first.err")
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=60)
+    waited = time.monotonic() - sent
+    stderr = " ".join((tmp_path / "first.err").read_text().split())
+    assert code == 130, stderr[-3000:]
+    assert waited < 10, f"took {waited:.1f} s to stop"
+    assert "run the same command to resume" in stderr
+    before = {
+        n: v for n, v in snapshot(load(db, "interrupted")).items() if v[0] == TrialState.COMPLETE
+    }
+    assert len(before) >= 1
+    assert not (out / "metrics.json").exists(), "no refit after an interrupt"
+    board = pd.read_csv(out / "leaderboard.csv")  # the run can be read while interrupted
+    assert set(board.loc[board["state"] == "complete", "trial"]) == set(before)
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    study = load(db, "interrupted")
+    after = snapshot(study)
+    for number, was in before.items():
+        assert after[number] == was
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == n_trials
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert (out / "metrics.json").is_file()
+
+
+@dataclass
+class ParallelRun:
+    returncode: int
+    stderr: str
+    log: str
+    study: optuna.Study
+
+
+@pytest.fixture(scope="module")
+def parallel_run(tmp_path_factory: pytest.TempPathFactory) -> ParallelRun:
+    """One ``tunelab run --jobs 2`` over 40 one-epoch trials, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("jobs")
+    config = write_config(folder, "jobs", epochs=1, n_trials=40, keep_top_k=1)
+    out = folder / "run"
+    done = subprocess.run(
+        command(config, out, "--jobs", "2"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    log = (out / "run.log").read_text() if (out / "run.log").exists() else ""
+    return ParallelRun(done.returncode, done.stderr, log, load(out / "study.db", "jobs"))
+
+
+def test_two_workers_finish_forty_trials_without_lock_errors(parallel_run: ParallelRun) -> None:
+    assert parallel_run.returncode == 0, parallel_run.stderr[-3000:]
+    trials = parallel_run.study.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert 40 <= len(finished) <= 41
+    numbers = sorted(t.number for t in trials)
+    assert numbers == list(range(len(trials))), "trial numbers are unique and contiguous"
+    assert not [t for t in trials if t.state == TrialState.FAIL]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for text in (parallel_run.stderr, parallel_run.log):
+        assert "database is locked" not in text
+
+
+def test_two_workers_both_exit_cleanly(parallel_run: ParallelRun) -> None:
+    """Both workers prune old checkpoints of the same study; neither may crash doing it."""
+    assert "worker exit codes" not in parallel_run.log, parallel_run.log[-3000:]
+    assert "Traceback" not in parallel_run.stderr, parallel_run.stderr[-3000:]
+
+
+def test_two_workers_never_evaluate_the_same_params(parallel_run: ParallelRun) -> None:
+    params = [t.params["train.lr"] for t in parallel_run.study.get_trials()]
+    duplicated = sorted({p for p in params if params.count(p) > 1})
+    assert duplicated == [], f"{len(duplicated)} learning rates were trained twice"

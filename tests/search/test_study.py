@@ -1,0 +1,445 @@
+"""Studies on real SQLite with real trials (tiny iris MLPs, 1-2 epochs, one CPU thread).
+
+Most tests drive the same loop ``tunelab run`` uses (``setup`` + ``optimize``) and skip the
+final refit; the k-fold test runs the whole ``run_study`` because it checks its files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from tests.conftest import make_config
+from tunelab import config as config_module
+from tunelab.cli import app
+from tunelab.config import RunConfig
+from tunelab.pipeline import prepare
+from tunelab.results.leaderboard import leaderboard
+from tunelab.search.objective import Objective
+from tunelab.search.run import (
+    TopCheckpoints,
+    finished,
+    optimize,
+    run_study,
+    setup,
+    study_directory,
+)
+from tunelab.search.space import suggest
+from tunelab.search.study import PRUNERS, SAMPLERS, make_storage, open_study, storage_url
+
+LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
+SPACE = {"train.lr": LR, "regularization.dropout": {"type": "float", "low": 0.0, "high": 0.5}}
+GRID_SPACE = {
+    "train.lr": {"type": "categorical", "choices": [0.003, 0.01, 0.03]},
+    "regularization.dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
+}
+SAMPLER_CLASSES = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": optuna.samplers.GridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "gp": optuna.samplers.GPSampler,
+}
+PRUNER_CLASSES = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "wilcoxon": optuna.pruners.WilcoxonPruner,
+    "none": optuna.pruners.NopPruner,
+}
+NAN_MODEL = '''
+import math
+
+import torch
+from torch import nn
+
+
+class MaybeNan(nn.Module):
+    def __init__(self, input_shape, num_outputs, poison):
+        super().__init__()
+        self.linear = nn.Linear(math.prod(input_shape), num_outputs)
+        self.poison = poison
+
+    def forward(self, x):
+        out = self.linear(x.flatten(1))
+        return out * float("nan") if self.poison else out
+
+
+def net(input_shape, num_outputs, poison=False):
+    """A linear model whose outputs are all NaN when poison is set."""
+    return MaybeNan(input_shape, num_outputs, poison)
+'''
+
+
+def search_config(**sections: Any) -> RunConfig:
+    """Iris, a width-8 MLP, one epoch; ``search`` entries are merged into these defaults."""
+    search = {
+        "n_trials": 3,
+        "sampler": "random",
+        "pruner": "none",
+        "space": SPACE,
+        **sections.pop("search", {}),
+    }
+    train = {"epochs": 1, **sections.pop("train", {})}
+    model = {"source": "builtin:mlp", "width": 8, "depth": 1, **sections.pop("model", {})}
+    return make_config(model=model, train=train, search=search, **sections)
+
+
+def search(
+    cfg: RunConfig, run_dir: Path, enqueue: tuple[dict[str, Any], ...] = ()
+) -> tuple[optuna.Study, str]:
+    """What ``tunelab run`` does up to the refit: open the run's study and run trials."""
+    run_dir = study_directory(cfg, run_dir, overwrite=False)
+    prepared, study, store = setup(cfg, run_dir)
+    for params in enqueue:
+        study.enqueue_trial(params)
+    reason = optimize(study, Objective(cfg, prepared, store), cfg)
+    return study, reason
+
+
+def states(study: optuna.Study) -> list[str]:
+    return [t.state.name for t in study.get_trials(deepcopy=False)]
+
+
+def write_nan_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "nan_net.py").write_text(textwrap.dedent(NAN_MODEL))
+    monkeypatch.syspath_prepend(str(folder))
+    return "py:nan_net:net"
+
+
+def test_every_configurable_sampler_and_pruner_has_a_factory() -> None:
+    assert set(SAMPLERS) == set(config_module.SAMPLERS)
+    assert set(PRUNERS) == set(config_module.PRUNERS)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLER_CLASSES))
+def test_sampler_by_name_runs_a_short_study_to_completion(tmp_path: Path, sampler: str) -> None:
+    space = GRID_SPACE if sampler == "grid" else SPACE
+    cfg = search_config(search={"sampler": sampler, "space": space})
+    study, reason = search(cfg, tmp_path / "run")
+    assert isinstance(study.sampler, SAMPLER_CLASSES[sampler])
+    fail_reasons = [
+        t.user_attrs.get("fail_reason") for t in study.trials if t.state == TrialState.FAIL
+    ]
+    assert fail_reasons == [], fail_reasons
+    assert reason == "n_trials"
+    assert states(study) == ["COMPLETE"] * 3
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
+
+
+@pytest.mark.parametrize("pruner", list(PRUNER_CLASSES))
+def test_pruner_by_name_runs_a_short_study_to_completion(tmp_path: Path, pruner: str) -> None:
+    cfg = search_config(train={"epochs": 2}, search={"pruner": pruner, "n_trials": 2})
+    study, reason = search(cfg, tmp_path / "run")
+    assert isinstance(study.pruner, PRUNER_CLASSES[pruner])
+    assert reason == "n_trials"
+    assert finished(study) == 2
+    assert "FAIL" not in states(study)
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        # the pruner saw the trial's progress: per epoch, or per fold for wilcoxon
+        steps = [0] if pruner == "wilcoxon" else [0, 1]
+        assert sorted(trial.intermediate_values) == steps
+
+
+def sampled_params(
+    cfg: RunConfig, db: Path, n_trials: int, study: optuna.Study | None = None
+) -> list[dict[str, Any]]:
+    """Open the study as a run (or a resumed run, or a worker) does and sample parameters."""
+    if study is None:
+        study = open_study(cfg, make_storage(f"sqlite:///{db}", cfg.search), metric="accuracy")
+    study.optimize(
+        lambda trial: float(suggest(trial, cfg.search.space, cfg)["train.lr"]), n_trials=n_trials
+    )
+    return [t.params for t in study.trials[-n_trials:]]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_same_config_and_seed_give_the_same_first_params(tmp_path: Path, sampler: str) -> None:
+    cfg = search_config(search={"sampler": sampler})
+    first = sampled_params(cfg, tmp_path / "a.db", 4)
+    again = sampled_params(cfg, tmp_path / "b.db", 4)
+    assert first == again
+    other_seed = search_config(seed=1, search={"sampler": sampler})
+    assert sampled_params(other_seed, tmp_path / "c.db", 4) != first
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_resumed_study_samples_new_params_rather_than_replaying_old_ones(
+    tmp_path: Path, sampler: str
+) -> None:
+    """Re-running the command resumes the study; its new trials must not repeat the
+    parameters of the trials it already has (that would spend the budget twice)."""
+    cfg = search_config(search={"sampler": sampler})
+    db = tmp_path / "study.db"
+    before = sampled_params(cfg, db, 3)
+    after = sampled_params(cfg, db, 3)  # a second process opening the same study
+    repeated = [p for p in after if p in before]
+    assert repeated == [], f"the resumed run re-ran {repeated}"
+
+
+def test_two_workers_on_one_study_sample_different_params(tmp_path: Path) -> None:
+    """``tunelab run --jobs 2`` starts two processes that each open the study with the same
+    config; they must not evaluate the same parameters."""
+    cfg = search_config(search={"sampler": "random"})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = open_study(cfg, make_storage(url, cfg.search), metric="accuracy")
+    second = open_study(cfg, make_storage(url, cfg.search), metric="accuracy")
+    for _ in range(3):
+        sampled_params(cfg, tmp_path, 1, study=first)
+        sampled_params(cfg, tmp_path, 1, study=second)
+    params = [tuple(sorted(t.params.items())) for t in first.get_trials()]
+    assert len(params) == 6
+    assert len(set(params)) == 6, f"both workers evaluated the same parameters: {params}"
+
+
+def test_kfold_trials_keep_fold_scores_std_and_out_of_fold_predictions(tmp_path: Path) -> None:
+    cfg = search_config(
+        train={"epochs": 2}, cv={"strategy": "kfold", "folds": 3}, search={"n_trials": 3}
+    )
+    result = run_study(cfg, out=tmp_path / "run")
+    run_dir, study = result.run_dir, result.study
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    test_rows = prepare(cfg).split.test
+    non_test = np.setdiff1d(np.arange(150), test_rows)
+    for trial in complete:
+        scores = trial.user_attrs["fold_scores"]
+        assert len(scores) == 3
+        assert trial.value == pytest.approx(np.mean(scores))
+        assert trial.user_attrs["std"] == pytest.approx(np.std(scores, ddof=1))
+        oof_file = run_dir / "artifacts" / trial.user_attrs["artifacts"]["oof"]
+        with np.load(oof_file) as saved:
+            oof = saved["predictions"]
+        assert oof.shape == (150, 3)  # every iris row, one probability per class
+        assert np.isfinite(oof[non_test]).all(), "every non-test row has a prediction"
+        np.testing.assert_allclose(oof[non_test].sum(axis=1), 1.0, rtol=1e-6)
+        assert np.isnan(oof[test_rows]).all(), "test rows are never predicted during search"
+
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    assert list(board["state"]) == ["complete"] * 3
+    assert list(board["value"]) == sorted(board["value"], reverse=True), "best first"
+    assert (board["folds"] == 3).all()
+    by_number = {t.number: t for t in complete}
+    for _, row in board.iterrows():
+        assert row["std"] == pytest.approx(by_number[int(row["trial"])].user_attrs["std"])
+    assert int(board["trial"].iloc[0]) == study.best_trial.number
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_trial"] == study.best_trial.number
+    assert metrics["fold_scores"] == study.best_trial.user_attrs["fold_scores"]
+
+    best = json.loads((run_dir / "best_params.json").read_text())
+    assert best == study.best_trial.params
+    config = tmp_path / "search.yaml"
+    config.write_text(cfg.to_yaml())
+    replay = tmp_path / "replay"
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(config),
+            "--params",
+            str(run_dir / "best_params.json"),
+            "--out",
+            str(replay),
+            "--quiet",
+        ],
+    )
+    assert outcome.exit_code == 0, outcome.output
+    resolved = yaml.safe_load((replay / "config.yaml").read_text())
+    assert resolved["train"]["lr"] == best["train.lr"]
+    assert resolved["regularization"]["dropout"] == best["regularization.dropout"]
+    assert (replay / "final" / "model.safetensors").is_file()
+
+
+def test_non_finite_and_invalid_trials_fail_with_a_reason_and_the_study_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = write_nan_model(tmp_path, monkeypatch)
+    space = {
+        "model.options.poison": {"type": "categorical", "choices": [False, True]},
+        "train.lr": {"type": "categorical", "choices": [0.01, 1000.0]},
+    }
+    cfg = search_config(model={"source": model}, search={"n_trials": 1, "space": space})
+    study, reason = search(
+        cfg,
+        tmp_path / "run",
+        enqueue=(
+            {"model.options.poison": True, "train.lr": 0.01},  # NaN outputs
+            {"model.options.poison": False, "train.lr": 1000.0},  # out of train.lr's range
+            {"model.options.poison": False, "train.lr": 0.01},
+        ),
+    )
+    assert reason == "n_trials"
+    nan_trial, invalid, good = study.trials
+    assert nan_trial.state == TrialState.FAIL
+    assert "non-finite" in nan_trial.user_attrs["fail_reason"]
+    assert invalid.state == TrialState.FAIL
+    assert "train.lr" in invalid.user_attrs["fail_reason"]
+    assert "1000.0" in invalid.user_attrs["fail_reason"]
+    assert good.state == TrialState.COMPLETE
+    assert good.value is not None and 0.0 <= good.value <= 1.0
+    board = leaderboard(study)
+    assert list(board["state"]) == ["complete", "fail", "fail"]
+    assert "non-finite" in board["fail_reason"].iloc[1]
+
+
+def test_run_stops_after_consecutive_failures_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = write_nan_model(tmp_path, monkeypatch)
+    config = tmp_path / "nan.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "nan",
+                "data": {"source": "sklearn:iris"},
+                "model": {"source": model, "options": {"poison": True}},
+                "train": {"epochs": 1, "threads": 1, "device": "cpu"},
+                "search": {
+                    "n_trials": 6,
+                    "sampler": "random",
+                    "max_consecutive_failures": 2,
+                    "space": {"train.lr": LR},
+                },
+            }
+        )
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--quiet"])
+    assert result.exit_code != 0, result.output
+    output = " ".join(result.output.split())
+    assert "stopped after 2 failed trials in a row" in output
+    assert "non-finite" in output
+    assert "Traceback" not in result.output
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert list(board["state"]) == ["fail", "fail"], "the study stopped at the limit"
+    assert board["fail_reason"].str.contains("non-finite").all()
+    assert not (out / "best_params.json").exists()
+
+
+def test_keep_top_k_deletes_all_but_the_best_checkpoints(tmp_path: Path) -> None:
+    cfg = search_config(search={"n_trials": 4, "keep_top_k": 1})
+    study, _ = search(cfg, tmp_path / "run")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    artifacts = tmp_path / "run" / "artifacts"
+    kept = [t for t in complete if (artifacts / t.user_attrs["artifacts"]["predictor"]).exists()]
+    assert len(kept) == 1
+    assert kept[0].value == study.best_value
+    assert all(t.user_attrs["std"] is None for t in complete), "one holdout score: no spread"
+    for trial in complete:
+        for small in ("oof", "history"):
+            assert (artifacts / trial.user_attrs["artifacts"][small]).is_file()
+    history = json.loads((artifacts / kept[0].user_attrs["artifacts"]["history"]).read_text())
+    assert len(history) == 1 and len(history[0]) == 1  # one fold, one epoch
+
+
+def test_two_workers_pruning_checkpoints_at_once_never_crash(tmp_path: Path) -> None:
+    """With ``--jobs N`` every worker runs the top-k callback after its trials; two of them
+    deleting the same old checkpoint must not crash the slower one (it used to end the
+    worker with ArtifactNotFound). Threads stand in for the worker processes here, so the
+    collision happens within a few rounds instead of by chance."""
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    store = FileSystemArtifactStore(str(artifacts))
+    study = optuna.create_study(direction="maximize", storage=f"sqlite:///{tmp_path / 's.db'}")
+    ids = [f"predictor-{i}" for i in range(60)]
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                value=float(i), user_attrs={"artifacts": {"predictor": artifact}}
+            )
+            for i, artifact in enumerate(ids)
+        ]
+    )
+    last = study.trials[-1]
+    errors: list[BaseException] = []
+
+    def worker(barrier: threading.Barrier) -> None:
+        keep = TopCheckpoints(store, 1)
+        barrier.wait()
+        try:
+            keep(study, last)
+        except Exception as exc:
+            errors.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the two threads as finely as possible
+    try:
+        for _ in range(20):
+            for artifact in ids:
+                store.write(artifact, io.BytesIO(b"checkpoint"))
+            barrier = threading.Barrier(2)
+            threads = [threading.Thread(target=worker, args=(barrier,)) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == [], f"a worker crashed pruning checkpoints: {errors[0]!r}"
+            assert sorted(p.name for p in artifacts.iterdir()) == [ids[-1]]
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def test_grid_trials_on_a_float_capped_at_one_all_complete(tmp_path: Path) -> None:
+    space = {"train.step_gamma": {"type": "float", "low": 0.1, "high": 1.0, "step": 0.3}}
+    cfg = search_config(
+        train={"schedule": "step"}, search={"sampler": "grid", "n_trials": 4, "space": space}
+    )
+    study, _ = search(cfg, tmp_path / "run")
+    reasons = [t.user_attrs.get("fail_reason") for t in study.trials if t.state == TrialState.FAIL]
+    assert reasons == [], reasons
+    values = sorted(t.params["train.step_gamma"] for t in study.trials)
+    assert values == pytest.approx([0.1, 0.4, 0.7, 1.0])
+    assert max(values) <= 1.0
+
+
+def test_trial_of_a_dead_process_is_retried_even_when_it_was_the_last_one(
+    tmp_path: Path,
+) -> None:
+    """A process killed during the study's last trial leaves it RUNNING; re-running must
+    fail it (heartbeat stale) and retry it, not count it as still running."""
+    cfg = search_config(search={"n_trials": 2, "heartbeat_interval": 1, "grace_period": 1})
+    run_dir = study_directory(cfg, tmp_path / "run", overwrite=False)
+    prepared, study, store = setup(cfg, run_dir)
+    objective = Objective(cfg, prepared, store)
+    study.optimize(objective, n_trials=1)
+    # the killed process: a trial that started, suggested its parameters, and whose
+    # heartbeat then stopped
+    storage = make_storage(storage_url(cfg, run_dir), cfg.search)
+    dead = study.ask()
+    dead_params = suggest(dead, cfg.search.space, cfg)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, dead.number))
+    time.sleep(2.5)  # past the grace period
+
+    # the re-run
+    _, study, store = setup(cfg, run_dir)
+    optimize(study, Objective(cfg, prepared, store), cfg)
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[dead.number].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1
+    assert retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == dead_params
+    assert finished(study) == 2
+    assert "RUNNING" not in states(study)
