@@ -107,8 +107,19 @@ class Objective:
         trial.set_user_attr("std", float(np.std(scores, ddof=1)) if len(scores) > 1 else None)
         trial.set_user_attr("best_epochs", best_epochs)
         assert first_predictor is not None
-        self._store(trial, first_predictor, oof, histories)
-        return float(np.mean(scores))
+        value = float(np.mean(scores))
+        # a checkpoint that would not rank in the top k is never written (it would be deleted)
+        keep = self._ranks_in_top_k(trial.study, value)
+        self._store(trial, first_predictor if keep else None, oof, histories)
+        return value
+
+    def _ranks_in_top_k(self, study: optuna.Study, value: float) -> bool:
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        better = sum(
+            (t.value or 0.0) > value if maximize else (t.value or 0.0) < value for t in complete
+        )
+        return better < self.cfg.search.keep_top_k
 
     def _epoch_hook(
         self, trial: optuna.Trial, fold: int, *, prune: bool
@@ -142,24 +153,25 @@ class Objective:
     def _store(
         self,
         trial: optuna.Trial,
-        predictor: Any,
+        predictor: Any | None,
         oof: np.ndarray,
         histories: list[list[dict[str, Any]]],
     ) -> None:
         ids: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            predictor.save(folder / "predictor")
-            archive = shutil.make_archive(str(folder / "predictor"), "zip", folder / "predictor")
+            files = [("oof", folder / "oof.npz"), ("history", folder / "history.json")]
+            if predictor is not None:
+                predictor.save(folder / "predictor")
+                archive = shutil.make_archive(
+                    str(folder / "predictor"), "zip", folder / "predictor"
+                )
+                files.insert(0, ("predictor", Path(archive)))
             np.savez_compressed(folder / "oof.npz", predictions=oof)
             (folder / "history.json").write_text(json.dumps(histories))
-            for key, path in (
-                ("predictor", archive),
-                ("oof", str(folder / "oof.npz")),
-                ("history", str(folder / "history.json")),
-            ):
+            for key, path in files:
                 ids[key] = upload_artifact(
-                    artifact_store=self.store, file_path=path, study_or_trial=trial
+                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
                 )
         trial.set_user_attr("artifacts", ids)
 
