@@ -78,9 +78,7 @@ class Objective:
         scores, best_epochs, histories = [], [], []
         first_predictor = None
         for fold, (train_rows, val_rows) in enumerate(self.splits):
-            # intermediate values feed the pruner; without one they only cost a write per epoch
-            report = not per_fold and fold == 0 and self.cfg.search.pruner != "none"
-            callbacks = [self._epoch_hook(trial, fold, prune=report)]
+            callbacks = [self._epoch_hook(trial, fold, prune=not per_fold and fold == 0)]
             fitted = fit_on_rows(cfg, self.prepared, train_rows, val_rows, callbacks=callbacks)
             result = fitted.result
             if result.stop_reason == "non_finite":
