@@ -162,7 +162,7 @@ class TrialEvent:
     number: int
     state: str
     value: float | None
-    epochs: int  # epochs trained (intermediate values reported)
+    epochs: int  # epochs trained (counted by run_study's on_epoch hook)
 
 
 @dataclass
@@ -243,6 +243,11 @@ def run_one(problem: Problem, contender: str, seed: int, *, epochs: int,
     events: list[TrialEvent] = []
     started, cpu_started = time.perf_counter(), time.process_time()
 
+    epochs_run: dict[int, int] = {}
+
+    def count(number: int, fold: int, folds: int, record: dict[str, Any]) -> None:
+        epochs_run[number] = epochs_run.get(number, 0) + 1
+
     def hook(study: optuna.Study, trial: FrozenTrial) -> None:
         events.append(TrialEvent(
             seconds=time.perf_counter() - started,
@@ -250,12 +255,12 @@ def run_one(problem: Problem, contender: str, seed: int, *, epochs: int,
             number=trial.number,
             state=trial.state.name,
             value=trial.value if trial.state == TrialState.COMPLETE else None,
-            epochs=len(trial.intermediate_values),
+            epochs=epochs_run.get(trial.number, 0),
         ))
 
     with tempfile.TemporaryDirectory(prefix="tunelab-bench-") as tmp:
         try:
-            result = run_study(cfg, out=Path(tmp) / "run", hooks=[hook])
+            result = run_study(cfg, out=Path(tmp) / "run", hooks=[hook], on_epoch=count)
         finally:
             _drop_file_handlers()
         total = time.perf_counter() - started
@@ -278,7 +283,7 @@ def run_one(problem: Problem, contender: str, seed: int, *, epochs: int,
         complete=len(complete),
         pruned=sum(t.state == TrialState.PRUNED for t in trials),
         failed=sum(t.state == TrialState.FAIL for t in trials),
-        epochs_trained=sum(len(t.intermediate_values) for t in trials),
+        epochs_trained=sum(epochs_run.values()),
         best_value=study.best_value if complete else None,
         best_params=study.best_params if complete else {},
         test=test,
