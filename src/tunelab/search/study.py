@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tunelab.config import RunConfig, SearchConfig
@@ -47,16 +48,28 @@ def storage_url(cfg: RunConfig, run_dir: Path) -> str:
     return cfg.search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    """Write-ahead log: readers never block the writer, and a commit appends to the log
+    instead of syncing the whole file (about half of Optuna's per-trial SQLite time). With
+    ``synchronous=NORMAL`` a killed process loses nothing; a power cut may lose the last
+    commits. WAL needs a local disk: use PostgreSQL for a study on a network file system."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def make_storage(url: str, cfg: SearchConfig) -> RDBStorage:
     """An RDB storage with heartbeats; SQLite waits for locks instead of failing."""
     engine: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    sqlite = url.startswith("sqlite")
+    if sqlite:
         # several local worker processes write to one file: wait for the lock (default 5 s)
         engine = {"connect_args": {"timeout": 120}}
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=engine,
                 heartbeat_interval=cfg.heartbeat_interval,
@@ -65,6 +78,10 @@ def make_storage(url: str, cfg: SearchConfig) -> RDBStorage:
                     max_retry=cfg.max_retry
                 ),
             )
+        if sqlite:
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+            storage.engine.dispose()  # the pooled connections predate the listener
+        return storage
     except Exception as exc:
         raise FatalError(
             f"search.storage: cannot open {redact(url)!r} ({type(exc).__name__}: {exc}); check "
