@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+import tunelab
 from tests.conftest import make_config
 from tunelab import config as config_module
 from tunelab.cli import app
@@ -370,6 +372,17 @@ def test_keep_top_k_deletes_all_but_the_best_checkpoints(tmp_path: Path) -> None
             assert (artifacts / trial.user_attrs["artifacts"][small]).is_file()
     history = json.loads((artifacts / kept[0].user_attrs["artifacts"]["history"]).read_text())
     assert len(history) == 1 and len(history[0]) == 1  # one fold, one epoch
+    # the kept checkpoint is a predictor (a zip of predictor.json + safetensors) whose
+    # predictions on the validation rows are the stored out-of-fold predictions
+    with zipfile.ZipFile(artifacts / kept[0].user_attrs["artifacts"]["predictor"]) as bundle:
+        bundle.extractall(tmp_path / "kept")
+    predictor = tunelab.load_predictor(tmp_path / "kept")
+    prepared = prepare(cfg)
+    rows = prepared.split.validation
+    with np.load(artifacts / kept[0].user_attrs["artifacts"]["oof"]) as saved:
+        oof = saved["predictions"]
+    inputs = prepared.raw.inputs.iloc[rows]
+    np.testing.assert_allclose(predictor.predict_proba(inputs), oof[rows], rtol=1e-5, atol=1e-7)
 
 
 def test_two_workers_pruning_checkpoints_at_once_never_crash(tmp_path: Path) -> None:

@@ -183,3 +183,25 @@ def test_regression_trains_on_standardized_target_and_reports_original_units() -
     )
     assert 40 < history[-1]["rmse"] < 80  # diabetes target spans 25..346
     assert history[-1]["r2"] > 0.2
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_validation_outputs_are_those_of_the_weights_the_model_keeps(restore_best: bool) -> None:
+    """The search stores these as out-of-fold predictions instead of predicting again."""
+    from tunelab.training.loop import predict_outputs
+
+    cfg = make_config(
+        data={"source": "sklearn:breast_cancer"},
+        train={"epochs": 12, "lr": 0.05, "schedule": "constant", "batch_size": 16},
+        early_stopping={"monitor": "val_loss", "patience": 3, "restore_best": restore_best},
+    )
+    prepared = prepare(cfg)
+    rows = prepared.split.validation
+    fitted = fit_on_rows(cfg, prepared, prepared.split.train, rows)
+    result = fitted.result
+    assert result.best_epoch < len(result.history) - 1, "setup: later epochs were worse"
+    encoder = fitted.predictor.encoder
+    features = encoder.transform(prepared.raw.inputs.iloc[rows])
+    again = predict_outputs(fitted.predictor.model, features)
+    assert result.validation_outputs is not None
+    np.testing.assert_allclose(result.validation_outputs, again, rtol=1e-5, atol=1e-6)

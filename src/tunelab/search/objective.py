@@ -9,9 +9,9 @@ study goes on.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import traceback
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +23,13 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from tunelab.config import RunConfig
+from tunelab.data import take
 from tunelab.errors import TrialFailed, TunelabError
-from tunelab.pipeline import Prepared, fit_on_rows
+from tunelab.pipeline import Fitted, Prepared, fit_on_rows
 from tunelab.results.predictor import outputs_to_predictions
 from tunelab.search.space import apply_params, suggest
 from tunelab.training.crossval import kfold_splits
+from tunelab.training.loop import predict_outputs
 
 # (trial number, fold, folds, epoch record) -> None: the live view's hook
 EpochHook = Callable[[int, int, int, dict[str, Any]], None]
@@ -93,7 +95,7 @@ class Objective:
             scores.append(score)
             best_epochs.append(result.best_epoch + 1)
             histories.append(result.history)
-            oof[val_rows] = self._predictions(fitted.predictor, val_rows)
+            oof[val_rows] = self._predictions(fitted, val_rows)
             if first_predictor is None:
                 first_predictor = fitted.predictor
             if per_fold:
@@ -134,17 +136,16 @@ class Objective:
 
         return hook
 
-    def _predictions(self, predictor: Any, rows: np.ndarray) -> np.ndarray:
-        raw = self.prepared.raw
-        from tunelab.data import take
-
-        outputs = predictor.encoder.transform(take(raw.inputs, rows))
-        from tunelab.training.loop import predict_outputs
-
+    def _predictions(self, fitted: Fitted, rows: np.ndarray) -> np.ndarray:
+        """Predictions on the validation rows: the loop's own outputs for the weights the
+        model kept (no second pass), else a prediction from the raw rows."""
+        predictor = fitted.predictor
+        outputs = fitted.result.validation_outputs
+        if outputs is None or len(outputs) != len(rows):
+            features = predictor.encoder.transform(take(self.prepared.raw.inputs, rows))
+            outputs = predict_outputs(predictor.model, features)
         values = outputs_to_predictions(
-            predict_outputs(predictor.model, outputs),
-            task=predictor.task,
-            target_scale=predictor.target_scale,
+            outputs, task=predictor.task, target_scale=predictor.target_scale
         )
         return values.reshape(len(rows), -1)
 
@@ -161,17 +162,24 @@ class Objective:
             files = [("oof", folder / "oof.npz"), ("history", folder / "history.json")]
             if predictor is not None:
                 predictor.save(folder / "predictor")
-                archive = shutil.make_archive(
-                    str(folder / "predictor"), "zip", folder / "predictor"
-                )
-                files.insert(0, ("predictor", Path(archive)))
-            np.savez_compressed(folder / "oof.npz", predictions=oof)
+                archive = zip_folder(folder / "predictor", folder / "predictor.zip")
+                files.insert(0, ("predictor", archive))
+            np.savez(folder / "oof.npz", predictions=oof)  # float predictions barely compress
             (folder / "history.json").write_text(json.dumps(histories))
             for key, path in files:
                 ids[key] = upload_artifact(
                     artifact_store=self.store, file_path=str(path), study_or_trial=trial
                 )
         trial.set_user_attr("artifacts", ids)
+
+
+def zip_folder(folder: Path, archive: Path) -> Path:
+    """The folder's files in an uncompressed zip (weights do not compress; deflate costs)."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                bundle.write(path, path.relative_to(folder))
+    return archive
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -45,6 +45,8 @@ class FitResult:
         best_value: the monitored value at ``best_epoch``.
         monitor: what was monitored (a metric name, ``val_loss`` or ``train_loss``).
         stop_reason: patience_exhausted, non_finite or max_epochs.
+        validation_outputs: the model's outputs on the validation rows with the weights it
+            holds at the end (as float32 numpy), or None without validation rows.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -52,6 +54,7 @@ class FitResult:
     best_value: float | None = None
     monitor: str = "val_loss"
     stop_reason: str = StopReason.MAX_EPOCHS.value
+    validation_outputs: np.ndarray | None = field(default=None, repr=False)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,6 +183,7 @@ def fit(
                 step += 1
 
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total_loss.item() / max(batches, 1)}
+        outputs = None
         if val_batches is not None:
             outputs, val_loss = evaluate(model, val_batches, loss_fn=loss_fn, amp_dtype=amp_dtype)
             record["val_loss"] = val_loss
@@ -203,6 +207,8 @@ def fit(
         if improved:
             best_state = _snapshot(model) if early_cfg.restore_best else None
             result.best_epoch, result.best_value = epoch, stopper.best
+        if improved or best_state is None:  # the outputs of the weights the model will hold
+            result.validation_outputs = outputs
         for callback in callbacks or []:
             callback(record)
         if stop:
