@@ -1,8 +1,8 @@
 """``tunelab run`` as real processes: killed, interrupted, resumed, and with worker processes.
 
 Each test starts ``python -m tunelab.cli run`` and watches the study's SQLite file; trials
-are small iris MLPs on one CPU thread, slow enough (8 epochs, a storage write per
-epoch) to be caught while running.
+are small iris MLPs on one CPU thread, slow enough (``EPOCHS`` epochs, a storage write per
+epoch; about a third of a second a trial) to be caught while running.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT = 240  # seconds for one command; generous for a loaded 2-core machine
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
+EPOCHS = 60  # per trial in the kill and interrupt tests: long enough to stop one mid-way
 
 
 def write_config(folder: Path, name: str, *, epochs: int, **search: Any) -> Path:
@@ -136,7 +137,7 @@ def test_sigkill_mid_trial_then_rerun_retries_the_dead_trial_and_keeps_the_rest(
 ) -> None:
     n_trials = 5
     config = write_config(
-        tmp_path, "killed", epochs=8, n_trials=n_trials, heartbeat_interval=1, grace_period=2
+        tmp_path, "killed", epochs=EPOCHS, n_trials=n_trials, heartbeat_interval=1, grace_period=2
     )
     out = tmp_path / "run"
     db = out / "study.db"
@@ -176,7 +177,7 @@ def test_sigint_stops_promptly_with_a_resume_hint_and_rerun_completes(
     tmp_path: Path, started: Callable[[list[str]], subprocess.Popen[bytes]]
 ) -> None:
     n_trials = 3
-    config = write_config(tmp_path, "interrupted", epochs=8, n_trials=n_trials)
+    config = write_config(tmp_path, "interrupted", epochs=EPOCHS, n_trials=n_trials)
     out = tmp_path / "run"
     db = out / "study.db"
     cmd = command(config, out)
