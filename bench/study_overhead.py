@@ -15,14 +15,22 @@ rotates every round):
   opens its own (``tunelab.search.study.make_storage``, heartbeats included): it separates
   the cost of persistent storage from the work tunelab itself adds per trial.
 
-Both train the same tiny model (a one-layer MLP, 16 units) on iris for 3 epochs with one
-torch thread, so the studies suggest the same parameters and get the same values (the
-``same values`` column checks it). A trial's time is the gap between consecutive trial-finished
-callbacks (suggestion, training, storage and every callback included); the first trial of
-each study is dropped (it also holds data loading and study creation; tunelab's refit after
-the search is not counted). The overhead is median(tunelab) / median(optuna) - 1 per trial,
-target <= 5%, in wall-clock time and in process CPU time (which a busy machine disturbs
-less). A breakdown says where tunelab's extra time goes.
+Two trial sizes, each contender training the same model with one torch thread, so the
+studies suggest the same parameters and get the same values (the ``same values`` column
+checks it):
+
+* ``tiny``: a one-layer MLP (16 units) on iris for 3 epochs, trials of a few hundredths of a
+  second: what is left is tunelab's fixed cost per trial, in milliseconds;
+* ``digits``: the quickstart's model and recipe (pretrained CNN, augmentation, batch norm)
+  on digits for 10 epochs (a third of the quickstart's budget), trials of about a second:
+  the relative overhead a user sees on a short real trial.
+
+A trial's time is the gap between consecutive trial-finished callbacks (suggestion,
+training, storage and every callback included); the first trial of each study is dropped
+(it also holds data loading and study creation; tunelab's refit after the search is not
+counted). The overhead is median(tunelab) / median(optuna) - 1 per trial, target <= 5%, in
+wall-clock time and in process CPU time (which a busy machine disturbs less). A breakdown
+says where tunelab's extra time goes.
 
 Peak memory. Fresh subprocesses run tunelab studies of 20 and of 200 one-epoch trials (same
 tiny model and data) and report peak RSS (``ru_maxrss``) at the end; other subprocesses do
@@ -31,7 +39,8 @@ The 200-trial run also shows whether the per-trial time grows with the number of
 
 Usage::
 
-    python bench/study_overhead.py              # full run (5 rounds x 30 trials, 20 vs 200)
+    python bench/study_overhead.py              # full run (both sizes, memory 20 vs 200)
+    python bench/study_overhead.py --problems digits --skip-memory
     python bench/study_overhead.py --quick      # smoke run
     python bench/study_overhead.py --json out.json
 """
@@ -61,6 +70,7 @@ from typing import Any
 
 import optuna
 import torch
+import yaml
 from optuna.trial import FrozenTrial
 
 import tunelab
@@ -79,30 +89,56 @@ CONTENDERS = {
 TARGET_OVERHEAD = 0.05
 TARGET_GROWTH = 0.10
 SEED = 0
-LR = (1e-3, 1e-1)
-DROPOUT = (0.0, 0.5)
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_config(*, epochs: int, n_trials: int) -> RunConfig:
-    """Iris, a one-layer MLP of 16 units, one thread, holdout, TPE, no pruner."""
-    return config_from_dict({
-        "name": "study-overhead",
-        "seed": SEED,
-        "data": {"source": "sklearn:iris"},
-        "model": {"source": "builtin:mlp", "width": 16, "depth": 1},
-        "train": {"epochs": epochs, "batch_size": 32, "threads": 1, "device": "cpu"},
-        "cv": {"strategy": "holdout"},
-        "search": {
-            "n_trials": n_trials,
-            "sampler": "tpe",
-            "pruner": "none",
-            "space": {
-                "train.lr": {"type": "float", "low": LR[0], "high": LR[1], "log": True},
-                "regularization.dropout": {"type": "float", "low": DROPOUT[0],
-                                           "high": DROPOUT[1]},
-            },
+@dataclass(frozen=True)
+class Problem:
+    """A trial size: what each trial trains, and the two parameters searched."""
+
+    name: str
+    what: str
+    epochs: int  # per trial
+    trials: int  # per study
+    rounds: int
+    lr: tuple[float, float]
+    dropout: tuple[float, float]
+
+
+PROBLEMS = {
+    "tiny": Problem("tiny", "iris, MLP 16x1 (the fixed cost per trial, in ms)",
+                    epochs=3, trials=30, rounds=5, lr=(1e-3, 1e-1), dropout=(0.0, 0.5)),
+    "digits": Problem("digits", "the quickstart: digits, pretrained CNN 32x3, augmentation, "
+                      "batch norm", epochs=10, trials=8, rounds=3, lr=(1e-3, 1e-2),
+                      dropout=(0.0, 0.4)),
+}
+
+
+def make_config(problem: Problem, *, epochs: int, n_trials: int) -> RunConfig:
+    """The problem's model and data, one thread, holdout, TPE, no pruner."""
+    if problem.name == "digits":
+        raw = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text("utf-8"))
+        raw["model"]["source"] = f"file:{ROOT / raw['model']['source'][5:]}"
+    else:
+        raw = {"data": {"source": "sklearn:iris"},
+               "model": {"source": "builtin:mlp", "width": 16, "depth": 1},
+               "train": {"batch_size": 32}}
+    raw["name"] = f"study-overhead-{problem.name}"
+    raw["seed"] = SEED
+    raw["train"].update({"epochs": epochs, "threads": 1, "device": "cpu"})
+    raw["cv"] = {"strategy": "holdout"}
+    raw["search"] = {
+        "n_trials": n_trials,
+        "sampler": "tpe",
+        "pruner": "none",
+        "space": {
+            "train.lr": {"type": "float", "low": problem.lr[0], "high": problem.lr[1],
+                         "log": True},
+            "regularization.dropout": {"type": "float", "low": problem.dropout[0],
+                                       "high": problem.dropout[1]},
         },
-    })
+    }
+    return config_from_dict(raw, source=f"study_overhead {problem.name}")
 
 
 def _drop_file_handlers() -> None:
@@ -188,8 +224,8 @@ def run_tunelab(cfg: RunConfig, workdir: Path) -> StudyTiming:
     return StudyTiming(wall, cpu, values)
 
 
-def run_optuna(cfg: RunConfig, prepared: Prepared, storage_dir: Path | None = None
-               ) -> StudyTiming:
+def run_optuna(cfg: RunConfig, problem: Problem, prepared: Prepared,
+               storage_dir: Path | None = None) -> StudyTiming:
     """The bare loop: same sampler and seed, same training call; the study in memory, or,
     with ``storage_dir``, in SQLite opened exactly as tunelab opens it (heartbeats too)."""
     split, metric = prepared.split, prepared.metric
@@ -206,8 +242,9 @@ def run_optuna(cfg: RunConfig, prepared: Prepared, storage_dir: Path | None = No
 
     def objective(trial: optuna.Trial) -> float:
         params = {
-            "train.lr": trial.suggest_float("train.lr", *LR, log=True),
-            "regularization.dropout": trial.suggest_float("regularization.dropout", *DROPOUT),
+            "train.lr": trial.suggest_float("train.lr", *problem.lr, log=True),
+            "regularization.dropout": trial.suggest_float("regularization.dropout",
+                                                          *problem.dropout),
         }
         fitted = fit_on_rows(apply_params(cfg, params), prepared, split.train, split.validation)
         result = fitted.result
@@ -226,6 +263,7 @@ def run_optuna(cfg: RunConfig, prepared: Prepared, storage_dir: Path | None = No
 
 @dataclass
 class Overhead:
+    problem: str
     trials: int
     rounds: int
     epochs: int
@@ -241,8 +279,8 @@ class Overhead:
     breakdown_ms: dict[str, float] = field(default_factory=dict)
 
 
-def measure_overhead(*, trials: int, rounds: int, epochs: int) -> Overhead:
-    cfg = make_config(epochs=epochs, n_trials=trials)
+def measure_overhead(problem: Problem, *, trials: int, rounds: int, epochs: int) -> Overhead:
+    cfg = make_config(problem, epochs=epochs, n_trials=trials)
     prepared = prepare(cfg)
     names = list(CONTENDERS)
     wall: dict[str, list[float]] = {n: [] for n in names}
@@ -251,13 +289,14 @@ def measure_overhead(*, trials: int, rounds: int, epochs: int) -> Overhead:
     rounds_cpu: list[float] = []
     same = True
     with tempfile.TemporaryDirectory(prefix="tunelab-bench-") as tmp:
-        warm = make_config(epochs=1, n_trials=2)  # warm-up: imports, first torch calls
+        warm = make_config(problem, epochs=1, n_trials=2)  # warm-up: imports, first torch calls
         workdir = Path(tmp)
 
         def run(name: str, config: RunConfig) -> StudyTiming:
             if name == "tunelab":
                 return run_tunelab(config, workdir)
-            return run_optuna(config, prepared, workdir if name == "optuna+sqlite" else None)
+            return run_optuna(config, problem, prepared,
+                              workdir if name == "optuna+sqlite" else None)
 
         for name in names:
             run(name, warm)
@@ -281,6 +320,7 @@ def measure_overhead(*, trials: int, rounds: int, epochs: int) -> Overhead:
     median_wall = {n: statistics.median(v) for n, v in wall.items()}
     median_cpu = {n: statistics.median(v) for n, v in cpu.items()}
     return Overhead(
+        problem=problem.name,
         trials=trials,
         rounds=rounds,
         epochs=epochs,
@@ -353,7 +393,7 @@ def _peak_rss_mb() -> float:
 def child(trials: int, *, trace: bool) -> dict[str, Any]:
     """One tunelab study of ``trials`` one-epoch trials in this (fresh) process."""
     torch.set_num_threads(1)
-    cfg = make_config(epochs=1, n_trials=trials)
+    cfg = make_config(PROBLEMS["tiny"], epochs=1, n_trials=trials)
     prepare(cfg)  # data loaded once before measuring, as run_study will
     stamps: list[float] = []
     rss: list[float] = []
@@ -458,16 +498,35 @@ def memory_table(m: Memory) -> str:
     return "\n".join(lines)
 
 
+def report_overhead(overhead: Overhead) -> None:
+    problem = PROBLEMS[overhead.problem]
+    print()
+    print(f"### per-trial time: {problem.what}; {overhead.epochs} epochs, {overhead.trials} "
+          f"trials x {overhead.rounds} rounds, 1 torch thread")
+    print()
+    print(overhead_tables(overhead))
+    print()
+    print(f"Target: overhead <= {TARGET_OVERHEAD:.0%}. Absolute overhead per trial: "
+          f"{1e3 * (overhead.median_wall['tunelab'] - overhead.median_wall['optuna']):.1f} ms "
+          f"wall, {1e3 * (overhead.median_cpu['tunelab'] - overhead.median_cpu['optuna']):.1f} "
+          f"ms CPU; trials take {overhead.median_wall['optuna']:.2f} s bare.")
+    if not overhead.same_values:
+        print("WARNING: the studies got different trial values; they did not do the "
+              "same work.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--trials", type=int, default=30, help="trials per study (default 30)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (default 3)")
+    parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS),
+                        help="trial sizes to time (default: all)")
+    parser.add_argument("--trials", type=int, default=None, help="trials per study")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial")
     parser.add_argument("--memory-trials", type=int, nargs=2, default=[20, 200],
                         metavar=("SMALL", "LARGE"), help="study sizes compared (default 20 200)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 round of 6 trials, memory 5 vs 20 trials")
+                        help="smoke run: 1 round of 4 trials, memory 5 vs 20 trials")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write the results as JSON")
     parser.add_argument("--child-trials", type=int, default=None, help=argparse.SUPPRESS)
@@ -478,32 +537,22 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child(args.child_trials, trace=args.trace)))
         return
     torch.set_num_threads(1)
-    trials, rounds = (6, 1) if args.quick else (args.trials, args.rounds)
     small, large = (5, 20) if args.quick else tuple(args.memory_trials)
-    if trials < 3 or rounds < 1:
-        parser.error("need at least 3 trials and 1 round")
 
     started = time.perf_counter()
-    overhead = measure_overhead(trials=trials, rounds=rounds, epochs=args.epochs)
+    overheads = []
+    for name in args.problems:
+        problem = PROBLEMS[name]
+        trials = 4 if args.quick else args.trials or problem.trials
+        rounds = 1 if args.quick else args.rounds or problem.rounds
+        if trials < 3 or rounds < 1:
+            parser.error("need at least 3 trials and 1 round")
+        overheads.append(measure_overhead(problem, trials=trials, rounds=rounds,
+                                          epochs=args.epochs or problem.epochs))
     memory = None if args.skip_memory else measure_memory(small, large)
 
-    print()
-    print(f"### per-trial time: iris, MLP 16x1, {args.epochs} epochs, {trials} trials x "
-          f"{rounds} rounds, 1 torch thread")
-    print()
-    print(overhead_tables(overhead))
-    print()
-    print(f"Target: overhead <= {TARGET_OVERHEAD:.0%}. Absolute overhead per trial: "
-          f"{1e3 * (overhead.median_wall['tunelab'] - overhead.median_wall['optuna']):.1f} ms "
-          f"wall, {1e3 * (overhead.median_cpu['tunelab'] - overhead.median_cpu['optuna']):.1f} "
-          f"ms CPU.")
-    extra = overhead.median_cpu["tunelab"] - overhead.median_cpu["optuna"]
-    print(f"At this absolute overhead (CPU), {TARGET_OVERHEAD:.0%} needs trials of at least "
-          f"{extra / TARGET_OVERHEAD:.1f} s; these trials take "
-          f"{overhead.median_cpu['optuna']:.2f} s.")
-    if not overhead.same_values:
-        print("WARNING: the two studies got different trial values; they did not do the "
-              "same work.")
+    for overhead in overheads:
+        report_overhead(overhead)
     if memory is not None:
         print()
         print(f"### memory: tunelab study, {small} vs {large} one-epoch trials (fresh "
@@ -522,7 +571,7 @@ def main(argv: list[str] | None = None) -> None:
             "optuna": optuna.__version__,
             "tunelab": str(Path(tunelab.__file__).parent),
             "python": platform.python_version(),
-            "overhead": asdict(overhead),
+            "overhead": [asdict(overhead) for overhead in overheads],
             "memory": None if memory is None else asdict(memory),
         }
         args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")

@@ -26,12 +26,12 @@ Time per epoch is the mean of the history's ``seconds`` (training plus the valid
 Within a fold the variants run back to back, in an order rotated from fold to fold, so that
 noise from other processes spreads over all of them; ratios are of means over folds.
 
-A technique that the config cannot switch for a model is reported, not hidden: a ``file:``
-checkpoint of a builtin architecture keeps its own batch-norm layout (its tensors would not
-fit otherwise), so ``batch_norm.enabled`` does nothing on the digits CNN. The benchmark
-detects that from the built models (``BN layers`` in the output) and adds a row that ablates
-batch norm on the same architecture without pretrained weights (``builtin:cnn2d``, width 32,
-depth 3).
+Batch norm is ablated twice on digits: on the pretrained checkpoint (``batch_norm.enabled``
+is honoured there: a checkpoint trained with BN loses its BN tensors when it is off, and the
+other way round the new BN layers start fresh), and on the same architecture without
+pretrained weights (``builtin:cnn2d``, width 32, depth 3), where nothing else differs. The
+built models' BN layers are counted (``BN layers`` in the output), so a switch that does
+nothing would show as a no-op note instead of a row of noise.
 
 Usage::
 
