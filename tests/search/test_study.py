@@ -162,6 +162,23 @@ def test_pruner_by_name_runs_a_short_study_to_completion(tmp_path: Path, pruner:
         assert sorted(trial.intermediate_values) == steps
 
 
+def test_successive_halving_judges_trials_after_a_tenth_of_their_epochs(tmp_path: Path) -> None:
+    """tunelab's successive halving: rungs after 2, 6 and 18 of 20 epochs (min_resource =
+    epochs / 10, reduction factor 3), never after the first epoch or two."""
+    wide = {"train.lr": {"type": "float", "low": 1e-5, "high": 1.0, "log": True}}
+    cfg = search_config(
+        train={"epochs": 20},
+        early_stopping={"enabled": False},
+        search={"pruner": "successive_halving", "n_trials": 8, "space": wide},
+    )
+    study, _ = search(cfg, tmp_path / "run")
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned, "eight trials over five decades of learning rate: some must be cut"
+    assert {max(t.intermediate_values) for t in pruned} <= {2, 6, 18}
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert len(trial.intermediate_values) == 20
+
+
 def sampled_params(
     cfg: RunConfig, db: Path, n_trials: int, study: optuna.Study | None = None
 ) -> list[dict[str, Any]]:
