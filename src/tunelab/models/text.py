@@ -131,6 +131,10 @@ def _transformers() -> Any:
         import transformers
     except ImportError:
         raise MissingDependency("transformers", extra="hf", purpose="hf: models") from None
+    # its per-tensor "Loading weights" bar would break into tunelab's own progress (and
+    # print under --quiet); what was loaded is reported in the run's notes instead
+    hub_logging: Any = transformers.utils.logging  # untyped
+    hub_logging.disable_progress_bar()
     return transformers
 
 
@@ -281,6 +285,7 @@ def load_st(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise MissingDependency("sentence-transformers", extra="hf", purpose="st: models") from None
+    _transformers()
     _need_text("st", request)
     st_model = _load(
         "st",
