@@ -95,6 +95,18 @@ def test_gradual_unfreezing_goes_top_down(pretrained: Any) -> None:
     assert not snaps[2][bottom].equal(initial[bottom])
 
 
+def test_gradual_unfreezing_trains_unfrozen_layers_in_train_mode(pretrained: Any) -> None:
+    """At epoch 1 only the top block is unfrozen: its batch-norm statistics follow the new
+    data while the frozen block below keeps the pretrained ones (eval mode)."""
+    path, initial = pretrained
+    _, snaps = fit(path, {"strategy": "freeze_then_unfreeze", "unfreeze_epoch": 1, "gradual": True})
+    top, bottom = "backbone.2.1.running_mean", "backbone.1.1.running_mean"
+    assert snaps[0][top].equal(initial[top]) and snaps[0][bottom].equal(initial[bottom])
+    assert not snaps[1][top].equal(initial[top]), "the unfrozen block ran in eval mode"
+    assert snaps[1][bottom].equal(initial[bottom]), "a frozen block's statistics changed"
+    assert not snaps[2][bottom].equal(initial[bottom])
+
+
 def test_discriminative_learning_rates_in_history(pretrained: Any) -> None:
     path, _ = pretrained
     fitted, _ = fit(

@@ -23,11 +23,16 @@ NEEDS_BACKBONE = ("linear_probe", "freeze_then_unfreeze", "discriminative", "llr
 
 
 def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
-    """The backbone's parameters in groups, from the input up.
+    """The backbone's parameters in groups, from the input up (see ``layers``)."""
+    return [params for _, params in layers(model)]
 
-    Transformers: embeddings, each encoder layer, then anything left (pooler). Sequential
-    backbones (builtin models): each child with parameters. Others: the backbone's direct
-    children with parameters.
+
+def layers(model: nn.Module) -> list[tuple[nn.Module | None, list[nn.Parameter]]]:
+    """The backbone's layer groups from the input up, each with the module that holds it.
+
+    Transformers: embeddings, each encoder layer, then anything left (pooler; no single
+    module). Sequential backbones (builtin models): each child with parameters. Others: the
+    backbone's direct children with parameters.
     """
     backbone = backbone_of(model)
     children: list[nn.Module]
@@ -37,13 +42,14 @@ def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
         children = [embeddings, *encoder_layers]
     else:
         children = list(backbone.children())
-    groups = [[p for p in child.parameters()] for child in children]
-    groups = [g for g in groups if g]
-    seen = {id(p) for g in groups for p in g}
+    found: list[tuple[nn.Module | None, list[nn.Parameter]]] = [
+        (child, params) for child in children if (params := list(child.parameters()))
+    ]
+    seen = {id(p) for _, params in found for p in params}
     rest = [p for p in backbone.parameters() if id(p) not in seen]
     if rest:
-        groups.append(rest)
-    return groups
+        found.append((None, rest))
+    return found
 
 
 def backbone_of(model: nn.Module) -> nn.Module:

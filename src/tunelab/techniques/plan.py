@@ -52,7 +52,8 @@ class TechniquePlan:
     events: list[str] = field(default_factory=list)
     _frozen_bn: list[nn.Module] = field(default_factory=list)
     _frozen_groups: list[list[nn.Parameter]] = field(default_factory=list)
-    _frozen_modules: list[nn.Module] = field(default_factory=list)
+    _group_modules: list[nn.Module | None] = field(default_factory=list)
+    _backbone: nn.Module | None = None
     _l1_weights: list[nn.Parameter] = field(default_factory=list)
 
     @property
@@ -97,7 +98,8 @@ class TechniquePlan:
                 for param in group:
                     param.requires_grad_(False)
             self._frozen_groups = groups
-            self._frozen_modules = [finetuning.backbone_of(model)]
+            self._group_modules = [module for module, _ in finetuning.layers(model)]
+            self._backbone = finetuning.backbone_of(model)
             count = sum(p.numel() for g in groups for p in g)
             done.append(f"finetuning: {strategy}, backbone frozen ({count} parameters)")
         if self.regularization.l1 > 0:
@@ -129,14 +131,22 @@ class TechniquePlan:
         if indices:
             total = len(self._frozen_groups)
             done.append(f"finetuning: unfroze backbone group(s) {indices} of {total}")
-            if all(p.requires_grad for g in self._frozen_groups for p in g):
-                self._frozen_modules = []
-        for module in self._frozen_modules:
-            module.eval()
+        self._frozen_eval()
         if self._frozen_bn:
             batchnorm.freeze(self._frozen_bn)  # type: ignore[arg-type]
         self.events.extend(f"epoch {epoch}: {d}" for d in done)
         return done
+
+    def _frozen_eval(self) -> None:
+        """Frozen layers run in eval mode (no dropout, BN statistics kept); an unfrozen one
+        trains in full, while the layers below it may still be frozen (``gradual``)."""
+        frozen = [not any(p.requires_grad for p in g) for g in self._frozen_groups]
+        if self._backbone is not None and frozen and all(frozen):
+            self._backbone.eval()
+            return
+        for module, still in zip(self._group_modules, frozen, strict=True):
+            if still and module is not None:
+                module.eval()
 
     # -- every batch -----------------------------------------------------------------------
 
