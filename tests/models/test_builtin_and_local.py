@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -164,3 +166,32 @@ def test_file_source_honours_batch_norm_switch(tmp_path: Path) -> None:
     torch.testing.assert_close(
         loaded.module.backbone[0][0].weight, pretrained.module.backbone[0][0].weight
     )
+
+
+def test_py_module_in_the_working_directory_imports_from_the_tunelab_script(
+    tmp_path: Path,
+) -> None:
+    """The ``tunelab`` console script does not put the working directory on ``sys.path``
+    (``python -m`` would); ``py:`` modules there must import all the same."""
+    (tmp_path / "local_nets.py").write_text(
+        "from torch import nn\n\n"
+        "def linear(num_outputs, input_shape):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], num_outputs))\n"
+    )
+    (tmp_path / "run.yaml").write_text(
+        "name: local\n"
+        "data: {source: 'sklearn:iris'}\n"
+        "model: {source: 'py:local_nets:linear'}\n"
+        "train: {epochs: 1, threads: 1}\n"
+    )
+    script = Path(sys.executable).parent / "tunelab"
+    done = subprocess.run(
+        [str(script), "train", "run.yaml", "--out", "out", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "out" / "final" / "predictor.json").is_file()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ from tunelab.models.builtin import builtin_options, make_builtin
 SPEC_METADATA_KEY = "tunelab.spec"
 
 
+def _import_module(name: str) -> Any:
+    """Import ``name``; a module missing from ``sys.path`` is also looked for in the working
+    directory, like ``python -m`` does (the ``tunelab`` script does not put it on the path),
+    so that relative ``py:`` names resolve as relative file paths do."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        here = str(Path.cwd())
+        top = name.split(".")[0]
+        if exc.name != top or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)  # after installed packages: never shadows them
+        return importlib.import_module(name)
+
+
 def import_function(target: str, *, field: str) -> Any:
     """Import ``module:function`` (or ``module.function``) with a clear error."""
     module_name, sep, attr = target.partition(":")
@@ -38,11 +54,11 @@ def import_function(target: str, *, field: str) -> Any:
     if not module_name or not attr:
         raise ConfigError(f"{field}: {target!r} must look like 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            f"{field}: cannot import module {module_name!r} ({exc}); make sure it is "
-            "installed or on PYTHONPATH"
+            f"{field}: cannot import module {module_name!r} ({exc}); put {module_name}.py "
+            "in the directory tunelab runs in, install it, or add its folder to PYTHONPATH"
         ) from None
     if not hasattr(module, attr):
         raise ConfigError(f"{field}: module {module_name!r} has no attribute {attr!r}")
