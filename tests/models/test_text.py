@@ -250,3 +250,19 @@ def test_unknown_pooling_lists_the_valid_ones(tiny_bert_dir: Path) -> None:
     backbone = BertModel.from_pretrained(str(tiny_bert_dir))
     with pytest.raises(ConfigError, match=r"model\.pooling: got 'sum'; valid: mean, cls, max"):
         TextClassifier(backbone, num_outputs=2, pooling="sum")
+
+
+def test_loading_prints_no_progress_bar_and_restores_the_setting(
+    minilm_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """transformers' per-tensor 'Loading weights' bar would break into the live view; the
+    user's own progress-bar setting is left as it was."""
+    from transformers.utils import logging as hub_logging
+
+    for enabled in (True, False):
+        (hub_logging.enable_progress_bar if enabled else hub_logging.disable_progress_bar)()
+        build_model(ModelConfig(source=f"st:{minilm_dir}"), text_request(num_outputs=2))
+        assert hub_logging.is_progress_bar_enabled() is enabled
+    hub_logging.enable_progress_bar()
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out

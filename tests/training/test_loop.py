@@ -205,3 +205,16 @@ def test_validation_outputs_are_those_of_the_weights_the_model_keeps(restore_bes
     again = predict_outputs(fitted.predictor.model, features)
     assert result.validation_outputs is not None
     np.testing.assert_allclose(result.validation_outputs, again, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_validation_outputs_under_mixed_precision() -> None:
+    """Outputs from an autocast pass differ from the float32 predictor's predictions, so
+    the search must predict again instead of reusing them."""
+    cfg = make_config(
+        data={"source": "sklearn:breast_cancer"},
+        train={"epochs": 2, "device": "cuda", "precision": "bf16"},
+    )
+    prepared = prepare(cfg)
+    fitted = fit_on_rows(cfg, prepared, prepared.split.train, prepared.split.validation)
+    assert fitted.result.validation_outputs is None

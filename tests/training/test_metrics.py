@@ -90,6 +90,9 @@ def test_regression_metrics_match_scikit_learn(seed: int) -> None:
     ours, theirs = compute_metrics("regression", y, p), reference("regression", y, p)
     for name in ours:
         assert ours[name] == pytest.approx(theirs[name], rel=1e-12), name
+    column = compute_metrics("regression", y, p.reshape(-1, 1).astype(np.float32))
+    for name in ours:  # an (N, 1) float32 column is the same predictions, not (N, N)
+        assert column[name] == pytest.approx(theirs[name], rel=1e-5), name
     constant = np.full(5, 2.0)
     assert compute_metrics("regression", constant, constant)["r2"] == skm.r2_score(
         constant, constant

@@ -16,7 +16,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -131,11 +132,22 @@ def _transformers() -> Any:
         import transformers
     except ImportError:
         raise MissingDependency("transformers", extra="hf", purpose="hf: models") from None
-    # its per-tensor "Loading weights" bar would break into tunelab's own progress (and
-    # print under --quiet); what was loaded is reported in the run's notes instead
-    hub_logging: Any = transformers.utils.logging  # untyped
-    hub_logging.disable_progress_bar()
     return transformers
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Without transformers' per-tensor "Loading weights" bar, which would break into
+    tunelab's own progress (and print under --quiet); what loaded is in the run's notes.
+    The setting is put back afterwards (it also governs huggingface_hub's bars)."""
+    hub_logging: Any = _transformers().utils.logging  # untyped
+    was_enabled = hub_logging.is_progress_bar_enabled()
+    hub_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hub_logging.enable_progress_bar()
 
 
 def _need_text(prefix: str, request: ModelRequest) -> None:
@@ -148,6 +160,13 @@ def _need_text(prefix: str, request: ModelRequest) -> None:
 
 
 def _load(
+    prefix: str, value: str, what: str, load: Callable[[str], T], *, markers: tuple[str, ...]
+) -> T:
+    with _no_progress_bars():
+        return _load_from(prefix, value, what, load, markers=markers)
+
+
+def _load_from(
     prefix: str, value: str, what: str, load: Callable[[str], T], *, markers: tuple[str, ...]
 ) -> T:
     """Call ``load`` on a local directory or a cached model id, with errors that say the fix.
@@ -285,7 +304,6 @@ def load_st(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise MissingDependency("sentence-transformers", extra="hf", purpose="st: models") from None
-    _transformers()
     _need_text("st", request)
     st_model = _load(
         "st",

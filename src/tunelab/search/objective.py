@@ -164,7 +164,8 @@ class Objective:
                 predictor.save(folder / "predictor")
                 archive = zip_folder(folder / "predictor", folder / "predictor.zip")
                 files.insert(0, ("predictor", archive))
-            np.savez(folder / "oof.npz", predictions=oof)  # float predictions barely compress
+            # every trial keeps its predictions; a holdout's are mostly NaN and compress well
+            np.savez_compressed(folder / "oof.npz", predictions=oof)
             (folder / "history.json").write_text(json.dumps(histories))
             for key, path in files:
                 ids[key] = upload_artifact(

@@ -46,7 +46,8 @@ class FitResult:
         monitor: what was monitored (a metric name, ``val_loss`` or ``train_loss``).
         stop_reason: patience_exhausted, non_finite or max_epochs.
         validation_outputs: the model's outputs on the validation rows with the weights it
-            holds at the end (as float32 numpy), or None without validation rows.
+            holds at the end (as float32 numpy); None without validation rows or under
+            mixed precision.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -207,7 +208,9 @@ def fit(
         if improved:
             best_state = _snapshot(model) if early_cfg.restore_best else None
             result.best_epoch, result.best_value = epoch, stopper.best
-        if improved or best_state is None:  # the outputs of the weights the model will hold
+        if (improved or best_state is None) and amp_dtype is None:
+            # the outputs of the weights the model will hold (not under autocast: the
+            # predictor predicts in float32, and these must equal its predictions)
             result.validation_outputs = outputs
         for callback in callbacks or []:
             callback(record)

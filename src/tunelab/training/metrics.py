@@ -122,6 +122,12 @@ _REGRESSION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
+def _as_values(y_true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Regression targets and predictions as float64 vectors ((N, 1) predictions too)."""
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    return y, np.asarray(predicted, dtype=np.float64).reshape(len(y))
+
+
 def compute_metrics(task: str, y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """All metrics of ``task``.
 
@@ -130,8 +136,10 @@ def compute_metrics(task: str, y_true: np.ndarray, predicted: np.ndarray) -> dic
         y_true: class codes or target values.
         predicted: class probabilities (N, K) or predicted values (N,).
     """
-    table = _REGRESSION if task == "regression" else _CLASSIFICATION
-    return {name: fn(y_true, predicted) for name, fn in table.items()}
+    if task == "regression":
+        y_true, predicted = _as_values(y_true, predicted)
+        return {name: fn(y_true, predicted) for name, fn in _REGRESSION.items()}
+    return {name: fn(y_true, predicted) for name, fn in _CLASSIFICATION.items()}
 
 
 def bootstrap_interval(
@@ -146,6 +154,8 @@ def bootstrap_interval(
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``metric`` over the rows."""
     table = _REGRESSION if task == "regression" else _CLASSIFICATION
+    if task == "regression":
+        y_true, predicted = _as_values(y_true, predicted)
     fn, rng, n = table[metric], np.random.default_rng(seed), len(y_true)
     values = []
     for _ in range(resamples):
