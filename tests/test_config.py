@@ -34,6 +34,12 @@ def test_overrides_parse_values_as_yaml(tmp_path: Path) -> None:
     assert cfg.train.lr == 0.01
     assert cfg.batch_norm.enabled is False
     assert cfg.train.epochs == 7
+    urls = load_config(
+        write(tmp_path, BASE),
+        overrides=["search.storage=sqlite:///:memory:", "model.options={width: 8}"],
+    )
+    assert urls.search.storage == "sqlite:///:memory:"  # a URL ending in ':' stays a string
+    assert urls.model.options == {"width": 8}  # an explicit mapping is still one
 
 
 def test_unknown_key_gets_did_you_mean(tmp_path: Path) -> None:

@@ -148,7 +148,8 @@ def worker(
     ] = None,
 ) -> None:
     """Join a study and run trials until it has enough (used by run --jobs; start more on
-    other machines with a shared storage URL and run directory)."""
+    other machines with a shared run directory whose search.storage is a PostgreSQL URL:
+    the default SQLite file needs a local disk)."""
     from tunelab.search.run import run_worker
 
     try:

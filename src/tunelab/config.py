@@ -382,6 +382,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
+        if isinstance(value, dict) and not text.lstrip().startswith("{"):
+            value = text  # "sqlite:///:memory:" is a URL, not YAML's {key: null}
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:

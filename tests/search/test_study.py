@@ -30,6 +30,7 @@ from tests.conftest import make_config
 from tunelab import config as config_module
 from tunelab.cli import app
 from tunelab.config import RunConfig
+from tunelab.errors import ConfigError, FatalError
 from tunelab.pipeline import prepare
 from tunelab.results.leaderboard import leaderboard
 from tunelab.search.objective import Objective
@@ -177,6 +178,50 @@ def test_successive_halving_judges_trials_after_a_tenth_of_their_epochs(tmp_path
     assert {max(t.intermediate_values) for t in pruned} <= {2, 6, 18}
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         assert len(trial.intermediate_values) == 20
+
+
+def test_successive_halving_per_fold_prunes_after_the_second_fold(tmp_path: Path) -> None:
+    """With ``cv.prune_on: fold`` a trial reports fold numbers, not epochs: the first rung
+    must come after fold 1 (a rung at a tenth of 20 epochs would never be reached)."""
+    wide = {"train.lr": {"type": "float", "low": 1e-5, "high": 1.0, "log": True}}
+    cfg = search_config(
+        train={"epochs": 20},
+        early_stopping={"enabled": False},
+        cv={"strategy": "kfold", "folds": 4, "prune_on": "fold"},
+        search={"pruner": "successive_halving", "n_trials": 8, "space": wide},
+    )
+    study, _ = search(cfg, tmp_path / "run")
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned, "eight trials over five decades of learning rate: some must be cut"
+    assert {max(t.intermediate_values) for t in pruned} <= {1, 3}
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+def test_in_memory_sqlite_storage_is_refused_with_the_fix(url: str) -> None:
+    """An in-memory database lives in one connection: the heartbeat thread, a resumed run
+    and --jobs workers would each see an empty one."""
+    with pytest.raises(ConfigError, match=r"search.storage: .*in-memory.*Leave search.storage"):
+        make_storage(url, search_config().search)
+
+
+def test_a_run_directory_resumes_only_its_own_config_unless_nothing_started(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    cfg = search_config(search={"n_trials": 1})
+    search(cfg, out)
+    more = search_config(search={"n_trials": 2})  # more trials: the same study, resumed
+    assert study_directory(more, out, overwrite=False) == out
+    other = search_config(search={"n_trials": 1}, train={"epochs": 2})
+    with pytest.raises(FatalError, match=r"another config \(changed: train.epochs\)"):
+        study_directory(other, out, overwrite=False)
+    # a run that failed before its study existed (a bad storage URL) is not a study to keep
+    failed = tmp_path / "failed"
+    bad = search_config(search={"storage": "sqlite:///:memory:"})
+    study_directory(bad, failed, overwrite=False)
+    with pytest.raises(ConfigError, match="in-memory"):
+        setup(bad, failed)
+    assert study_directory(cfg, failed, overwrite=False) == failed
 
 
 def sampled_params(

@@ -91,7 +91,12 @@ def study_directory(cfg: RunConfig, out: str | Path | None, *, overwrite: bool) 
                 )
             }
         )
-        if same != cfg:
+        # a run that failed before any trial (say, a bad storage URL) holds nothing to keep
+        artifacts = path / "artifacts"
+        started = (path / "study.db").is_file() or (
+            artifacts.is_dir() and any(artifacts.iterdir())
+        )
+        if same != cfg and started:
             changed = _differences(same.model_dump(), cfg.model_dump())
             raise FatalError(
                 f"{path} holds a study of another config (changed: {', '.join(changed[:6])}); "

@@ -38,11 +38,12 @@ def successive_halving(cfg: RunConfig) -> optuna.pruners.SuccessiveHalvingPruner
     Optuna's defaults (``min_resource='auto'``: 1 epoch below 200; reduction factor 4) judge
     a trial after its first 2 epochs, while a warm-up or a cosine schedule has barely begun;
     ``bench/search_efficiency.py`` measured them reaching the target less often (5 of 12
-    runs against 9 of 12).
+    runs against 9 of 12). Pruning per fold (``cv.prune_on: fold``) reports fold numbers,
+    so there the first rung is after the second fold.
     """
-    return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=max(1, round(cfg.train.epochs / 10)), reduction_factor=3
-    )
+    per_fold = cfg.cv.prune_on == "fold"
+    first = 1 if per_fold else max(1, round(cfg.train.epochs / 10))
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
 
 
 PRUNERS: dict[str, Callable[[RunConfig], optuna.pruners.BasePruner]] = {
@@ -72,10 +73,24 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor.close()
 
 
+def _in_memory(url: str) -> bool:
+    try:
+        database = sqlalchemy.engine.make_url(url).database
+    except sqlalchemy.exc.ArgumentError:
+        return False  # RDBStorage reports the malformed URL
+    return database in (None, "", ":memory:") or "mode=memory" in url
+
+
 def make_storage(url: str, cfg: SearchConfig) -> RDBStorage:
     """An RDB storage with heartbeats; SQLite waits for locks instead of failing."""
     engine: dict[str, Any] = {}
     sqlite = url.startswith("sqlite")
+    if sqlite and _in_memory(url):
+        raise ConfigError(
+            f"search.storage: {url!r} is an in-memory SQLite database, which lives in one "
+            "connection: heartbeats, resuming and --jobs workers need a database they can "
+            "reopen. Leave search.storage empty (SQLite in the run directory) or give a file"
+        )
     if sqlite:
         # several local worker processes write to one file: wait for the lock (default 5 s)
         engine = {"connect_args": {"timeout": 120}}
