@@ -91,7 +91,8 @@ def test_py_source_passes_options_and_num_outputs(
 def test_py_source_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_module(tmp_path, monkeypatch)
     request = ModelRequest((4,), 3, "tabular")
-    with pytest.raises(ConfigError, match="cannot import module 'no_such_mod'"):
+    fix = "cannot import module 'no_such_mod'.*put no_such_mod.py in the directory tunelab runs in"
+    with pytest.raises(ConfigError, match=fix):
         build_model(make_config(model={"source": "py:no_such_mod:f"}).model, request)
     with pytest.raises(ConfigError, match="has no attribute 'nope'"):
         build_model(make_config(model={"source": "py:my_nets:nope"}).model, request)

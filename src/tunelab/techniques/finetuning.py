@@ -14,6 +14,8 @@ the head is always trained at the full learning rate.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from tunelab.config import FinetuningConfig
@@ -89,14 +91,17 @@ def lr_scales(model: nn.Module, cfg: FinetuningConfig) -> dict[int, float]:
     return scales
 
 
-def frozen_at_start(model: nn.Module, cfg: FinetuningConfig) -> list[list[nn.Parameter]]:
-    """The groups to freeze before training (``linear_probe``, ``freeze_then_unfreeze``)."""
+def frozen_at_start(
+    model: nn.Module, cfg: FinetuningConfig
+) -> list[tuple[nn.Module | None, list[nn.Parameter]]]:
+    """The layer groups to freeze before training (``linear_probe``,
+    ``freeze_then_unfreeze``), each with its module (see ``layers``)."""
     if cfg.strategy in ("linear_probe", "freeze_then_unfreeze"):
-        return layer_groups(model)
+        return layers(model)
     return []
 
 
-def to_unfreeze(epoch: int, groups: list[list[nn.Parameter]], cfg: FinetuningConfig) -> list[int]:
+def to_unfreeze(epoch: int, groups: list[Any], cfg: FinetuningConfig) -> list[int]:
     """Indices of the groups that become trainable at the start of ``epoch`` (0-based).
 
     ``unfreeze_epoch`` N means epochs 0..N-1 train the head alone; with ``gradual`` the top

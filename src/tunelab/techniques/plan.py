@@ -51,8 +51,9 @@ class TechniquePlan:
     augmenter: Augmenter | None = None
     events: list[str] = field(default_factory=list)
     _frozen_bn: list[nn.Module] = field(default_factory=list)
-    _frozen_groups: list[list[nn.Parameter]] = field(default_factory=list)
-    _group_modules: list[nn.Module | None] = field(default_factory=list)
+    _frozen_layers: list[tuple[nn.Module | None, list[nn.Parameter]]] = field(
+        default_factory=list
+    )
     _backbone: nn.Module | None = None
     _l1_weights: list[nn.Parameter] = field(default_factory=list)
 
@@ -92,15 +93,14 @@ class TechniquePlan:
             self._frozen_bn = list(layers)
             batchnorm.freeze(layers)
             done.append(f"batch_norm: {len(layers)} backbone BN layers frozen")
-        groups = finetuning.frozen_at_start(model, self.finetuning)
-        if groups:
-            for group in groups:
-                for param in group:
+        frozen = finetuning.frozen_at_start(model, self.finetuning)
+        if frozen:
+            for _, params in frozen:
+                for param in params:
                     param.requires_grad_(False)
-            self._frozen_groups = groups
-            self._group_modules = [module for module, _ in finetuning.layers(model)]
+            self._frozen_layers = frozen
             self._backbone = finetuning.backbone_of(model)
-            count = sum(p.numel() for g in groups for p in g)
+            count = sum(p.numel() for _, params in frozen for p in params)
             done.append(f"finetuning: {strategy}, backbone frozen ({count} parameters)")
         if self.regularization.l1 > 0:
             self._l1_weights = regularization.penalized_weights(model)
@@ -120,16 +120,16 @@ class TechniquePlan:
                 the optimizer.
         """
         done: list[str] = []
-        indices = finetuning.to_unfreeze(epoch, self._frozen_groups, self.finetuning)
+        indices = finetuning.to_unfreeze(epoch, self._frozen_layers, self.finetuning)
         for index in indices:
-            params = self._frozen_groups[index]
+            _, params = self._frozen_layers[index]
             for param in params:
                 param.requires_grad_(True)
             add_params(params, self.finetuning.backbone_lr_mult)
             if self.regularization.l1 > 0:
                 self._l1_weights += [p for p in params if p.ndim >= 2]
         if indices:
-            total = len(self._frozen_groups)
+            total = len(self._frozen_layers)
             done.append(f"finetuning: unfroze backbone group(s) {indices} of {total}")
         self._frozen_eval()
         if self._frozen_bn:
@@ -140,12 +140,13 @@ class TechniquePlan:
     def _frozen_eval(self) -> None:
         """Frozen layers run in eval mode (no dropout, BN statistics kept); an unfrozen one
         trains in full, while the layers below it may still be frozen (``gradual``)."""
-        frozen = [not any(p.requires_grad for p in g) for g in self._frozen_groups]
-        if self._backbone is not None and frozen and all(frozen):
-            self._backbone.eval()
+        still = [(module, not any(p.requires_grad for p in params))
+                 for module, params in self._frozen_layers]
+        if self._backbone is not None and still and all(frozen for _, frozen in still):
+            self._backbone.eval()  # the whole backbone, modules outside the groups too
             return
-        for module, still in zip(self._group_modules, frozen, strict=True):
-            if still and module is not None:
+        for module, frozen in still:
+            if frozen and module is not None:
                 module.eval()
 
     # -- every batch -----------------------------------------------------------------------
