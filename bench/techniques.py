@@ -8,7 +8,8 @@ Two problems, each from its example config:
 
 For each problem the baseline is the example config with every technique at its off state
 (``regularization.enabled``, ``early_stopping.enabled`` and ``restore_best``,
-``batch_norm.enabled``, ``augmentation.enabled`` all false, ``finetuning.strategy: full``) and a
+``batch_norm.enabled``, ``augmentation.enabled`` all false, ``weight_averaging.method: none``,
+``finetuning.strategy: full``) and a
 fixed number of epochs. Each technique row switches just that technique on, on top of the
 baseline. Transfer learning is the exception: its off state is ``finetuning.strategy:
 scratch`` (same architecture, re-initialized) and its on state is the baseline (the pretrained
@@ -17,14 +18,16 @@ weights).
 
 Every variant is fitted on the same stratified folds (seed 0) of the non-test rows
 (``prepared.split.train`` and ``.validation`` together; the test rows are never touched), with
-the same seed, so differences are paired fold by fold. The metric of a fit is computed on its
-fold's validation rows with the model ``fit_on_rows`` returns (the last epoch, or the best
-epoch where early stopping restores it). Caveat: early stopping picks its epoch on those same
-validation rows, so its row is slightly optimistic.
+the same seed, so differences are paired fold by fold. Each variant is one call of
+``cross_validate`` (tunelab's own unit of work: a fresh model per fold); the metric of a
+fold is computed from its out-of-fold predictions, made by the weights the fold's model ended
+with (the last epoch, the best epoch where early stopping restores it, or the average with
+weight averaging). Caveat: early stopping picks its epoch on those same validation rows, so
+its row is slightly optimistic.
 
-Time per epoch is the mean of the history's ``seconds`` (training plus the validation pass).
-Within a fold the variants run back to back, in an order rotated from fold to fold, so that
-noise from other processes spreads over all of them; ratios are of means over folds.
+Time per epoch is the mean of the history's ``seconds`` (training plus the validation pass)
+and, steadier on a shared machine, the process CPU time between epoch ends; ratios are of
+means over folds.
 
 Batch norm is ablated twice on digits: on the pretrained checkpoint (``batch_norm.enabled``
 is honoured there: a checkpoint trained with BN loses its BN tensors when it is off, and the
@@ -59,25 +62,23 @@ import torch
 from torch import nn
 
 import tunelab
-from tunelab.config import RunConfig, load_config
-from tunelab.data import take
-from tunelab.pipeline import Prepared, fit_on_rows, prepare
-from tunelab.training.crossval import kfold_splits
+from tunelab.config import CrossValidationConfig, RunConfig, load_config
+from tunelab.evaluation.crossval import Splits, cross_validate, cv_splits
+from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.techniques import specs
 from tunelab.training.metrics import compute_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
 AUGMENT_TIME_TARGET = 0.30  # augmentation adds less than this to the digits CNN's epoch time
 
-# the off state of every technique (transfer learning's off state, scratch, is a variant)
+# the off state of every technique, from its registered spec (transfer learning's off state,
+# scratch, is a variant: the baseline trains the pretrained backbone in full)
 ALL_OFF = (
-    "regularization.enabled=false",
-    "early_stopping.enabled=false",
-    "early_stopping.restore_best=false",  # else the model ends on its best epoch anyway
-    "batch_norm.enabled=false",
-    "augmentation.enabled=false",
+    *(f"{field}={value}" for spec in specs() if spec.name != "finetuning"
+      for field, value in spec.off.items()),
     "finetuning.strategy=full",
-)
+)  # fmt: skip
 REGULARIZATION_ON = (
     "regularization.enabled=true",
     "regularization.dropout=0.2",
@@ -156,6 +157,7 @@ def problems(*, digits_epochs: int, table_epochs: int) -> list[Problem]:
                 "augmentation.zoom=0.1",
             ),
             "scratch": ("finetuning.strategy=scratch",),
+            "weight_averaging": ("weight_averaging.method=swa",),
             "builtin_bn_off": digits_arch,
             "builtin_bn_on": (*digits_arch, *BATCH_NORM_ON),
         },
@@ -170,6 +172,12 @@ def problems(*, digits_epochs: int, table_epochs: int) -> list[Problem]:
             ),
             Row("batch norm", "batch_norm.enabled true", "baseline", "batch_norm"),
             Row("augmentation", "rotation 10, zoom 0.1", "baseline", "augmentation"),
+            Row(
+                "weight averaging",
+                "swa over the last quarter of epochs",
+                "baseline",
+                "weight_averaging",
+            ),
             Row(
                 "transfer",
                 "pretrained (full) vs scratch",
@@ -248,34 +256,48 @@ def count_bn(model: nn.Module) -> int:
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def fit_fold(
-    cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray, val_rows: np.ndarray, fold: int
-) -> FoldResult:
-    marks: list[float] = []
+def run_variant(
+    problem: Problem, key: str, cfg: RunConfig, prepared: Prepared, splits: Splits, log: bool
+) -> VariantResult:
+    """Cross-validate one variant on the shared splits (``cross_validate``: a fresh model
+    per fold) and read each fold's metrics off its out-of-fold predictions."""
+    marks: dict[int, list[float]] = {}
 
-    def mark(record: dict[str, Any]) -> None:
-        marks.append(time.process_time())
+    def mark(fold: int, record: dict[str, Any]) -> None:
+        marks.setdefault(fold, []).append(time.process_time())
 
-    fitted = fit_on_rows(cfg, prepared, train_rows, val_rows, callbacks=[mark])
-    # process CPU time between the ends of consecutive epochs (epoch 0, with the model's
-    # set-up, is left out): time spent waiting for a core busy with another process does
-    # not count, so this is steadier than the wall clock when the machine is shared
-    cpu = [b - a for a, b in itertools.pairwise(marks)]
-    # score the model the fit returns, on this fold's validation rows
-    proba = fitted.predictor.predict_proba(take(prepared.raw.inputs, val_rows))
-    metrics = compute_metrics(prepared.target.task, prepared.target.values[val_rows], proba)
-    history = fitted.result.history
-    return FoldResult(
-        fold=fold,
-        metrics=metrics,
-        seconds_per_epoch=statistics.fmean(r["seconds"] for r in history),
-        cpu_seconds_per_epoch=statistics.fmean(cpu) if cpu else math.nan,
-        epochs_run=len(history),
-        stop_reason=fitted.result.stop_reason,
-        best_epoch=fitted.result.best_epoch,
-        fit_seconds=fitted.seconds,
-        bn_layers=count_bn(fitted.predictor.model),
-    )
+    cv = cross_validate(cfg, prepared, splits, on_epoch=mark)
+    result = VariantResult(key, list(problem.variants[key]))
+    for fold, (_, val_rows) in enumerate(splits):
+        history = cv.histories[fold]
+        # process CPU time between the ends of consecutive epochs (epoch 0, with the model's
+        # set-up, is left out): time spent waiting for a core busy with another process does
+        # not count, so this is steadier than the wall clock when the machine is shared
+        cpu = [b - a for a, b in itertools.pairwise(marks.get(fold, []))]
+        truth = prepared.target.values[val_rows]
+        metrics = compute_metrics(prepared.target.task, truth, cv.oof[val_rows])
+        folded = FoldResult(
+            fold=fold,
+            metrics=metrics,
+            seconds_per_epoch=statistics.fmean(r["seconds"] for r in history),
+            cpu_seconds_per_epoch=statistics.fmean(cpu) if cpu else math.nan,
+            epochs_run=len(history),
+            stop_reason=cv.stop_reasons[fold],
+            best_epoch=cv.epochs[fold] - 1,
+            fit_seconds=cv.seconds / len(splits),
+            bn_layers=count_bn(cv.predictors[fold].model),
+        )
+        result.folds.append(folded)
+        if log:
+            shown = ", ".join(f"{m} {metrics[m]:.4f}" for m in problem.metrics)
+            print(
+                f"[{problem.name}] {key:<16} fold {fold + 1}/{len(splits)} {shown}  "
+                f"{folded.epochs_run} ep, {folded.seconds_per_epoch:.3f} s/ep, "
+                f"BN layers {folded.bn_layers}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return result
 
 
 def run_problem(
@@ -283,28 +305,16 @@ def run_problem(
 ) -> dict[str, VariantResult]:
     configs = {k: make_config(problem, o, device=device) for k, o in problem.variants.items()}
     prepared = prepare(configs["baseline"])
-    rows = np.concatenate([prepared.split.train, prepared.split.validation])
-    labels = prepared.target.values[rows] if prepared.target.classes is not None else None
-    splits = kfold_splits(rows, labels, folds=folds, seed=SEED)
-    results = {k: VariantResult(k, list(o)) for k, o in problem.variants.items()}
-    keys = list(problem.variants)
-    for fold, (train_rows, val_rows) in enumerate(splits):
-        shift = fold % len(keys)
-        for key in keys[shift:] + keys[:shift]:  # rotate the order from fold to fold
-            result = fit_fold(configs[key], prepared, train_rows, val_rows, fold)
-            results[key].folds.append(result)
-            if log:
-                shown = ", ".join(f"{m} {result.metrics[m]:.4f}" for m in problem.metrics)
-                print(
-                    f"[{problem.name}] fold {fold + 1}/{folds} {key:<16} {shown}  "
-                    f"{result.epochs_run} ep, {result.seconds_per_epoch:.3f} s/ep, "
-                    f"BN layers {result.bn_layers}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    for variant in results.values():
-        variant.folds.sort(key=lambda f: f.fold)
-    return results
+    # every variant on the same stratified folds of the non-test rows: differences are paired
+    splits = cv_splits(
+        configs["baseline"].model_copy(
+            update={"cv": CrossValidationConfig(strategy="kfold", folds=folds)}
+        ),
+        prepared,
+    )
+    return {
+        key: run_variant(problem, key, cfg, prepared, splits, log) for key, cfg in configs.items()
+    }
 
 
 # -- summaries ---------------------------------------------------------------------------

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, DataError, FatalError, TunelabError
+
+if TYPE_CHECKING:  # numpy, pandas and torch load only when a command needs them
+    import numpy as np
+    import pandas as pd
+
+    from tunelab.config import RunConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -60,11 +64,15 @@ def train(
         typer.Option(help="best_params.json of a study: replay its best trial without the study"),
     ] = None,
 ) -> None:
-    """Fine-tune once with the config's settings, then evaluate on the held-out test rows."""
+    """Fine-tune once with the config's settings, then evaluate on the held-out test rows.
+
+    With cv.strategy kfold, the recipe is first cross-validated on the non-test rows (fold
+    scores and out-of-fold predictions go into the run directory).
+    """
     from tunelab.config import load_config
-    from tunelab.pipeline import prepare
+    from tunelab.evaluation.prepare import prepare
     from tunelab.pipeline import train as run_train
-    from tunelab.progress import EpochProgress, summary_table
+    from tunelab.progress import EpochProgress, FoldProgress, summary_table
 
     view = Console(stderr=True, quiet=quiet)
     try:
@@ -77,18 +85,27 @@ def train(
         view.print(
             f"{prepared.raw.origin}: {prepared.raw.modality}, {prepared.target.task}; "
             f"{len(rows.train)} train / {len(rows.validation)} validation / "
-            f"{len(rows.test)} test rows"
+            f"{len(rows.test)} test rows",
+            highlight=False,
         )
-        with EpochProgress(
-            epochs=cfg.train.epochs, metric=prepared.metric, console=view
-        ) as progress:
+        folds = cfg.cv.folds * cfg.cv.repeats if cfg.cv.strategy == "kfold" else 0
+        fold_view = FoldProgress(
+            folds=folds, epochs=cfg.train.epochs, metric=prepared.metric, console=view
+        )
+        epoch_view = EpochProgress(epochs=cfg.train.epochs, metric=prepared.metric, console=view)
+        with fold_view if folds else nullcontext(), epoch_view:
             summary = run_train(
-                cfg, out=out, overwrite=overwrite, callbacks=[progress], prepared=prepared
+                cfg,
+                out=out,
+                overwrite=overwrite,
+                callbacks=[epoch_view],
+                on_fold_epoch=fold_view if folds else None,
+                prepared=prepared,
             )
     except TunelabError as exc:
         _fail(exc)
     for note in summary.metrics["notes"]:
-        view.print(f"note: {note}")
+        view.print(f"note: {note}", highlight=False)
     Console(quiet=quiet).print(summary_table(summary.metrics, str(summary.run_dir)))
     typer.echo(str(summary.run_dir))
 
@@ -128,23 +145,29 @@ def run(
         raise typer.Exit(130) from None
     except TunelabError as exc:
         _fail(exc)
-    Console(quiet=quiet).print(*study_summary(result))
+    out_console = Console(quiet=quiet)
+    for part in study_summary(result, terminal=out_console.is_terminal):
+        out_console.print(part, soft_wrap=True)
     if result.metrics is None:
+        what = "the study stopped" if result.failed else "no trial completed"
         console.print(
-            f"[bold red]no trial completed[/]: {escape(result.stop_reason)}; "
-            f"see {result.run_dir / 'leaderboard.csv'}",
+            f"[bold red]{what}[/]: {escape(result.stop_reason)}; "
+            f"see {escape(str(result.run_dir / 'leaderboard.csv'))}",
             soft_wrap=True,
         )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
 
 
-@app.command(hidden=False)
+@app.command()
 def worker(
     run_dir: Annotated[Path, typer.Argument(help="the run directory of a started study")],
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     deadline: Annotated[
         float | None, typer.Option(help="stop starting trials after this Unix time")
+    ] = None,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="stop when this process ends")
     ] = None,
 ) -> None:
     """Join a study and run trials until it has enough (used by run --jobs; start more on
@@ -153,11 +176,14 @@ def worker(
     from tunelab.search.run import run_worker
 
     try:
-        run_worker(run_dir, threads=threads, deadline=deadline)
+        reason, failed = run_worker(run_dir, threads=threads, deadline=deadline, parent=parent)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except TunelabError as exc:
         _fail(exc)
+    if failed:
+        console.print(f"[bold red]worker stopped[/]: {escape(reason)}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -169,7 +195,7 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the csv")],
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
-    from tunelab.pipeline import predictions_frame
+    from tunelab.evaluation.holdout import predictions_frame
     from tunelab.results.predictor import load_predictor
 
     try:
@@ -212,6 +238,9 @@ def image_files(folder: Path) -> list[Path]:
 
 def read_inputs(path: Path) -> pd.DataFrame | np.ndarray:
     """Read a prediction input file by its extension."""
+    import numpy as np
+    import pandas as pd
+
     if not path.is_file():
         raise DataError(f"input file {str(path)!r} does not exist")
     suffix = path.suffix.lower()

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -231,6 +232,30 @@ class EarlyStoppingConfig(Section):
     warmup_epochs: int = Field(0, ge=0, description="epochs before stopping may trigger")
     restore_best: bool = True
 
+    @field_validator("monitor")
+    @classmethod
+    def _monitor(cls, value: str) -> str:
+        allowed = ("metric", "val_loss", "train_loss", *METRICS)
+        if value not in allowed:
+            close = difflib.get_close_matches(value, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"use 'metric', 'val_loss', 'train_loss' or a metric name.{hint}")
+        return value
+
+
+class WeightAveragingConfig(Section):
+    """Average the weights over the end of training (SWA) or along it (EMA)."""
+
+    method: Literal["none", "swa", "ema"] = Field(
+        "none",
+        description="swa: mean of the weights at the end of each epoch from "
+        "start_epoch; ema: exponential moving average updated after every step",
+    )
+    start_epoch: int | None = Field(
+        None, ge=0, description="first epoch averaged (0-based); default the last quarter"
+    )
+    decay: float = Field(0.99, gt=0, lt=1, description="ema: weight of the running average")
+
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none")
@@ -304,7 +329,7 @@ class CrossValidationConfig(Section):
 class RunConfig(Section):
     """A whole run: name, seed and one section per stage."""
 
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("run", description="the run directory runs/NAME: one plain folder name")
     seed: int = 0
     data: DataConfig
     model: ModelConfig
@@ -314,8 +339,21 @@ class RunConfig(Section):
     batch_norm: BatchNormConfig = BatchNormConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     finetuning: FinetuningConfig = FinetuningConfig()
+    weight_averaging: WeightAveragingConfig = WeightAveragingConfig()
     search: SearchConfig = SearchConfig()
     cv: CrossValidationConfig = CrossValidationConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # one plain path component: '.', '..' or a '/' would put the run (and --overwrite)
+        # outside runs/
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+            raise ValueError(
+                "a run name is one plain folder name: letters, digits, '_', '-' and '.', "
+                "not starting with '.' or '-' (e.g. 'digits-cnn'); choose another name"
+            )
+        return value
 
     @model_validator(mode="after")
     def _space_fields(self) -> RunConfig:
@@ -325,6 +363,16 @@ class RunConfig(Section):
                 raise ValueError(
                     f"search.space: {name!r} is not a config field; use dotted "
                     f"names such as train.lr or regularization.dropout.{_near(name)}"
+                )
+            needs = _SEARCHABLE_WHEN.get(name)
+            if needs is not None and not needs[0](self):
+                raise ValueError(f"search.space: {name!r} has no effect here: {needs[1]}")
+            if _fixed_per_study(name):
+                raise ValueError(
+                    f"search.space: {name!r} cannot change from trial to trial: every trial "
+                    "is estimated on the same data, splits and study (of the data section "
+                    f"only {', '.join(SEARCHABLE_DATA_FIELDS)} can be searched); remove it "
+                    "from the space and set it in its section"
                 )
             for other in spec.when or {}:
                 if other not in earlier and not _is_field(other):
@@ -448,6 +496,29 @@ def _unknown_field(loc: list[str]) -> str:
     close = difflib.get_close_matches(loc[-1], valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"{'.'.join(loc)}: unknown field; valid fields here: {', '.join(valid)}.{hint}"
+
+
+# encoding settings a trial may change (the data is re-encoded for it); the rest of data,
+# search and cv are the same for every trial by construction
+SEARCHABLE_DATA_FIELDS = ("data.image_size", "data.max_length")
+
+
+_SEARCHABLE_WHEN: dict[str, tuple[Any, str]] = {
+    "data.image_size": (
+        lambda cfg: cfg.data.source.startswith("images:"),
+        "only images: sources are resized to data.image_size (arrays keep their shape)",
+    ),
+    "data.max_length": (
+        lambda cfg: cfg.data.text_column is not None,
+        "only text data (data.text_column) is tokenized to data.max_length",
+    ),
+}
+
+
+def _fixed_per_study(dotted: str) -> bool:
+    if dotted in SEARCHABLE_DATA_FIELDS:
+        return False
+    return dotted == "name" or dotted.split(".")[0] in ("data", "search", "cv")
 
 
 def _is_field(dotted: str) -> bool:

@@ -1,7 +1,13 @@
-"""Live progress (a rich epoch bar with the current metrics) and the end-of-run summary."""
+"""What ``tunelab train`` shows while it runs, and the summary at the end.
+
+On a terminal: a live bar with the current epoch's numbers. Anywhere else (a log file, CI,
+``nohup``), where a live view never shows: one plain line per epoch, at most one a second
+(the last epoch always), so ``tunelab train ... > log.txt`` reads top to bottom.
+"""
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Any
 
@@ -9,27 +15,59 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+PLAIN_INTERVAL = 1.0  # seconds between plain progress lines
+
+
+def epoch_status(record: dict[str, Any], metric: str) -> str:
+    """``train_loss 0.1234  val_loss 0.2345  accuracy 0.9876  lr 1.00e-03``"""
+    parts = [f"train_loss {record['train_loss']:.4f}"]
+    if "val_loss" in record:
+        parts.append(f"val_loss {record['val_loss']:.4f}")
+    if isinstance(record.get(metric), float):
+        parts.append(f"{metric} {record[metric]:.4f}")
+    parts.append(f"lr {record['lr']:.2e}")
+    return "  ".join(parts)
+
+
+class PlainLines:
+    """Prints a line at most every ``interval`` seconds unless told it is the last one."""
+
+    def __init__(self, console: Console, interval: float = PLAIN_INTERVAL) -> None:
+        self.console = console
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, line: str, *, last: bool = False) -> None:
+        now = time.monotonic()
+        if last or now - self._last >= self.interval:
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+            self._last = now
+
 
 class EpochProgress:
-    """A context manager whose ``update`` is an epoch callback for ``fit``.
+    """A context manager whose call is an epoch callback for ``fit``.
 
     Args:
         epochs: the maximum number of epochs (the bar's length).
         metric: the selection metric, shown with the losses.
         console: where to draw; quiet consoles draw nothing.
+        label: what the bar counts (``epoch``, ``fold 2/5 epoch``).
     """
 
-    def __init__(self, *, epochs: int, metric: str, console: Console) -> None:
+    def __init__(self, *, epochs: int, metric: str, console: Console, label: str = "epoch") -> None:
         self.metric = metric
-        self.best: float | None = None
+        self.epochs = epochs
+        self.label = label
+        self._plain = None if console.is_terminal else PlainLines(console)
         self._progress = Progress(
-            TextColumn("[bold]epoch"),
+            TextColumn(f"[bold]{label}"),
             MofNCompleteColumn(),
             BarColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[status]}"),
             console=console,
             transient=False,
+            disable=self._plain is not None,
         )
         self._task = self._progress.add_task("train", total=epochs, status="starting")
 
@@ -43,17 +81,16 @@ class EpochProgress:
         self._progress.stop()
 
     def __call__(self, record: dict[str, Any]) -> None:
-        parts = [f"train_loss {record['train_loss']:.4f}"]
-        if "val_loss" in record:
-            parts.append(f"val_loss {record['val_loss']:.4f}")
-        if self.metric in record:
-            parts.append(f"{self.metric} {record[self.metric]:.4f}")
-        parts.append(f"lr {record['lr']:.2e}")
-        self._progress.update(self._task, advance=1, status="  ".join(parts))
+        status = epoch_status(record, self.metric)
+        if self._plain is not None:
+            epoch = record["epoch"] + 1
+            self._plain(f"{self.label} {epoch}/{self.epochs}  {status}", last=epoch == self.epochs)
+            return
+        self._progress.update(self._task, advance=1, status=status)
 
 
 def summary_table(metrics: dict[str, Any], run_dir: str) -> Table:
-    """Validation (best epoch) and test metrics side by side."""
+    """Validation and test metrics side by side (and the k-fold estimate, when there is one)."""
     table = Table(title=f"tunelab train: {run_dir}", title_justify="left")
     table.add_column("metric")
     table.add_column("validation", justify="right")
@@ -64,9 +101,54 @@ def summary_table(metrics: dict[str, Any], run_dir: str) -> Table:
             name, "-" if val is None else f"{val:.4f}", "-" if value is None else f"{value:.4f}"
         )
     interval = metrics["test_interval"]
-    table.caption = (
+    best = metrics["best_epoch"]
+    kept = f"epoch {best + 1}" if best >= 0 else "averaged weights"
+    caption = (
         f"test {interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] "
-        f"(bootstrap); best epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']}, "
-        f"stopped: {metrics['stop_reason']}; {metrics['seconds']:.1f}s"
+        f"(bootstrap); kept {kept} of {metrics['epochs_run']}, stopped: "
+        f"{metrics['stop_reason']}; {metrics['seconds']:.1f}s"
     )
+    cv = metrics.get("cross_validation")
+    if cv:
+        spread = f" ± {cv['std']:.4f}" if cv.get("std") is not None else ""
+        caption += (
+            f"\n{cv['folds']}-fold {cv['metric']} {cv['mean']:.4f}{spread} (mean ± std over folds)"
+        )
+    table.caption = caption
     return table
+
+
+class FoldProgress:
+    """The k-fold estimate of ``tunelab train``: one bar over the folds (a plain line per
+    epoch, rate-limited, when not on a terminal). Its call is a ``(fold, record)`` hook."""
+
+    def __init__(self, *, folds: int, epochs: int, metric: str, console: Console) -> None:
+        self.folds, self.epochs, self.metric = folds, epochs, metric
+        self._plain = None if console.is_terminal else PlainLines(console)
+        self._progress = Progress(
+            TextColumn("[bold]k-fold estimate"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            disable=self._plain is not None,
+        )
+        self._task = self._progress.add_task("folds", total=folds, status="starting")
+
+    def __enter__(self) -> FoldProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def __call__(self, fold: int, record: dict[str, Any]) -> None:
+        where = f"fold {fold + 1}/{self.folds} epoch {record['epoch'] + 1}/{self.epochs}"
+        status = f"{where}  {epoch_status(record, self.metric)}"
+        if self._plain is not None:
+            self._plain(status)
+            return
+        self._progress.update(self._task, completed=fold, status=status)

@@ -21,7 +21,6 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -31,17 +30,13 @@ from tunelab import config as config_module
 from tunelab.cli import app
 from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, FatalError
-from tunelab.pipeline import prepare
+from tunelab.evaluation.prepare import prepare
+from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard
+from tunelab.results.rundir import RunDir, open_run_dir
 from tunelab.search.objective import Objective
-from tunelab.search.run import (
-    TopCheckpoints,
-    finished,
-    optimize,
-    run_study,
-    setup,
-    study_directory,
-)
+from tunelab.search.optimize import TopCheckpoints, finished, optimize
+from tunelab.search.run import resumable, run_study, setup
 from tunelab.search.space import suggest
 from tunelab.search.study import PRUNERS, SAMPLERS, make_storage, open_study, storage_url
 
@@ -105,15 +100,20 @@ def search_config(**sections: Any) -> RunConfig:
     return make_config(model=model, train=train, search=search, **sections)
 
 
+def study_directory(cfg: RunConfig, out: Path) -> RunDir:
+    """The run directory as ``tunelab run`` opens it (resuming its own study)."""
+    return open_run_dir(cfg, out, resume=resumable(cfg))
+
+
 def search(
     cfg: RunConfig, run_dir: Path, enqueue: tuple[dict[str, Any], ...] = ()
 ) -> tuple[optuna.Study, str]:
     """What ``tunelab run`` does up to the refit: open the run's study and run trials."""
-    run_dir = study_directory(cfg, run_dir, overwrite=False)
-    prepared, study, store = setup(cfg, run_dir)
+    run = study_directory(cfg, run_dir)
+    prepared, study, artifacts = setup(cfg, run)
     for params in enqueue:
         study.enqueue_trial(params)
-    reason = optimize(study, Objective(cfg, prepared, store), cfg)
+    reason, _ = optimize(study, Objective(cfg, prepared, artifacts), cfg)
     return study, reason
 
 
@@ -211,17 +211,17 @@ def test_a_run_directory_resumes_only_its_own_config_unless_nothing_started(
     cfg = search_config(search={"n_trials": 1})
     search(cfg, out)
     more = search_config(search={"n_trials": 2})  # more trials: the same study, resumed
-    assert study_directory(more, out, overwrite=False) == out
+    assert study_directory(more, out).path == out
     other = search_config(search={"n_trials": 1}, train={"epochs": 2})
     with pytest.raises(FatalError, match=r"another config \(changed: train.epochs\)"):
-        study_directory(other, out, overwrite=False)
+        study_directory(other, out)
     # a run that failed before its study existed (a bad storage URL) is not a study to keep
     failed = tmp_path / "failed"
     bad = search_config(search={"storage": "sqlite:///:memory:"})
-    study_directory(bad, failed, overwrite=False)
+    run = study_directory(bad, failed)
     with pytest.raises(ConfigError, match="in-memory"):
-        setup(bad, failed)
-    assert study_directory(cfg, failed, overwrite=False) == failed
+        setup(bad, run)
+    assert study_directory(cfg, failed).path == failed
 
 
 def sampled_params(
@@ -419,12 +419,12 @@ def test_keep_top_k_deletes_all_but_the_best_checkpoints(tmp_path: Path) -> None
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 4
     artifacts = tmp_path / "run" / "artifacts"
-    # a trial that could not rank in the top k never wrote a checkpoint at all
+    # a trial that could not rank in the top k never wrote its fold models at all
     kept = [
         t
         for t in complete
-        if "predictor" in t.user_attrs["artifacts"]
-        and (artifacts / t.user_attrs["artifacts"]["predictor"]).exists()
+        if "predictors" in t.user_attrs["artifacts"]
+        and (artifacts / t.user_attrs["artifacts"]["predictors"]).exists()
     ]
     assert len(kept) == 1
     assert kept[0].value == study.best_value
@@ -432,19 +432,21 @@ def test_keep_top_k_deletes_all_but_the_best_checkpoints(tmp_path: Path) -> None
     for trial in complete:
         for small in ("oof", "history"):
             assert (artifacts / trial.user_attrs["artifacts"][small]).is_file()
-    history = json.loads((artifacts / kept[0].user_attrs["artifacts"]["history"]).read_text())
+    store = TrialArtifacts(artifacts)
+    history = store.histories(kept[0])
     assert len(history) == 1 and len(history[0]) == 1  # one fold, one epoch
-    # the kept checkpoint is a predictor (a zip of predictor.json + safetensors) whose
+    # the kept fold models are predictors (a zip of one predictor folder per fold) whose
     # predictions on the validation rows are the stored out-of-fold predictions
-    with zipfile.ZipFile(artifacts / kept[0].user_attrs["artifacts"]["predictor"]) as bundle:
+    with zipfile.ZipFile(artifacts / kept[0].user_attrs["artifacts"]["predictors"]) as bundle:
         bundle.extractall(tmp_path / "kept")
-    predictor = tunelab.load_predictor(tmp_path / "kept")
+    predictor = tunelab.load_predictor(tmp_path / "kept" / "fold_0")
     prepared = prepare(cfg)
     rows = prepared.split.validation
-    with np.load(artifacts / kept[0].user_attrs["artifacts"]["oof"]) as saved:
-        oof = saved["predictions"]
+    oof = store.oof(kept[0])
     inputs = prepared.raw.inputs.iloc[rows]
     np.testing.assert_allclose(predictor.predict_proba(inputs), oof[rows], rtol=1e-5, atol=1e-7)
+    (loaded,) = store.predictors(kept[0])
+    np.testing.assert_allclose(loaded.predict_proba(inputs), oof[rows], rtol=1e-5, atol=1e-7)
 
 
 def test_two_workers_pruning_checkpoints_at_once_never_crash(tmp_path: Path) -> None:
@@ -454,13 +456,12 @@ def test_two_workers_pruning_checkpoints_at_once_never_crash(tmp_path: Path) -> 
     collision happens within a few rounds instead of by chance."""
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    store = FileSystemArtifactStore(str(artifacts))
     study = optuna.create_study(direction="maximize", storage=f"sqlite:///{tmp_path / 's.db'}")
-    ids = [f"predictor-{i}" for i in range(60)]
+    ids = [f"predictors-{i}" for i in range(60)]
     study.add_trials(
         [
             optuna.trial.create_trial(
-                value=float(i), user_attrs={"artifacts": {"predictor": artifact}}
+                value=float(i), user_attrs={"artifacts": {"predictors": artifact}}
             )
             for i, artifact in enumerate(ids)
         ]
@@ -469,7 +470,7 @@ def test_two_workers_pruning_checkpoints_at_once_never_crash(tmp_path: Path) -> 
     errors: list[BaseException] = []
 
     def worker(barrier: threading.Barrier) -> None:
-        keep = TopCheckpoints(store, 1)
+        keep = TopCheckpoints(TrialArtifacts(artifacts), 1)  # one per process
         barrier.wait()
         try:
             keep(study, last)
@@ -479,9 +480,10 @@ def test_two_workers_pruning_checkpoints_at_once_never_crash(tmp_path: Path) -> 
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # interleave the two threads as finely as possible
     try:
+        writer = TrialArtifacts(artifacts).store
         for _ in range(20):
             for artifact in ids:
-                store.write(artifact, io.BytesIO(b"checkpoint"))
+                writer.write(artifact, io.BytesIO(b"checkpoint"))
             barrier = threading.Barrier(2)
             threads = [threading.Thread(target=worker, args=(barrier,)) for _ in range(2)]
             for thread in threads:
@@ -513,13 +515,13 @@ def test_trial_of_a_dead_process_is_retried_even_when_it_was_the_last_one(
     """A process killed during the study's last trial leaves it RUNNING; re-running must
     fail it (heartbeat stale) and retry it, not count it as still running."""
     cfg = search_config(search={"n_trials": 2, "heartbeat_interval": 1, "grace_period": 1})
-    run_dir = study_directory(cfg, tmp_path / "run", overwrite=False)
-    prepared, study, store = setup(cfg, run_dir)
-    objective = Objective(cfg, prepared, store)
+    run = study_directory(cfg, tmp_path / "run")
+    prepared, study, artifacts = setup(cfg, run)
+    objective = Objective(cfg, prepared, artifacts)
     study.optimize(objective, n_trials=1)
     # the killed process: a trial that started, suggested its parameters, and whose
     # heartbeat then stopped
-    storage = make_storage(storage_url(cfg, run_dir), cfg.search)
+    storage = make_storage(storage_url(cfg, run.path), cfg.search)
     dead = study.ask()
     dead_params = suggest(dead, cfg.search.space, cfg)
     study_id = storage.get_study_id_from_name(study.study_name)
@@ -527,8 +529,8 @@ def test_trial_of_a_dead_process_is_retried_even_when_it_was_the_last_one(
     time.sleep(2.5)  # past the grace period
 
     # the re-run
-    _, study, store = setup(cfg, run_dir)
-    optimize(study, Objective(cfg, prepared, store), cfg)
+    _, study, artifacts = setup(cfg, run)
+    optimize(study, Objective(cfg, prepared, artifacts), cfg)
     trials = {t.number: t for t in study.get_trials()}
     assert trials[dead.number].state == TrialState.FAIL
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == dead.number]

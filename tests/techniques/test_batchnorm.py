@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from tests.conftest import make_config
-from tunelab.pipeline import Fitted, fit_on_rows, prepare
+from tunelab.evaluation.fitting import Fitted, fit_on_rows
+from tunelab.evaluation.prepare import prepare
 from tunelab.techniques.batchnorm import backbone_bn_layers, reestimate
 from tunelab.training.batching import Batches, TensorData
 

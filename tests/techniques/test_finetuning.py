@@ -10,13 +10,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from tests.conftest import make_config
-from tunelab import pipeline
 from tunelab.config import FinetuningConfig
 from tunelab.errors import ConfigError
+from tunelab.evaluation import fitting
+from tunelab.evaluation.fitting import Fitted, fit_on_rows
+from tunelab.evaluation.prepare import prepare
 from tunelab.models.base import ModelRequest
 from tunelab.models.builtin import make_builtin
 from tunelab.models.local import SPEC_METADATA_KEY
-from tunelab.pipeline import Fitted, fit_on_rows, prepare
 from tunelab.techniques.finetuning import layer_groups, lr_scales
 
 
@@ -50,14 +51,14 @@ def fit(
         state = model_ref[0].state_dict()
         snapshots.append({k: v.clone() for k, v in state.items() if k.startswith("backbone.")})
 
-    original = pipeline.fit
+    original = fitting.fit
 
     def spy(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
         model_ref.append(model)  # the callback needs the model that is being trained
         return original(model, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "fit", spy)
+        patch.setattr(fitting, "fit", spy)
         fitted = fit_on_rows(
             cfg, prepared, prepared.split.train, prepared.split.validation, callbacks=[snapshot]
         )

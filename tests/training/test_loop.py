@@ -9,10 +9,11 @@ from torch import nn
 
 from tests.conftest import make_config
 from tunelab.config import RunConfig
-from tunelab.pipeline import fit_on_rows, prepare
-from tunelab.techniques.plan import TechniquePlan
+from tunelab.evaluation.fitting import fit_on_rows
+from tunelab.evaluation.prepare import prepare
+from tunelab.techniques.regularization import Regularization
 from tunelab.training.batching import Batches, TensorData
-from tunelab.training.loop import fit
+from tunelab.training.loop import Validation, fit
 
 
 def train_once(cfg: RunConfig, **kwargs: Any) -> tuple[list[dict[str, Any]], nn.Module]:
@@ -65,23 +66,21 @@ def run(
         early_stopping={"enabled": False, "restore_best": False},
         regularization={"grad_clip": grad_clip, "dropout": 0.0},
     )
-    plan = TechniquePlan(loss_fn=nn.CrossEntropyLoss(), regularization=cfg.regularization)
+    technique = Regularization(cfg.regularization, task="binary")
 
     def score(outputs: np.ndarray) -> dict[str, float]:
         assert validation is not None
         return {"accuracy": float((outputs.argmax(1) == validation.target.numpy()).mean())}
 
+    judged = None if validation is None else Validation(validation, score, "accuracy")
     return fit(
         model,
         data,
-        validation,
+        judged,
         train_cfg=cfg.train,
-        early_cfg=cfg.early_stopping,
         loss_fn=nn.CrossEntropyLoss(),
-        score=score,
-        metric="accuracy",
         seed=0,
-        plan=plan,
+        techniques=[technique],
     )
 
 
@@ -199,7 +198,11 @@ def test_validation_outputs_are_those_of_the_weights_the_model_keeps(restore_bes
     rows = prepared.split.validation
     fitted = fit_on_rows(cfg, prepared, prepared.split.train, rows)
     result = fitted.result
-    assert result.best_epoch < len(result.history) - 1, "setup: later epochs were worse"
+    losses = [r["val_loss"] for r in result.history]
+    assert int(np.argmin(losses)) < len(losses) - 1, "setup: later epochs were worse"
+    kept = int(np.argmin(losses)) if restore_best else len(losses) - 1
+    assert result.best_epoch == kept, "best_epoch names the weights the model holds"
+    assert result.final["val_loss"] == losses[kept]
     encoder = fitted.predictor.encoder
     features = encoder.transform(prepared.raw.inputs.iloc[rows])
     again = predict_outputs(fitted.predictor.model, features)

@@ -38,6 +38,21 @@ class Target:
     def num_outputs(self) -> int:
         return 1 if self.classes is None else len(self.classes)
 
+    def scale(self, rows: np.ndarray) -> tuple[float, float] | None:
+        """Regression: the (mean, std) of ``rows``' targets, which training standardizes
+        with; None for classification."""
+        if self.task != "regression":
+            return None
+        values = self.values[rows]
+        return float(values.mean()), float(values.std() or 1.0)
+
+    def training_values(self, rows: np.ndarray, scale: tuple[float, float] | None) -> np.ndarray:
+        """The targets of ``rows`` as the model learns them (standardized for regression)."""
+        values: np.ndarray = self.values[rows]
+        if scale is None:
+            return values
+        return np.asarray((values - scale[0]) / scale[1], dtype=np.float32)
+
 
 @dataclass(frozen=True)
 class Split:

@@ -1,4 +1,5 @@
-"""The leaderboard: every trial of a study, best first, with its fold spread."""
+"""The leaderboard: every trial of a study, best first, with its fold spread; and the
+ranking of complete trials every stage uses (top-k checkpoints, ensembles)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,31 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+
+def ranked(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials, best first (ties keep trial order)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: -(t.value or 0.0) if maximize else (t.value or 0.0))
+
+
+def rank_of(study: optuna.Study, value: float) -> int:
+    """How many complete trials beat ``value`` (0: it would be the best)."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sum(
+        (t.value or 0.0) > value if maximize else (t.value or 0.0) < value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
 
 
 def leaderboard(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, mean score, std over folds, params, fail reason."""
     rows: list[dict[str, Any]] = []
-    for trial in study.get_trials(deepcopy=False):
+    best_first = ranked(study)
+    others = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.COMPLETE]
+    for trial in best_first + sorted(others, key=lambda t: t.number):
         duration = trial.duration.total_seconds() if trial.duration else None
         row: dict[str, Any] = {
             "trial": trial.number,
@@ -25,10 +44,4 @@ def leaderboard(study: optuna.Study) -> pd.DataFrame:
         row.update({f"params.{k}": v for k, v in trial.params.items()})
         row["fail_reason"] = trial.user_attrs.get("fail_reason")
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    ascending = study.direction == optuna.study.StudyDirection.MINIMIZE
-    done = frame["state"] == TrialState.COMPLETE.name.lower()
-    best = frame[done].sort_values("value", ascending=ascending)
-    return pd.concat([best, frame[~done].sort_values("trial")], ignore_index=True)
+    return pd.DataFrame(rows)

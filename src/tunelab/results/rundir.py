@@ -1,33 +1,194 @@
-"""The run directory: one folder holds everything a run produced (see DESIGN.md)."""
+"""The run directory: one folder holds everything a run produced (see DESIGN.md).
+
+``RunDir`` knows every file name; ``open_run_dir`` is the one function that creates (or
+reuses, or empties) a run directory. A run owns only its directory: tunelab marks the
+folders it makes with ``.tunelab``, refuses to write into a folder that holds anything else,
+and ``--overwrite`` removes only tunelab's own files from a folder that carries the mark.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tunelab import __version__
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
 
+MARKER = ".tunelab"
 
-def run_directory(cfg: RunConfig, out: str | Path | None, *, overwrite: bool) -> Path:
-    """Create (or, with ``overwrite``, empty) the run directory; default ``runs/NAME``."""
-    path = Path(out) if out is not None else Path("runs") / cfg.name
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory (``runs/NAME`` by default)."""
+
+    path: Path
+
+    # -- written by every run ----------------------------------------------------------------
+    @property
+    def marker(self) -> Path:
+        return self.path / MARKER
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "run.log"
+
+    # -- the final predictor and its one evaluation on the test rows ----------------------------
+    @property
+    def final(self) -> Path:
+        return self.path / "final"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def test_inputs(self) -> Path:
+        return self.path / "test_inputs.csv"
+
+    @property
+    def test_predictions(self) -> Path:
+        return self.path / "test_predictions.csv"
+
+    @property
+    def oof(self) -> Path:
+        """Out-of-fold predictions and fold scores of ``tunelab train`` with ``cv: kfold``."""
+        return self.path / "oof.npz"
+
+    @property
+    def folds(self) -> Path:
+        return self.path / "folds.json"
+
+    # -- the study -------------------------------------------------------------------------
+    @property
+    def study_db(self) -> Path:
+        return self.path / "study.db"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.path / "artifacts"
+
+    @property
+    def leaderboard(self) -> Path:
+        return self.path / "leaderboard.csv"
+
+    @property
+    def best_params(self) -> Path:
+        return self.path / "best_params.json"
+
+    @property
+    def importances(self) -> Path:
+        return self.path / "importances.json"
+
+    # -- later stages ------------------------------------------------------------------------
+    @property
+    def ensemble(self) -> Path:
+        return self.path / "ensemble.json"
+
+    @property
+    def ladder(self) -> Path:
+        return self.path / "ladder.json"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def own_files(self) -> list[Path]:
+        """Every path tunelab may write here (what ``--overwrite`` may remove)."""
+        names = [getattr(self, name) for name in _FILE_PROPERTIES]
+        sqlite_sidecars = [self.path / f"study.db{suffix}" for suffix in ("-wal", "-shm")]
+        return [*names, *sqlite_sidecars]
+
+    def started_study(self) -> bool:
+        """Whether a study has begun here (its database or a trial's artifacts exist)."""
+        artifacts = self.artifacts
+        return self.study_db.is_file() or (artifacts.is_dir() and any(artifacts.iterdir()))
+
+
+_FILE_PROPERTIES = [
+    name for name, value in vars(RunDir).items() if isinstance(value, property) and name != "marker"
+] + ["marker"]
+
+
+def default_path(cfg: RunConfig) -> Path:
+    return Path("runs") / cfg.name
+
+
+def open_run_dir(
+    cfg: RunConfig,
+    out: str | Path | None,
+    *,
+    overwrite: bool = False,
+    resume: Callable[[RunDir], bool] | None = None,
+) -> RunDir:
+    """Create the run directory (default ``runs/NAME``) and write ``config.yaml`` into it.
+
+    Args:
+        cfg: the resolved config, written to ``config.yaml``.
+        out: the directory; default ``runs/NAME``.
+        overwrite: empty a previous run's directory first (tunelab's files only).
+        resume: for a directory that holds a run of tunelab's, whether to continue it
+            (``tunelab run`` resumes its own study); None: never.
+
+    Raises:
+        FatalError: the directory holds files tunelab did not make, or a run that neither
+            ``overwrite`` nor ``resume`` allows replacing; or it cannot be created.
+    """
+    run = RunDir(Path(out) if out is not None else default_path(cfg))
+    if run.path.exists() and not run.path.is_dir():
+        raise FatalError(f"run directory {str(run.path)!r} is a file; pass --out OTHER_DIR")
+    if run.path.is_dir() and any(run.path.iterdir()):
+        if not run.marker.is_file():
             raise FatalError(
-                f"run directory {str(path)!r} already holds a run; pass --out OTHER_DIR to keep "
-                "it, or --overwrite to replace it"
+                f"{str(run.path)!r} already holds files that tunelab did not make (it has no "
+                f"{MARKER} marker), and tunelab never writes into or deletes a folder it did "
+                "not make; pass --out with a new or empty directory"
             )
-        shutil.rmtree(path)
+        if overwrite:
+            _remove_own_files(run)
+        elif resume is None or not resume(run):
+            raise FatalError(
+                f"run directory {str(run.path)!r} already holds a run; pass --out OTHER_DIR "
+                "to keep it, or --overwrite to replace it"
+            )
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        run.path.mkdir(parents=True, exist_ok=True)
+        if not run.marker.is_file():
+            write_json(run.marker, {"tunelab": __version__, "created": _now()})
+        run.config.write_text(cfg.to_yaml())
     except OSError as exc:
-        raise FatalError(f"cannot create run directory {str(path)!r}: {exc}") from None
-    (path / "config.yaml").write_text(cfg.to_yaml())
-    return path
+        raise FatalError(f"cannot write the run directory {str(run.path)!r}: {exc}") from None
+    return run
+
+
+def _remove_own_files(run: RunDir) -> None:
+    """Remove tunelab's files (and folders) from a marked run directory; anything else the
+    user put there stays."""
+    for path in run.own_files():
+        if path == run.marker:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,52 +1,35 @@
-"""One trial: suggest parameters, fit a fresh model per fold, store what the trial produced.
+"""One trial: suggest parameters, cross-validate them, store what the trial produced.
 
-A trial's value is the mean of its fold scores (each the selection metric at the fold's best
-epoch). Fold scores, their spread, out-of-fold predictions, histories and the first fold's
-predictor are kept with the trial; any error becomes a failed trial with its reason, and the
-study goes on.
+A trial's value is the mean of its fold scores. Fold scores, their spread, the epochs each
+fold kept, out-of-fold predictions and histories are kept with every trial; the fold models
+only when the trial ranks in the top ``keep_top_k``. Any error becomes a failed trial with
+its reason (the traceback goes to ``run.log``), and the study goes on.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
+import logging
 import traceback
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from tunelab.config import RunConfig
-from tunelab.data import take
-from tunelab.errors import TrialFailed, TunelabError
-from tunelab.pipeline import Fitted, Prepared, fit_on_rows
-from tunelab.results.predictor import outputs_to_predictions
+from tunelab.errors import TunelabError
+from tunelab.evaluation.crossval import CrossValidation, Splits, cross_validate, cv_splits
+from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.results.artifacts import TrialArtifacts
+from tunelab.results.leaderboard import rank_of
 from tunelab.search.space import apply_params, suggest
-from tunelab.training.crossval import kfold_splits
-from tunelab.training.loop import predict_outputs
 
 # (trial number, fold, folds, epoch record) -> None: the live view's hook
 EpochHook = Callable[[int, int, int, dict[str, Any]], None]
-
-
-def cv_splits(cfg: RunConfig, prepared: Prepared) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (train, validation) row splits every trial is estimated on."""
-    split = prepared.split
-    if cfg.cv.strategy == "holdout":
-        return [(split.train, split.validation)]
-    rows = np.sort(np.concatenate([split.train, split.validation]))
-    target = prepared.target
-    labels = target.values[rows] if target.classes is not None and cfg.cv.stratified else None
-    groups = prepared.raw.groups[rows] if prepared.raw.groups is not None else None
-    return kfold_splits(
-        rows, labels, folds=cfg.cv.folds, repeats=cfg.cv.repeats, groups=groups, seed=cfg.seed
-    )
+log = logging.getLogger("tunelab")
 
 
 @dataclass
@@ -55,8 +38,10 @@ class Objective:
 
     cfg: RunConfig
     prepared: Prepared
-    store: FileSystemArtifactStore
+    artifacts: TrialArtifacts
     on_epoch: EpochHook | None = None
+    splits: Splits = field(init=False)
+    _by_data: dict[str, Prepared] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.splits = cv_splits(self.cfg, self.prepared)
@@ -67,120 +52,76 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            trial.set_user_attr("fail_reason", failure_reason(exc))
+            reason = failure_reason(exc)
+            trial.set_user_attr("fail_reason", reason)
+            log.error("trial %d failed: %s", trial.number, reason, exc_info=not _expected(exc))
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
         params = suggest(trial, self.cfg.search.space, self.cfg)
         cfg = apply_params(self.cfg, params)
-        metric = self.prepared.metric
         per_fold = self.cfg.cv.prune_on == "fold" or self.cfg.search.pruner == "wilcoxon"
-        target = self.prepared.target
-        oof = np.full((len(target.values), max(target.num_outputs, 1)), np.nan)
-        scores, best_epochs, histories = [], [], []
-        first_predictor = None
-        for fold, (train_rows, val_rows) in enumerate(self.splits):
-            callbacks = [self._epoch_hook(trial, fold, prune=not per_fold and fold == 0)]
-            fitted = fit_on_rows(cfg, self.prepared, train_rows, val_rows, callbacks=callbacks)
-            result = fitted.result
-            if result.stop_reason == "non_finite":
-                raise TrialFailed(
-                    f"non-finite loss in fold {fold} at epoch {len(result.history) - 1}; "
-                    "lower train.lr or add regularization.grad_clip",
-                    reason="non_finite",
-                )
-            score = float(result.history[result.best_epoch].get(metric, np.nan))
-            if not np.isfinite(score):
-                raise TrialFailed(f"fold {fold}: {metric} is not finite", reason="non_finite")
-            scores.append(score)
-            best_epochs.append(result.best_epoch + 1)
-            histories.append(result.history)
-            oof[val_rows] = self._predictions(fitted, val_rows)
-            if first_predictor is None:
-                first_predictor = fitted.predictor
-            if per_fold:
-                trial.report(score, fold)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after fold {fold}")
-        trial.set_user_attr("fold_scores", scores)
-        # one holdout score has no spread to report (0.0 would read as "certain")
-        trial.set_user_attr("std", float(np.std(scores, ddof=1)) if len(scores) > 1 else None)
-        trial.set_user_attr("best_epochs", best_epochs)
-        assert first_predictor is not None
-        value = float(np.mean(scores))
-        # a checkpoint that would not rank in the top k is never written (it would be deleted)
-        keep = self._ranks_in_top_k(trial.study, value)
-        self._store(trial, first_predictor if keep else None, oof, histories)
-        return value
-
-    def _ranks_in_top_k(self, study: optuna.Study, value: float) -> bool:
-        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        better = sum(
-            (t.value or 0.0) > value if maximize else (t.value or 0.0) < value for t in complete
+        cv = cross_validate(
+            cfg,
+            self._prepared_for(cfg),
+            self.splits,
+            on_epoch=self._epoch_hook(trial, prune=not per_fold),
+            after_fold=self._fold_hook(trial) if per_fold else None,
         )
-        return better < self.cfg.search.keep_top_k
+        trial.set_user_attr("fold_scores", cv.scores)
+        trial.set_user_attr("std", cv.std)
+        trial.set_user_attr("best_epochs", cv.epochs)
+        self._store(trial, cv)
+        return cv.mean
+
+    def _prepared_for(self, cfg: RunConfig) -> Prepared:
+        """The data as this trial encodes it: images decoded at a searched
+        ``data.image_size`` are loaded once per size (the same rows, so the same splits)."""
+        if cfg.data == self.cfg.data or not cfg.data.source.startswith("images:"):
+            return self.prepared  # max_length applies when the text is tokenized per fit
+        key = cfg.data.model_dump_json()
+        if key not in self._by_data:
+            self._by_data[key] = prepare(cfg)
+        return self._by_data[key]
+
+    def _store(self, trial: optuna.Trial, cv: CrossValidation) -> None:
+        # fold models that would not rank in the top k are never written (they would be
+        # deleted at once)
+        keep = rank_of(trial.study, cv.mean) < self.cfg.search.keep_top_k
+        self.artifacts.save(
+            trial, oof=cv.oof, histories=cv.histories, predictors=cv.predictors if keep else None
+        )
 
     def _epoch_hook(
-        self, trial: optuna.Trial, fold: int, *, prune: bool
-    ) -> Callable[[dict[str, Any]], None]:
+        self, trial: optuna.Trial, *, prune: bool
+    ) -> Callable[[int, dict[str, Any]], None]:
         folds, metric = len(self.splits), self.prepared.metric
 
-        def hook(record: dict[str, Any]) -> None:
+        def hook(fold: int, record: dict[str, Any]) -> None:
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, fold, folds, record)
-            if prune and metric in record and np.isfinite(record[metric]):
+            # pruning per epoch judges the first fold (the other folds have no comparable
+            # intermediate values)
+            if prune and fold == 0 and metric in record and np.isfinite(record[metric]):
                 trial.report(float(record[metric]), record["epoch"])
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
 
         return hook
 
-    def _predictions(self, fitted: Fitted, rows: np.ndarray) -> np.ndarray:
-        """Predictions on the validation rows: the loop's own outputs for the weights the
-        model kept (no second pass), else a prediction from the raw rows."""
-        predictor = fitted.predictor
-        outputs = fitted.result.validation_outputs
-        if outputs is None or len(outputs) != len(rows):
-            features = predictor.encoder.transform(take(self.prepared.raw.inputs, rows))
-            outputs = predict_outputs(predictor.model, features)
-        values = outputs_to_predictions(
-            outputs, task=predictor.task, target_scale=predictor.target_scale
-        )
-        return values.reshape(len(rows), -1)
+    @staticmethod
+    def _fold_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
+        def hook(fold: int, score: float) -> None:
+            trial.report(score, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {fold}")
 
-    def _store(
-        self,
-        trial: optuna.Trial,
-        predictor: Any | None,
-        oof: np.ndarray,
-        histories: list[list[dict[str, Any]]],
-    ) -> None:
-        ids: dict[str, str] = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            files = [("oof", folder / "oof.npz"), ("history", folder / "history.json")]
-            if predictor is not None:
-                predictor.save(folder / "predictor")
-                archive = zip_folder(folder / "predictor", folder / "predictor.zip")
-                files.insert(0, ("predictor", archive))
-            # every trial keeps its predictions; a holdout's are mostly NaN and compress well
-            np.savez_compressed(folder / "oof.npz", predictions=oof)
-            (folder / "history.json").write_text(json.dumps(histories))
-            for key, path in files:
-                ids[key] = upload_artifact(
-                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
-                )
-        trial.set_user_attr("artifacts", ids)
+        return hook
 
 
-def zip_folder(folder: Path, archive: Path) -> Path:
-    """The folder's files in an uncompressed zip (weights do not compress; deflate costs)."""
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                bundle.write(path, path.relative_to(folder))
-    return archive
+def _expected(exc: BaseException) -> bool:
+    """A user's mistake or a known failure: its message is the whole story."""
+    return isinstance(exc, TunelabError | torch.cuda.OutOfMemoryError)
 
 
 def failure_reason(exc: BaseException) -> str:

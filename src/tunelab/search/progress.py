@@ -1,9 +1,9 @@
 """The live view of a study (trial i/N, fold, epoch, current and best score, ETA) and the
-summary printed at the end."""
+summary printed at the end. Off a terminal: one plain line per finished trial, and the
+leaderboard printed whole (full parameter names, no 80-column cut)."""
 
 from __future__ import annotations
 
-import time
 from types import TracebackType
 from typing import Any
 
@@ -12,19 +12,22 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from tunelab.config import RunConfig
+from tunelab.progress import PlainLines
 from tunelab.results.leaderboard import leaderboard
 from tunelab.search.run import StudyResult
 
 
 class StudyProgress:
-    """Rich progress over trials; its methods are the study's hooks."""
+    """Rich progress over trials (or plain lines); its methods are the study's hooks."""
 
     def __init__(self, cfg: RunConfig, *, console: Console) -> None:
         self.total = cfg.search.n_trials
         self.metric = cfg.train.metric or "score"
         self.best: str = "-"
+        self._plain = None if console.is_terminal else PlainLines(console)
         self._progress = Progress(
             TextColumn("[bold]trials"),
             MofNCompleteColumn(),
@@ -32,9 +35,10 @@ class StudyProgress:
             TimeRemainingColumn(),
             TextColumn("{task.fields[status]}"),
             console=console,
+            disable=self._plain is not None,
         )
         self._task = self._progress.add_task("study", total=self.total, status="starting")
-        self._shown = -1
+        self._reported: set[int] = set()
 
     def __enter__(self) -> StudyProgress:
         self._progress.start()
@@ -46,6 +50,8 @@ class StudyProgress:
         self._progress.stop()
 
     def on_epoch(self, trial: int, fold: int, folds: int, record: dict[str, Any]) -> None:
+        if self._plain is not None:
+            return  # a log gets one line per trial
         value = next((record[k] for k in (self.metric, "accuracy", "rmse") if k in record), None)
         score = f"{value:.4f}" if isinstance(value, float) else "-"
         status = (
@@ -64,46 +70,64 @@ class StudyProgress:
     def _refresh(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if complete:
+        if any(t.state == TrialState.COMPLETE for t in trials):
             best = study.best_trial
             self.best = f"{best.value:.4f} (trial {best.number})"
         failed = sum(t.state == TrialState.FAIL for t in trials)
+        if self._plain is not None:
+            for trial in trials:
+                if trial.state.is_finished() and trial.number not in self._reported:
+                    self._reported.add(trial.number)
+                    self._plain(_trial_line(trial, done, self.total, self.best), last=True)
+            return
         self._progress.update(
             self._task, completed=min(done, self.total), status=f"best {self.best}; {failed} failed"
         )
-        self._shown = done
 
 
-def study_summary(result: StudyResult, top: int = 10) -> list[RenderableType]:
+def _trial_line(trial: FrozenTrial, done: int, total: int, best: str) -> str:
+    state = trial.state.name.lower()
+    value = f" value {trial.value:.4f}" if trial.value is not None else ""
+    reason = trial.user_attrs.get("fail_reason")
+    why = f" ({reason})" if reason else ""
+    return f"trial {trial.number} {state}{value}{why}; {done}/{total} finished, best {best}"
+
+
+def study_summary(result: StudyResult, *, terminal: bool, top: int = 10) -> list[RenderableType]:
     """The leaderboard's top rows and the final test metrics."""
     board = leaderboard(result.study)
-    table = Table(
-        title=f"tunelab run: {result.run_dir} (stopped: {result.stop_reason})", title_justify="left"
-    )
-    params = [c for c in board.columns if c.startswith("params.")]
-    for column in ("trial", "state", "value", "std", *params):
-        table.add_column(column.removeprefix("params."))
-    for _, row in board.head(top).iterrows():
-        table.add_row(*[_cell(row[c]) for c in ("trial", "state", "value", "std", *params)])
-    parts: list[RenderableType] = [table]
+    title = f"tunelab run: {result.run_dir} (stopped: {result.stop_reason})"
+    parts: list[RenderableType] = []
+    if terminal:
+        table = Table(title=title, title_justify="left")
+        params = [c for c in board.columns if c.startswith("params.")]
+        for column in ("trial", "state", "value", "std", *params):
+            table.add_column(column.removeprefix("params."))
+        for _, row in board.head(top).iterrows():
+            table.add_row(*[_cell(row[c]) for c in ("trial", "state", "value", "std", *params)])
+        parts.append(table)
+    else:
+        shown = board.head(top).drop(columns=["fail_reason"], errors="ignore")
+        text = shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
+        parts += [Text(title), Text(text)]
     if result.metrics is not None:
-        metrics = result.metrics
-        final = Table(
-            title="refit on all non-test rows, evaluated once on the test rows",
-            title_justify="left",
-        )
-        final.add_column("metric")
-        final.add_column("test", justify="right")
-        for name, value in metrics["test"].items():
-            final.add_row(name, _cell(value))
-        interval = metrics["test_interval"]
-        final.caption = (
-            f"{interval['metric']} 95% CI [{interval['low']:.4f}, "
-            f"{interval['high']:.4f}] (bootstrap)"
-        )
-        parts.append(final)
+        parts.append(_final_table(result.metrics))
     return parts
+
+
+def _final_table(metrics: dict[str, Any]) -> Table:
+    final = Table(
+        title="refit on all non-test rows, evaluated once on the test rows", title_justify="left"
+    )
+    final.add_column("metric")
+    final.add_column("test", justify="right")
+    for name, value in metrics["test"].items():
+        final.add_row(name, _cell(value))
+    interval = metrics["test_interval"]
+    final.caption = (
+        f"{interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] (bootstrap)"
+    )
+    return final
 
 
 def _cell(value: Any) -> str:
@@ -112,6 +136,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-__all__ = ["StudyProgress", "study_summary", "time"]

@@ -1,89 +1,72 @@
-"""``tunelab run``: search, keep the best, refit, evaluate once on the test rows.
+"""``tunelab run``: search, keep the best, refit it, evaluate once on the test rows.
 
-Resuming is re-running: the study lives in its storage, so completed trials are kept and
+Resuming is re-running: the study lives in its storage, so finished trials are kept and
 only the missing ones are trained. ``jobs`` local worker processes share the study.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
-from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from tunelab.config import RunConfig, load_config
-from tunelab.errors import ConfigError, FatalError
-from tunelab.pipeline import Prepared, evaluate_and_write, fit_on_rows, prepare
+from tunelab.config import ParamSpec, RunConfig, load_config
+from tunelab.errors import FatalError
+from tunelab.evaluation.fitting import fit_on_rows
+from tunelab.evaluation.holdout import evaluate_and_write
+from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard
-from tunelab.results.rundir import write_json
+from tunelab.results.rundir import RunDir, open_run_dir, write_json
 from tunelab.search.objective import EpochHook, Objective
-from tunelab.search.space import apply_params
+from tunelab.search.optimize import (
+    TrialHook,
+    failure_message,
+    finished,
+    optimize,
+    trailing_failures,
+)
+from tunelab.search.space import apply_params, decode
 from tunelab.search.study import make_storage, open_study, redact, storage_url
+from tunelab.search.workers import run_workers, watch_parent, worker_config_path
 
-TrialHook = Callable[[optuna.Study, FrozenTrial], None]
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 log = logging.getLogger("tunelab")
 
 
 @dataclass
 class StudyResult:
+    """How a study ended.
+
+    Attributes:
+        failed: the study stopped on failures (``stop_reason`` says which); no refit ran.
+        metrics: the refit's ``metrics.json``, or None without a refit.
+    """
+
     run_dir: Path
     study: optuna.Study
     stop_reason: str
     metrics: dict[str, Any] | None
+    failed: bool = False
 
 
-class FailureGuard:
-    """Stops the study after ``limit`` failed trials in a row, naming the likely cause."""
+def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
+    """For ``open_run_dir``: a run directory resumes when it holds a study of the same
+    config (more trials or time allowed) or one that never started."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.reasons: list[str] = []
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL:
-            self.reasons.append(str(trial.user_attrs.get("fail_reason", "unknown error")))
-        elif trial.state in FINISHED:
-            self.reasons = []
-        if self.tripped:
-            study.stop()
-
-    @property
-    def tripped(self) -> bool:
-        return len(self.reasons) >= self.limit
-
-    def message(self) -> str:
-        common = max(set(self.reasons), key=self.reasons.count)
-        return (
-            f"stopped after {len(self.reasons)} failed trials in a row; the most common "
-            f"reason: {common}"
-        )
-
-
-def study_directory(cfg: RunConfig, out: str | Path | None, *, overwrite: bool) -> Path:
-    """The run directory; an existing one resumes if it holds the same config."""
-    import shutil
-
-    path = Path(out) if out is not None else Path("runs") / cfg.name
-    saved = path / "config.yaml"
-    if saved.is_file() and not overwrite:
-        previous = load_config(saved)
-        # a resumed study may ask for more trials or time; anything else must match
+    def check(run: RunDir) -> bool:
+        if not run.config.is_file() or not run.started_study():
+            return True  # a run that failed before any trial holds nothing to keep
+        previous = load_config(run.config)
         same = previous.model_copy(
             update={
                 "search": previous.search.model_copy(
@@ -91,32 +74,21 @@ def study_directory(cfg: RunConfig, out: str | Path | None, *, overwrite: bool) 
                 )
             }
         )
-        # a run that failed before any trial (say, a bad storage URL) holds nothing to keep
-        artifacts = path / "artifacts"
-        started = (path / "study.db").is_file() or (
-            artifacts.is_dir() and any(artifacts.iterdir())
-        )
-        if same != cfg and started:
+        if same != cfg:
             changed = _differences(same.model_dump(), cfg.model_dump())
             raise FatalError(
-                f"{path} holds a study of another config (changed: {', '.join(changed[:6])}); "
-                "re-run with the same config to resume, or pass --out OTHER_DIR or --overwrite"
+                f"{run.path} holds a study of another config (changed: "
+                f"{', '.join(changed[:6])}); re-run with the same config to resume, or pass "
+                "--out OTHER_DIR or --overwrite"
             )
-    elif path.exists() and any(path.iterdir()) and not overwrite:
-        raise FatalError(
-            f"{path} exists and is not a tunelab run; pass --out OTHER_DIR or --overwrite"
-        )
-    if overwrite and path.exists():
-        shutil.rmtree(path)
-    (path / "artifacts").mkdir(parents=True, exist_ok=True)
-    saved.write_text(cfg.to_yaml())
-    return path
+        return True
+
+    return check
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = sorted(set(a) | set(b))
     out: list[str] = []
-    for key in keys:
+    for key in sorted(set(a) | set(b)):
         name = f"{prefix}{key}"
         if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
             out += _differences(a[key], b[key], name + ".")
@@ -125,72 +97,14 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
-def optimize(
-    study: optuna.Study,
-    objective: Objective,
-    cfg: RunConfig,
-    *,
-    hooks: list[TrialHook] | None = None,
-    deadline: float | None = None,
-) -> str:
-    """Run trials until ``n_trials`` have finished (in any process), the deadline, or too
-    many failures in a row. Returns why it stopped."""
-    guard = FailureGuard(cfg.search.max_consecutive_failures)
-    keep = TopCheckpoints(objective.store, cfg.search.keep_top_k)
-    callbacks: list[TrialHook] = [guard, keep, *(hooks or [])]
-    while True:
-        with warnings.catch_warnings():  # experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a dead process's trial is retried
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if finished(study) + running >= cfg.search.n_trials:
-            return "n_trials"
-        if deadline is not None and time.time() >= deadline:
-            return "timeout"
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
-        if guard.tripped:
-            log.error(guard.message())
-            return guard.message()
-
-
-class TopCheckpoints:
-    """Deletes the predictor checkpoints of trials outside the best ``k`` (histories and
-    out-of-fold predictions are small and kept for every trial)."""
-
-    def __init__(self, store: FileSystemArtifactStore, k: int) -> None:
-        self.store, self.k = store, k
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if len(complete) <= self.k:
-            return
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        ranked = sorted(complete, key=lambda t: t.value or 0.0, reverse=maximize)
-        for old in ranked[self.k :]:
-            artifact = old.user_attrs.get("artifacts", {}).get("predictor")
-            if artifact and (Path(self.store._base_path) / artifact).exists():
-                with contextlib.suppress(ArtifactNotFound):  # another worker removed it
-                    self.store.remove(artifact)
-        for other in study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL)):
-            artifact = other.user_attrs.get("artifacts", {}).get("predictor")
-            if artifact and (Path(self.store._base_path) / artifact).exists():
-                with contextlib.suppress(ArtifactNotFound):  # another worker removed it
-                    self.store.remove(artifact)
-
-
-def setup(cfg: RunConfig, run_dir: Path) -> tuple[Prepared, optuna.Study, FileSystemArtifactStore]:
-    """Load the data and open the study and artifact store (main process and workers)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArtifacts]:
+    """Load the data and open the study and its artifacts (main process and workers)."""
     prepared = prepare(cfg)
-    url = storage_url(cfg, run_dir)
+    url = storage_url(cfg, run.path)
     study = open_study(cfg, make_storage(url, cfg.search), metric=prepared.metric)
     study.set_user_attr("metric", prepared.metric)
     study.set_user_attr("storage", redact(url))
-    return prepared, study, FileSystemArtifactStore(str(run_dir / "artifacts"))
+    return prepared, study, TrialArtifacts(run.artifacts)
 
 
 def run_study(
@@ -204,114 +118,104 @@ def run_study(
     poll: Callable[[optuna.Study], None] | None = None,
 ) -> StudyResult:
     """Search, then refit the best parameters and evaluate once on the test rows."""
-    run_dir = study_directory(cfg, out, overwrite=overwrite)
-    _log_to(run_dir / "run.log")
-    prepared, study, store = setup(cfg, run_dir)
-    log.info(
-        "study %s: %d of %d trials finished; storage %s",
-        study.study_name,
-        finished(study),
-        cfg.search.n_trials,
-        study.user_attrs.get("storage"),
-    )
-    deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
-    try:
-        if jobs > 1:
-            reason = run_workers(run_dir, jobs, study, deadline=deadline, poll=poll)
-        else:
-            objective = Objective(cfg, prepared, store, on_epoch=on_epoch)
-            reason = optimize(study, objective, cfg, hooks=hooks, deadline=deadline)
-    except KeyboardInterrupt:
-        # what finished is in the storage already; write the tables so the run can be read
-        log.info("interrupted; %d trials finished", finished(study))
-        write_study_results(run_dir, study)
-        raise
-    write_study_results(run_dir, study)
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return StudyResult(run_dir, study, reason, None)
-    metrics = refit_best(cfg, prepared, study, run_dir)
-    return StudyResult(run_dir, study, reason, metrics)
+    run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg))
+    run.artifacts.mkdir(exist_ok=True)
+    with logging_to(run.log):
+        prepared, study, artifacts = setup(cfg, run)
+        log.info(
+            "study %s: %d of %d trials finished; storage %s",
+            study.study_name,
+            finished(study),
+            cfg.search.n_trials,
+            study.user_attrs.get("storage"),
+        )
+        deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
+        try:
+            if jobs > 1:
+                reason, failed = _with_workers(run, jobs, study, deadline=deadline, poll=poll)
+            else:
+                objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
+                reason, failed = optimize(study, objective, cfg, hooks=hooks, deadline=deadline)
+        except KeyboardInterrupt:
+            # what finished is in the storage already; write the tables so the run can be read
+            log.info("interrupted; %d trials finished", finished(study))
+            write_study_results(run, study, cfg.search.space)
+            raise
+        write_study_results(run, study, cfg.search.space)
+        if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return StudyResult(run.path, study, reason, None, failed=failed)
+        metrics = refit_best(cfg, prepared, study, run)
+        return StudyResult(run.path, study, reason, metrics)
 
 
-def run_workers(
-    run_dir: Path,
+def _with_workers(
+    run: RunDir,
     jobs: int,
     study: optuna.Study,
     *,
     deadline: float | None,
     poll: Callable[[optuna.Study], None] | None,
-) -> str:
-    """Start ``jobs`` worker processes on the study and wait; CPU threads are split."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    command = [
-        sys.executable,
-        "-m",
-        "tunelab.cli",
-        "worker",
-        str(run_dir),
-        "--threads",
-        str(threads),
-    ]
-    if deadline is not None:
-        command += ["--deadline", str(deadline)]
-    workers = [subprocess.Popen(command) for _ in range(jobs)]
-    try:
-        while any(w.poll() is None for w in workers):
-            if poll is not None:
-                poll(study)
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        for worker in workers:
-            worker.send_signal(signal.SIGINT)
-        for worker in workers:
-            worker.wait()
-        raise
-    codes = [w.returncode for w in workers]
-    if any(code not in (0,) for code in codes):
-        log.warning("worker exit codes: %s", codes)
-    return "n_trials" if all(code == 0 for code in codes) else f"workers exited {codes}"
+) -> tuple[str, bool]:
+    codes = run_workers(run, jobs, study, deadline=deadline, poll=poll)
+    if all(code == 0 for code in codes):
+        return "n_trials", False
+    log.warning("worker exit codes: %s", codes)
+    reasons = trailing_failures(study)
+    if reasons:
+        return failure_message(reasons), True
+    return f"workers exited {codes}; see {run.log}", True
 
 
-def run_worker(run_dir: Path, *, threads: int | None = None, deadline: float | None = None) -> str:
+def run_worker(
+    run_dir: Path,
+    *,
+    threads: int | None = None,
+    deadline: float | None = None,
+    parent: int | None = None,
+) -> tuple[str, bool]:
     """A worker process: join the study of ``run_dir`` and run trials until done."""
-    cfg = load_config(run_dir / "config.yaml")
+    if parent is not None:
+        watch_parent(parent)
+    cfg = load_config(worker_config_path(run_dir))
     if threads:
         cfg = apply_params(cfg, {"train.threads": threads})
-    _log_to(run_dir / "run.log")
-    prepared, study, store = setup(cfg, run_dir)
-    return optimize(study, Objective(cfg, prepared, store), cfg, deadline=deadline)
+    run = RunDir(run_dir)
+    with logging_to(run.log):
+        prepared, study, artifacts = setup(cfg, run)
+        return optimize(study, Objective(cfg, prepared, artifacts), cfg, deadline=deadline)
 
 
-def write_study_results(run_dir: Path, study: optuna.Study) -> None:
-    """leaderboard.csv, best_params.json and importances.json."""
-    board = leaderboard(study)
-    board.to_csv(run_dir / "leaderboard.csv", index=False)
+def write_study_results(run: RunDir, study: optuna.Study, space: dict[str, ParamSpec]) -> None:
+    """leaderboard.csv, best_params.json (as config values) and importances.json."""
+    leaderboard(study).to_csv(run.leaderboard, index=False)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return
     best = study.best_trial
-    (run_dir / "best_params.json").write_text(json.dumps(best.params, indent=2) + "\n")
+    params = decode(space, best.params)
+    run.best_params.write_text(json.dumps(params, indent=2) + "\n")
     importances: dict[str, float] = {}
     if len(complete) >= 3 and best.params:
         try:
             with warnings.catch_warnings():  # few trials per regime: say so in the log only
                 warnings.simplefilter("ignore")
                 importances = dict(optuna.importance.get_param_importances(study))
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, TypeError) as exc:
             log.info("no parameter importances: %s", exc)
-    write_json(run_dir / "importances.json", importances)
+    write_json(run.importances, importances)
 
 
 def refit_best(
-    cfg: RunConfig, prepared: Prepared, study: optuna.Study, run_dir: Path
+    cfg: RunConfig, prepared: Prepared, study: optuna.Study, run: RunDir
 ) -> dict[str, Any]:
     """Refit the best parameters on every non-test row, then evaluate once on the test rows.
 
     The refit has no validation rows, so it trains for the number of epochs the best trial's
-    folds chose (their median best epoch) instead of early stopping.
+    folds kept (their median) instead of early stopping.
     """
     best = study.best_trial
-    tuned = apply_params(cfg, best.params)
+    params = decode(cfg.search.space, best.params)
+    tuned = apply_params(cfg, params)
     epochs = int(np.median(best.user_attrs.get("best_epochs", [tuned.train.epochs])))
     refit = apply_params(
         tuned,
@@ -321,6 +225,8 @@ def refit_best(
             "early_stopping.restore_best": False,
         },
     )
+    if tuned.data != cfg.data:  # a searched encoding (data.image_size): load at the best
+        prepared = prepare(tuned)
     rows = np.sort(np.concatenate([prepared.split.train, prepared.split.validation]))
     fitted = fit_on_rows(refit, prepared, rows, None)
     extra = {
@@ -328,27 +234,36 @@ def refit_best(
         "best_value": best.value,
         "best_value_std": best.user_attrs.get("std"),
         "fold_scores": best.user_attrs.get("fold_scores"),
-        "best_params": best.params,
+        "best_params": params,
         "refit_epochs": refit.train.epochs,
         "trials": {
             state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
             for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         },
     }
-    return evaluate_and_write(run_dir, prepared, fitted, seed=cfg.seed, extra=extra)
+    return evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
 
 
-def _log_to(path: Path) -> None:
-    if any(
-        isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve()
-        for h in log.handlers
-    ):
-        return
+@contextmanager
+def logging_to(path: Path) -> Iterator[None]:
+    """tunelab's and Optuna's log records (failed trials' tracebacks included) go to
+    ``path`` while the block runs, and nowhere else: the terminal shows one line each."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
-    for logger in (log, logging.getLogger("optuna")):
+    optuna.logging.disable_default_handler()
+    optuna_log = logging.getLogger("optuna")
+    saved = [(logger, logger.level) for logger in (log, optuna_log)]
+    for logger in (log, optuna_log):
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        handler.close()
+        optuna.logging.enable_default_handler()
 
 
-__all__ = ["ConfigError", "StudyResult", "run_study", "run_worker"]
+__all__ = ["StudyResult", "run_study", "run_worker", "setup"]

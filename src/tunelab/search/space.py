@@ -8,6 +8,7 @@ parameters therefore replay without a study:
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any, Protocol
 
 import numpy as np
@@ -49,7 +50,10 @@ def suggest(trial: Suggester, space: dict[str, ParamSpec], base: RunConfig) -> d
             continue
         if spec.type == "categorical":
             assert spec.choices is not None
-            chosen[name] = trial.suggest_categorical(name, spec.choices)
+            # Optuna stores choices as plain values: a list (an image size) goes in as its
+            # JSON text, so storage, importances and the dashboard can handle it
+            picked = trial.suggest_categorical(name, [_plain(c) for c in spec.choices])
+            chosen[name] = _unplain(picked, spec.choices)
         elif spec.type == "int":
             assert spec.low is not None and spec.high is not None
             chosen[name] = trial.suggest_int(
@@ -61,6 +65,31 @@ def suggest(trial: Suggester, space: dict[str, ParamSpec], base: RunConfig) -> d
                 name, spec.low, spec.high, step=spec.step, log=spec.log
             )
     return chosen
+
+
+def _plain(choice: Any) -> Any:
+    return (
+        choice
+        if choice is None or isinstance(choice, bool | int | float | str)
+        else json.dumps(choice)
+    )
+
+
+def _unplain(value: Any, choices: list[Any]) -> Any:
+    for choice in choices:
+        if _plain(choice) == value and type(_plain(choice)) is type(value):
+            return choice
+    return value
+
+
+def decode(space: dict[str, ParamSpec], params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as Optuna stored them -> config values (a list choice from its JSON)."""
+    decoded = dict(params)
+    for name, value in params.items():
+        spec = space.get(name)
+        if spec is not None and spec.type == "categorical" and spec.choices is not None:
+            decoded[name] = _unplain(value, spec.choices)
+    return decoded
 
 
 def apply_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
@@ -92,7 +121,7 @@ def grid(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
                 "parameter without repeating configurations; use sampler random or tpe"
             )
         if spec.type == "categorical":
-            values[name] = list(spec.choices or [])
+            values[name] = [_plain(c) for c in spec.choices or []]
         elif spec.type == "int" or spec.step is not None:
             assert spec.low is not None and spec.high is not None
             step = spec.step or 1

@@ -1,1 +1,48 @@
-"""One module per technique; each has an explicit off state so it can be searched and ablated."""
+"""The techniques as plug-ins: every module in this package registers one technique.
+
+``build_techniques(cfg, facts)`` returns the active ones in set-up order; the training loop
+calls their hooks without knowing any of them. Adding a technique is adding a module here
+(and its config section): modules are found by walking the package, so nothing else is
+edited.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+from tunelab.config import RunConfig
+from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.training.hooks import Technique
+
+__all__ = ["TECHNIQUES", "DataFacts", "TechniqueSpec", "build_techniques", "describe", "specs"]
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def specs() -> list[TechniqueSpec]:
+    """Every registered technique, in set-up order."""
+    return sorted((TECHNIQUES.get(name) for name in TECHNIQUES), key=lambda s: s.order)
+
+
+def build_techniques(cfg: RunConfig, facts: DataFacts) -> list[Technique]:
+    """The plug-ins of the techniques that ``cfg`` has on, in set-up order.
+
+    Raises:
+        ConfigError: a setting that does not fit the data (e.g. an augmentation for
+            another modality; the message names those that fit).
+    """
+    built = (spec.build(cfg, facts) for spec in specs())
+    return [technique for technique in built if technique is not None]
+
+
+def describe(active: list[Technique], events: list[str]) -> dict[str, Any]:
+    """For ``metrics.json``: each technique's settings in force ("off" when it is off), and
+    what the techniques did."""
+    on = {technique.name: technique.describe() for technique in active}
+    block: dict[str, Any] = {spec.name: on.get(spec.name, "off") for spec in specs()}
+    block["events"] = list(events)
+    return block

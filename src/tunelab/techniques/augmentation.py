@@ -39,8 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tunelab.config import AugmentationConfig
+from tunelab.config import AugmentationConfig, RunConfig
 from tunelab.errors import ConfigError, DataError, MissingDependency
+from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.training.hooks import Batch, FitState, Technique
 
 Modality = Literal["tabular", "image", "signal", "text"]
 Features = tuple[Tensor, ...]
@@ -588,3 +590,51 @@ class _Mixer:
 def _beta(alpha: float) -> torch.distributions.Beta:
     concentration = torch.tensor(float(alpha))
     return torch.distributions.Beta(concentration, concentration, validate_args=False)
+
+
+# -- the plug-in ---------------------------------------------------------------------------
+
+
+class Augmentation(Technique):
+    """Augments every training batch; with mixup or cutmix the batch's loss mixes the two
+    targets (``mixed_loss``)."""
+
+    name = "augmentation"
+
+    def __init__(self, augmenter: Augmenter) -> None:
+        self.augmenter = augmenter
+
+    def on_batch(self, batch: Batch, fit: FitState) -> Batch:
+        features, mix = self.augmenter(batch.features, batch.target)
+        if mix is None:
+            return Batch(features, batch.target)
+        target = batch.target
+        return Batch(features, target, loss=lambda out, fn: mixed_loss(fn, out, target, mix))
+
+    def describe(self) -> dict[str, Any]:
+        return self.augmenter.describe()
+
+
+def context_of(facts: DataFacts) -> AugmentContext:
+    """The encoding facts the augmenter needs, read off the fitted encoder and tokenizer."""
+    encoder, tokenizer = facts.encoder, facts.tokenizer
+    mean, std = getattr(encoder, "mean", None), getattr(encoder, "std", None)
+    return AugmentContext(
+        modality=facts.modality,  # type: ignore[arg-type]
+        channel_mean=tuple(mean) if mean is not None else None,
+        channel_std=tuple(std) if std is not None else None,
+        numeric_columns=len(getattr(encoder, "numeric", []) or []),
+        mask_token_id=getattr(tokenizer, "mask_token_id", None),
+        pad_token_id=getattr(tokenizer, "pad_token_id", None),
+        special_token_ids=tuple(getattr(tokenizer, "all_special_ids", []) or []),
+    )
+
+
+def _build(cfg: RunConfig, facts: DataFacts) -> Augmentation | None:
+    augmenter = build_augmenter(cfg.augmentation, context_of(facts))
+    return Augmentation(augmenter) if augmenter is not None else None
+
+
+TECHNIQUES.register("augmentation")(
+    TechniqueSpec(name="augmentation", order=40, off={"augmentation.enabled": False}, build=_build)
+)

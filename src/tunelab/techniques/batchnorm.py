@@ -12,10 +12,15 @@ BN layers in builtin models and the head are switched on or off at build time
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from tunelab.config import BatchNormConfig, RunConfig
+from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
 from tunelab.training.batching import Batches
+from tunelab.training.hooks import FitState, Technique
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
@@ -67,3 +72,53 @@ def reestimate(
         layer.momentum = momentum
     model.train(was_training)
     return rows
+
+
+class BatchNorm(Technique):
+    """BN momentum, and a pretrained backbone's BN layers frozen or re-estimated (BN in
+    builtin models and the head is switched when the model is built)."""
+
+    name = "batch_norm"
+
+    def __init__(self, cfg: BatchNormConfig) -> None:
+        self.cfg = cfg
+        self._frozen: list[nn.modules.batchnorm._BatchNorm] = []
+
+    def setup(self, fit: FitState) -> None:
+        model, cfg = fit.model, self.cfg
+        if cfg.momentum is not None:
+            count = set_momentum(model, cfg.momentum)
+            fit.note(f"batch_norm: momentum {cfg.momentum} on {count} layers")
+        if cfg.backbone == "trainable" or not hasattr(model, "backbone"):
+            return
+        layers = backbone_bn_layers(model)
+        if cfg.backbone == "reestimate" and layers:
+            rows = reestimate(model, layers, fit.train)
+            fit.note(
+                f"batch_norm: re-estimated {len(layers)} backbone BN layers on {rows} training rows"
+            )
+        self._frozen = layers
+        freeze(layers)
+        fit.note(f"batch_norm: {len(layers)} backbone BN layers frozen")
+
+    def on_epoch_start(self, fit: FitState) -> None:
+        if self._frozen:
+            freeze(self._frozen)  # model.train() switched them back to train mode
+
+    def describe(self) -> dict[str, Any]:
+        return self.cfg.model_dump()
+
+
+def _build(cfg: RunConfig, facts: DataFacts) -> BatchNorm | None:
+    on = cfg.batch_norm.enabled or cfg.batch_norm.head or cfg.batch_norm.backbone != "trainable"
+    return BatchNorm(cfg.batch_norm) if on or cfg.batch_norm.momentum is not None else None
+
+
+TECHNIQUES.register("batch_norm")(
+    TechniqueSpec(
+        name="batch_norm",
+        order=20,
+        off={"batch_norm.enabled": False, "batch_norm.head": False},
+        build=_build,
+    )
+)

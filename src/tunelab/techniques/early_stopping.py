@@ -13,7 +13,12 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from tunelab.config import EarlyStoppingConfig
+import torch
+
+from tunelab.config import EarlyStoppingConfig, RunConfig
+from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.training.hooks import FitState, Held, Technique
+from tunelab.training.metrics import GREATER_IS_BETTER
 
 
 class StopReason(StrEnum):
@@ -76,3 +81,57 @@ class EarlyStopping:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+class EarlyStoppingTechnique(Technique):
+    """Stops when the monitored value stops improving and (``restore_best``) ends training
+    on the best epoch's weights. Without validation rows it monitors the training loss."""
+
+    name = "early_stopping"
+
+    def __init__(self, cfg: EarlyStoppingConfig) -> None:
+        self.cfg = cfg
+        self.tracker = EarlyStopping(mode="min")
+        self.monitor = "train_loss"
+        self._best: dict[str, torch.Tensor] | None = None
+        self._best_outputs: Any = None
+
+    def setup(self, fit: FitState) -> None:
+        if fit.has_validation:
+            self.monitor = fit.metric if self.cfg.monitor == "metric" else self.cfg.monitor
+        mode: Literal["min", "max"] = "max" if GREATER_IS_BETTER.get(self.monitor) else "min"
+        self.tracker = EarlyStopping.from_config(self.cfg, mode=mode)
+        fit.monitor = self.monitor
+
+    def on_epoch_end(self, record: dict[str, Any], fit: FitState) -> str | None:
+        value = float(record.get(self.monitor, float("nan")))
+        stop, reason, improved = self.tracker.update(fit.epoch, value)
+        if improved and self.cfg.restore_best:
+            state = fit.model.state_dict()
+            self._best = {k: v.detach().clone() for k, v in state.items()}
+            self._best_outputs = fit.outputs
+        return reason.value if stop and reason is not None else None
+
+    def on_fit_end(self, fit: FitState) -> None:
+        if self._best is None:
+            return
+        fit.model.load_state_dict(self._best)
+        fit.held = Held(epoch=self.tracker.best_epoch, outputs=self._best_outputs)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.cfg.model_dump(), "monitored": self.monitor}
+
+
+def _build(cfg: RunConfig, facts: DataFacts) -> EarlyStoppingTechnique | None:
+    on = cfg.early_stopping.enabled or cfg.early_stopping.restore_best
+    return EarlyStoppingTechnique(cfg.early_stopping) if on else None
+
+
+TECHNIQUES.register("early_stopping")(
+    TechniqueSpec(
+        name="early_stopping",
+        order=50,
+        off={"early_stopping.enabled": False, "early_stopping.restore_best": False},
+        build=_build,
+    )
+)

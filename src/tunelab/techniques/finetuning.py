@@ -18,8 +18,10 @@ from typing import Any
 
 from torch import nn
 
-from tunelab.config import FinetuningConfig
+from tunelab.config import FinetuningConfig, RunConfig
 from tunelab.errors import ConfigError
+from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.training.hooks import FitState, Technique
 
 NEEDS_BACKBONE = ("linear_probe", "freeze_then_unfreeze", "discriminative", "llrd")
 
@@ -130,3 +132,67 @@ def reinitialize(model: nn.Module) -> int:
         # transformers: its own scheme (e.g. normal(0, 0.02)) instead of PyTorch's defaults
         backbone.apply(hf_init)
     return count
+
+
+class Finetuning(Technique):
+    """The transfer strategy: re-initialize (scratch), freeze and unfreeze layer groups,
+    and give the backbone its own learning rates."""
+
+    name = "finetuning"
+
+    def __init__(self, cfg: FinetuningConfig) -> None:
+        self.cfg = cfg
+        self._frozen: list[tuple[nn.Module | None, list[nn.Parameter]]] = []
+        self._backbone: nn.Module | None = None
+
+    def setup(self, fit: FitState) -> None:
+        model, cfg = fit.model, self.cfg
+        check_model(model, cfg)
+        if cfg.strategy == "scratch":
+            fit.note(f"finetuning: scratch, re-initialized {reinitialize(model)} layers")
+        frozen = frozen_at_start(model, cfg)
+        if frozen:
+            for _, params in frozen:
+                for param in params:
+                    param.requires_grad_(False)
+            self._frozen, self._backbone = frozen, backbone_of(model)
+            count = sum(p.numel() for _, params in frozen for p in params)
+            fit.note(f"finetuning: {cfg.strategy}, backbone frozen ({count} parameters)")
+        fit.lr_scales = lr_scales(model, cfg)
+
+    def on_epoch_start(self, fit: FitState) -> None:
+        indices = to_unfreeze(fit.epoch, self._frozen, self.cfg)
+        assert fit.add_trainable is not None
+        for index in indices:
+            _, params = self._frozen[index]
+            for param in params:
+                param.requires_grad_(True)
+            fit.add_trainable(params, self.cfg.backbone_lr_mult)
+        if indices:
+            fit.note(f"finetuning: unfroze backbone group(s) {indices} of {len(self._frozen)}")
+        self._frozen_eval()
+
+    def _frozen_eval(self) -> None:
+        """Frozen layers run in eval mode (no dropout, BN statistics kept); an unfrozen one
+        trains in full, while the layers below it may still be frozen (``gradual``)."""
+        still = [
+            (module, not any(p.requires_grad for p in params)) for module, params in self._frozen
+        ]
+        if self._backbone is not None and still and all(frozen for _, frozen in still):
+            self._backbone.eval()  # the whole backbone, modules outside the groups too
+            return
+        for module, frozen in still:
+            if frozen and module is not None:
+                module.eval()
+
+    def describe(self) -> dict[str, Any]:
+        return self.cfg.model_dump()
+
+
+def _build(cfg: RunConfig, facts: DataFacts) -> Finetuning:
+    return Finetuning(cfg.finetuning)
+
+
+TECHNIQUES.register("finetuning")(
+    TechniqueSpec(name="finetuning", order=0, off={"finetuning.strategy": "scratch"}, build=_build)
+)

@@ -13,7 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunelab.config import RegularizationConfig
+from tunelab.config import RegularizationConfig, RunConfig
+from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.training.hooks import Batch, FitState, Technique
+from tunelab.training.losses import loss_function
 
 OFF = RegularizationConfig(
     enabled=False,
@@ -82,3 +85,49 @@ def describe(cfg: RegularizationConfig) -> dict[str, Any]:
         "label_smoothing": cfg.label_smoothing,
         "grad_clip": cfg.grad_clip,
     }
+
+
+class Regularization(Technique):
+    """Label smoothing in the training loss, weight decay and clipping for the optimizer,
+    the backbone's dropout rate, and an L1 term over the trainable weights."""
+
+    name = "regularization"
+
+    def __init__(self, cfg: RegularizationConfig, *, task: str) -> None:
+        self.cfg = cfg
+        self.task = task
+        self._l1_weights: list[nn.Parameter] = []
+
+    def setup(self, fit: FitState) -> None:
+        fit.loss_fn = loss_function(self.task, label_smoothing=self.cfg.label_smoothing)
+        fit.weight_decay = self.cfg.weight_decay
+        fit.grad_clip = self.cfg.grad_clip
+        rate = self.cfg.backbone_dropout
+        if rate is not None:
+            count = set_backbone_dropout(fit.model, rate)
+            fit.note(f"regularization: backbone dropout {rate} on {count} layers")
+
+    def on_epoch_start(self, fit: FitState) -> None:
+        if self.cfg.l1 > 0:  # after any unfreezing: the weights that train this epoch
+            self._l1_weights = penalized_weights(fit.model)
+
+    def loss_term(self, outputs: torch.Tensor, batch: Batch, fit: FitState) -> torch.Tensor | None:
+        if not self._l1_weights:
+            return None
+        return self.cfg.l1 * l1_penalty(self._l1_weights)
+
+    def describe(self) -> dict[str, Any]:
+        return describe(self.cfg)
+
+
+def _build(cfg: RunConfig, facts: DataFacts) -> Regularization | None:
+    if not cfg.regularization.enabled:
+        return None
+    return Regularization(cfg.regularization, task=facts.task)
+
+
+TECHNIQUES.register("regularization")(
+    TechniqueSpec(
+        name="regularization", order=10, off={"regularization.enabled": False}, build=_build
+    )
+)

@@ -1,38 +1,39 @@
 """The one training loop.
 
-Read it top to bottom: pick the device, build the optimizer, then for each epoch train on
-shuffled batches (mixed precision on CUDA, gradient accumulation and clipping, the learning
-rate set from a pure schedule function), evaluate on the validation part, record the epoch,
-let early stopping decide, and keep the best weights. Per-epoch values go to plain callbacks,
-so a search can prune without this module importing Optuna.
+Read ``fit`` top to bottom: start (device, seeds, batches), let the techniques set up the
+fresh model, build the optimizer, then for each epoch ``train_one_epoch`` (shuffled batches,
+mixed precision on CUDA, gradient accumulation and clipping, the learning rate from a pure
+schedule function), ``validate``, and ``decide`` whether to stop; at the end the techniques
+may restore or average the weights, and ``finish`` says which weights the model holds and
+what they score. Techniques are plug-ins (``training/hooks.py``): this module knows none of
+them by name. Per-epoch values go to plain callbacks, so a search can prune without this
+module importing Optuna.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tunelab.config import EarlyStoppingConfig, TrainConfig
-from tunelab.techniques.early_stopping import EarlyStopping, StopReason
-from tunelab.techniques.plan import TechniquePlan
+from tunelab.config import TrainConfig
 from tunelab.training.batching import Batches, TensorData
-from tunelab.training.metrics import GREATER_IS_BETTER
+from tunelab.training.hooks import Batch, FitState, LossFn, Technique, overriding
 from tunelab.training.optim import add_trainable, make_optimizer
 from tunelab.training.schedules import lr_at
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Scorer = Callable[[np.ndarray], dict[str, float]]
 # Called after every epoch with that epoch's record; raising stops training (e.g. pruning).
 EpochCallback = Callable[[dict[str, Any]], None]
+NON_FINITE = "non_finite"
+MAX_EPOCHS = "max_epochs"
 
 
 @dataclass
@@ -41,21 +42,36 @@ class FitResult:
 
     Attributes:
         history: one dict per epoch (epoch, train_loss, val_loss, metrics, lr, seconds).
-        best_epoch: the epoch whose weights the model holds at the end (restore_best).
-        best_value: the monitored value at ``best_epoch``.
-        monitor: what was monitored (a metric name, ``val_loss`` or ``train_loss``).
+        best_epoch: the epoch whose weights the model holds at the end (the last epoch
+            unless early stopping restored an earlier one; -1 when a technique replaced
+            them, e.g. with averaged weights).
+        final: validation metrics and loss of the weights the model holds at the end (the
+            score of the fit; with the training loss of their epoch); without validation
+            rows, only the training loss.
+        monitor: what early stopping monitored, or None when it was off.
         stop_reason: patience_exhausted, non_finite or max_epochs.
         validation_outputs: the model's outputs on the validation rows with the weights it
-            holds at the end (as float32 numpy); None without validation rows or under
+            holds at the end (float32 numpy); None without validation rows or under
             mixed precision.
+        events: what the techniques did (before training, then ``epoch N: ...``).
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
-    best_value: float | None = None
-    monitor: str = "val_loss"
-    stop_reason: str = StopReason.MAX_EPOCHS.value
+    final: dict[str, float] = field(default_factory=dict)
+    monitor: str | None = None
+    stop_reason: str = MAX_EPOCHS
     validation_outputs: np.ndarray | None = field(default=None, repr=False)
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The rows that judge each epoch: tensors, how outputs are scored, the chosen metric."""
+
+    data: TensorData
+    score: Scorer
+    metric: str
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,143 +102,261 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@dataclass
+class _Run:
+    """What the epoch steps share (built once by ``fit``)."""
+
+    state: FitState
+    cfg: TrainConfig
+    techniques: Sequence[Technique]
+    validation: Validation | None
+    val_batches: Batches | None
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    total_steps: int
+    steps_per_epoch: int
+    val_loss_fn: LossFn
+    step: int = 0
+
+
 def fit(
     model: nn.Module,
     train: TensorData,
-    validation: TensorData | None,
+    validation: Validation | None,
     *,
     train_cfg: TrainConfig,
-    early_cfg: EarlyStoppingConfig,
     loss_fn: LossFn,
-    score: Scorer,
-    metric: str,
     seed: int,
     stream: bool = False,
-    callbacks: list[EpochCallback] | None = None,
-    plan: TechniquePlan | None = None,
+    techniques: Sequence[Technique] = (),
+    callbacks: Sequence[EpochCallback] = (),
 ) -> FitResult:
-    """Train ``model`` in place and return its history; the model ends on its best weights.
+    """Train ``model`` in place and return its history.
 
     Args:
         model: called as ``model(*features)``.
         train: training tensors.
-        validation: validation tensors, or None to monitor the training loss.
+        validation: the validation rows and their scorer, or None (no per-epoch metrics).
         train_cfg: optimizer, schedule, batch size, precision, device.
-        early_cfg: early stopping (its ``enabled: false`` still keeps the best epoch).
-        loss_fn: ``loss_fn(outputs, target)``, the validation loss (and the training loss
-            when no ``plan`` is given).
-        score: validation outputs (as numpy) -> metrics.
-        metric: the selection metric (what ``early_stopping.monitor: metric`` means).
+        loss_fn: ``loss_fn(outputs, target)``, the validation loss and, unless a technique
+            replaces it (label smoothing), the training loss.
         seed: seeds initialization-independent randomness (shuffling, dropout).
         stream: move batches to the device one at a time (large data).
+        techniques: the active techniques, in the order their hooks run.
         callbacks: called with every epoch's record.
-        plan: the techniques (regularization, batch norm, augmentation, fine-tuning).
     """
-    plan = plan or TechniquePlan(loss_fn=loss_fn)
-    device = resolve_device(train_cfg.device)
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)
+    run = _start(model, train, validation, train_cfg, loss_fn, seed, stream, techniques)
+    fit_state, result = run.state, FitResult()
+    for epoch in range(train_cfg.epochs):
+        fit_state.epoch = epoch
+        started, before = time.perf_counter(), len(fit_state.events)
+        record = _train_one_epoch(run)
+        _validate(run, record)
+        reason = _decide(run, record)
+        new_events = fit_state.events[before:] if epoch else fit_state.events
+        if new_events:
+            record["events"] = [e.removeprefix(f"epoch {epoch}: ") for e in new_events]
+        record["seconds"] = time.perf_counter() - started
+        result.history.append(record)
+        for callback in callbacks:
+            callback(record)
+        if reason is not None:
+            result.stop_reason = reason
+            break
+    return _finish(run, result)
+
+
+def _start(
+    model: nn.Module,
+    train: TensorData,
+    validation: Validation | None,
+    cfg: TrainConfig,
+    loss_fn: LossFn,
+    seed: int,
+    stream: bool,
+    techniques: Sequence[Technique],
+) -> _Run:
+    """Device, seeds and batches; the techniques' set-up; then the optimizer."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
-    amp_dtype = autocast_dtype(train_cfg.precision, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    train_batches = Batches(train, batch_size=train_cfg.batch_size, device=device, stream=stream)
-    prepared = plan.prepare(model, train_batches)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    train_batches = Batches(train, batch_size=cfg.batch_size, device=device, stream=stream)
+    val_batches = None
+    if validation is not None and len(validation.data):
+        val_batches = Batches(
+            validation.data, batch_size=max(cfg.batch_size, 256), device=device, stream=stream
+        )
+    state = FitState(
+        model=model,
+        train=train_batches,
+        device=device,
+        loss_fn=loss_fn,
+        metric=validation.metric if validation else "train_loss",
+        has_validation=val_batches is not None,
+        epochs=cfg.epochs,
+    )
+    for technique in techniques:
+        technique.setup(state)
     optimizer = make_optimizer(
-        model, train_cfg, weight_decay=plan.weight_decay, lr_scales=plan.lr_scales(model)
+        model, cfg, weight_decay=state.weight_decay, lr_scales=state.lr_scales
+    )
+    state.optimizer = optimizer
+
+    def add(params: list[nn.Parameter], lr_scale: float) -> None:
+        add_trainable(optimizer, model, params, weight_decay=state.weight_decay, lr_scale=lr_scale)
+
+    state.add_trainable = add
+    steps_per_epoch = max(len(train_batches) // cfg.grad_accumulation, 1)
+    return _Run(
+        state=state,
+        cfg=cfg,
+        techniques=techniques,
+        validation=validation,
+        val_batches=val_batches,
+        amp_dtype=amp_dtype,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        generator=generator,
+        total_steps=steps_per_epoch * cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        val_loss_fn=loss_fn,
     )
 
-    def add_params(params: list[nn.Parameter], lr_scale: float) -> None:
-        add_trainable(optimizer, model, params, weight_decay=plan.weight_decay, lr_scale=lr_scale)
 
-    val_batches = None
-    if validation is not None and len(validation):
-        val_batches = Batches(
-            validation, batch_size=max(train_cfg.batch_size, 256), device=device, stream=stream
-        )
-    steps_per_epoch = max(len(train_batches) // train_cfg.grad_accumulation, 1)
-    total_steps = steps_per_epoch * train_cfg.epochs
+def _train_one_epoch(run: _Run) -> dict[str, Any]:
+    """One pass over the shuffled training batches; returns the epoch's first record."""
+    state, cfg, model = run.state, run.cfg, run.state.model
+    optimizer = state.optimizer
+    assert optimizer is not None
+    model.train()
+    for technique in run.techniques:
+        technique.on_epoch_start(state)
+    batch_hooks = overriding(list(run.techniques), "on_batch")
+    loss_terms = overriding(list(run.techniques), "loss_term")
+    step_hooks = overriding(list(run.techniques), "after_step")
+    accumulate, batches_per_epoch = cfg.grad_accumulation, len(state.train)
+    total_loss = torch.zeros((), device=state.device)
+    batches = 0
+    optimizer.zero_grad(set_to_none=True)
+    for micro, (features, target) in enumerate(
+        state.train.iterate(shuffle=True, generator=run.generator, drop_single=True)
+    ):
+        batch = Batch(features, target)
+        for technique in batch_hooks:
+            batch = technique.on_batch(batch, state)
+        with autocast(state.device, run.amp_dtype):
+            outputs = model(*batch.features)
+            loss = (
+                batch.loss(outputs, state.loss_fn)
+                if batch.loss is not None
+                else state.loss_fn(outputs, batch.target)
+            )
+            for technique in loss_terms:
+                term = technique.loss_term(outputs, batch, state)
+                if term is not None:
+                    loss = loss + term
+        scaled = loss / accumulate if accumulate > 1 else loss
+        run.scaler.scale(scaled).backward()  # type: ignore[no-untyped-call]
+        total_loss += loss.detach()
+        batches += 1
+        if (micro + 1) % accumulate == 0 or micro + 1 == batches_per_epoch:
+            _step(run, optimizer)
+            for technique in step_hooks:
+                technique.after_step(state)
+    record: dict[str, Any] = {
+        "epoch": state.epoch,
+        "train_loss": total_loss.item() / max(batches, 1),
+    }
+    return record
 
-    monitor = _monitor_name(early_cfg.monitor, metric, has_validation=val_batches is not None)
-    mode: Literal["min", "max"] = "max" if GREATER_IS_BETTER.get(monitor, False) else "min"
-    stopper = EarlyStopping.from_config(early_cfg, mode=mode)
-    result = FitResult(monitor=monitor)
-    best_state: dict[str, torch.Tensor] | None = None
-    step = 0
-    accumulate, batches_per_epoch = train_cfg.grad_accumulation, len(train_batches)
 
-    for epoch in range(train_cfg.epochs):
-        started = time.perf_counter()
-        model.train()
-        events = plan.on_epoch_start(epoch, model, add_params)
-        total_loss = torch.zeros((), device=device)
-        batches = 0
-        optimizer.zero_grad(set_to_none=True)
-        for micro, (features, target) in enumerate(
-            train_batches.iterate(shuffle=True, generator=generator, drop_single=True)
-        ):
-            features, mix = plan.augment(features, target)
-            with autocast(device, amp_dtype):
-                loss = plan.loss(model(*features), target, mix)
-            scaled = loss / accumulate if accumulate > 1 else loss
-            scaler.scale(scaled).backward()  # type: ignore[no-untyped-call]
-            total_loss += loss.detach()
-            batches += 1
-            if (micro + 1) % accumulate == 0 or micro + 1 == batches_per_epoch:
-                lr = lr_at(
-                    step, total_steps=total_steps, steps_per_epoch=steps_per_epoch, cfg=train_cfg
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-                if plan.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), plan.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
+def _step(run: _Run, optimizer: torch.optim.Optimizer) -> None:
+    """Set the scheduled learning rate, clip, step, and clear the gradients."""
+    lr = lr_at(
+        run.step, total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch, cfg=run.cfg
+    )
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    if run.state.grad_clip is not None:
+        run.scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(run.state.model.parameters(), run.state.grad_clip)
+    run.scaler.step(optimizer)
+    run.scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    run.step += 1
 
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": total_loss.item() / max(batches, 1)}
-        outputs = None
-        if val_batches is not None:
-            outputs, val_loss = evaluate(model, val_batches, loss_fn=loss_fn, amp_dtype=amp_dtype)
-            record["val_loss"] = val_loss
-            if math.isfinite(val_loss) and np.isfinite(outputs).all():
-                record.update(score(outputs))
-        record["lr"] = max(group["lr"] for group in optimizer.param_groups)
-        by_scale = {f"x{g.get('lr_scale', 1.0):g}": g["lr"] for g in optimizer.param_groups}
-        if len(by_scale) > 1:  # layer-wise rates (discriminative, llrd, unfrozen groups)
-            record["lr_groups"] = by_scale
-        if events or (epoch == 0 and prepared):
-            record["events"] = (prepared if epoch == 0 else []) + events
-        record["seconds"] = time.perf_counter() - started
-        result.history.append(record)
 
-        reason: StopReason | None
-        if not math.isfinite(record["train_loss"]):
-            stop, reason, improved = True, StopReason.NON_FINITE, False
-        else:
-            value = record.get(monitor, float("nan"))
-            stop, reason, improved = stopper.update(epoch, float(value))
-        if improved:
-            best_state = _snapshot(model) if early_cfg.restore_best else None
-            result.best_epoch, result.best_value = epoch, stopper.best
-        if (improved or best_state is None) and amp_dtype is None:
-            # the outputs of the weights the model will hold (not under autocast: the
-            # predictor predicts in float32, and these must equal its predictions)
-            result.validation_outputs = outputs
-        for callback in callbacks or []:
-            callback(record)
-        if stop:
-            result.stop_reason = (reason or StopReason.MAX_EPOCHS).value
-            break
+def _validate(run: _Run, record: dict[str, Any]) -> None:
+    """Validation loss and metrics into ``record``; the learning rates of the epoch."""
+    state = run.state
+    state.outputs = None
+    if run.val_batches is not None and run.validation is not None:
+        record.update(_judge(run, run.validation))
+    optimizer = state.optimizer
+    assert optimizer is not None
+    record["lr"] = max(group["lr"] for group in optimizer.param_groups)
+    by_scale = {f"x{g.get('lr_scale', 1.0):g}": g["lr"] for g in optimizer.param_groups}
+    if len(by_scale) > 1:  # layer-wise rates (discriminative, llrd, unfrozen groups)
+        record["lr_groups"] = by_scale
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if result.best_epoch < 0:
+
+def _judge(run: _Run, validation: Validation) -> dict[str, float]:
+    """The current weights' validation loss and metrics; keeps their outputs in the state
+    (not under autocast: the predictor predicts in float32, and these must equal its
+    predictions)."""
+    assert run.val_batches is not None
+    outputs, val_loss = evaluate(
+        run.state.model, run.val_batches, loss_fn=run.val_loss_fn, amp_dtype=run.amp_dtype
+    )
+    values: dict[str, float] = {"val_loss": val_loss}
+    if math.isfinite(val_loss) and np.isfinite(outputs).all():
+        values.update(validation.score(outputs))
+    run.state.outputs = outputs if run.amp_dtype is None else None
+    return values
+
+
+def _decide(run: _Run, record: dict[str, Any]) -> str | None:
+    """A non-finite training loss stops at once; otherwise the techniques decide."""
+    if not math.isfinite(record["train_loss"]):
+        return NON_FINITE
+    reason = None
+    for technique in run.techniques:
+        reason = technique.on_epoch_end(record, run.state) or reason
+    return reason
+
+
+def _finish(run: _Run, result: FitResult) -> FitResult:
+    """Let the techniques settle the final weights, then record what those weights score."""
+    state = run.state
+    last = result.history[-1] if result.history else {}
+    state.held = None
+    for technique in run.techniques:
+        technique.on_fit_end(state)
+    result.events = list(state.events)
+    if state.weights_changed:
+        result.best_epoch = -1
+        if run.validation is not None and run.val_batches is not None:
+            result.final = _judge(run, run.validation)
+        result.validation_outputs = state.outputs
+    elif state.held is not None:
+        result.best_epoch = state.held.epoch
+        result.final = _scores(result.history[state.held.epoch])
+        result.validation_outputs = state.held.outputs
+    else:
         result.best_epoch = len(result.history) - 1
+        result.final = _scores(last)
+        result.validation_outputs = state.outputs
+    result.monitor = state.monitor
     return result
+
+
+def _scores(record: dict[str, Any]) -> dict[str, float]:
+    skip = ("epoch", "lr", "lr_groups", "seconds", "events")
+    return {k: v for k, v in record.items() if k not in skip}
 
 
 @torch.no_grad()
@@ -259,13 +393,3 @@ def predict_outputs(
         for i in range(0, rows, batch_size)
     ]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
-
-
-def _monitor_name(monitor: str, metric: str, *, has_validation: bool) -> str:
-    if not has_validation:
-        return "train_loss"
-    return metric if monitor == "metric" else monitor
-
-
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in copy.copy(model.state_dict()).items()}

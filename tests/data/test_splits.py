@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tunelab.data.splits import kfold_splits
 from tunelab.errors import DataError
-from tunelab.training.crossval import kfold_splits
 
 
 def test_folds_partition_the_rows_and_stratify() -> None:

@@ -1,10 +1,10 @@
-"""Cross-validation splits over the non-test rows: holdout, k-fold, stratified, grouped,
-repeated. Every split is a pair of row-index arrays; a fresh model is fitted per fold.
+"""Cross-validation splits over the non-test rows: k-fold, stratified, grouped, repeated.
+Every split is a pair of row-index arrays (scikit-learn's splitters underneath).
 
 Example::
 
     for train_rows, val_rows in kfold_splits(rows, labels, folds=5, seed=0):
-        fitted = fit_on_rows(cfg, prepared, train_rows, val_rows)
+        ...
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""The one evaluation on the held-out test rows, and the files it leaves in the run.
+
+The test rows are set aside before anything is fitted and are scored here once, by the
+final predictor: ``metrics.json`` gets the test metrics with a bootstrap interval,
+``test_inputs.csv`` the raw rows (as ``tunelab predict`` takes them) and
+``test_predictions.csv`` what the predictor made of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunelab.data import take
+from tunelab.evaluation.fitting import Fitted
+from tunelab.evaluation.prepare import Prepared
+from tunelab.results.predictor import Predictor
+from tunelab.results.rundir import RunDir, write_json
+from tunelab.training.metrics import bootstrap_interval, compute_metrics
+
+
+def evaluate_and_write(
+    run: RunDir,
+    prepared: Prepared,
+    fitted: Fitted,
+    *,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Save the predictor, evaluate it once on the test rows, write the run's files.
+
+    Writes ``history.json``, ``final/``, ``test_inputs.csv``, ``test_predictions.csv`` and
+    ``metrics.json`` (with ``extra`` merged in) and returns the metrics.
+    """
+    split, target = prepared.split, prepared.target
+    result = fitted.result
+    write_json(run.history, result.history)
+    fitted.predictor.save(run.final)
+
+    frame = inputs_frame(take(prepared.raw.inputs, split.test), fitted.predictor)
+    frame.to_csv(run.test_inputs, index=False)
+    predictions = predictions_frame(fitted.predictor, frame)
+    truth = target.values[split.test]
+    labels = truth if target.classes is None else np.asarray(target.classes, dtype=object)[truth]
+    predictions.insert(0, "target", labels)
+    predictions.to_csv(run.test_predictions, index=False)
+
+    predicted = (
+        fitted.predictor.predict(frame)
+        if target.task == "regression"
+        else fitted.predictor.predict_proba(frame)
+    )
+    low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=seed)
+    metrics = {
+        "task": target.task,
+        "metric": prepared.metric,
+        "validation": result.final,
+        "test": compute_metrics(target.task, truth, predicted),
+        "test_interval": {
+            "metric": prepared.metric,
+            "level": 0.95,
+            "low": low,
+            "high": high,
+            "method": "bootstrap over test rows (1000 resamples)",
+        },
+        "rows": {
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+        },
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stop_reason": result.stop_reason,
+        "monitor": result.monitor,
+        "seconds": fitted.seconds,
+        "notes": fitted.predictor.info.get("notes", []),
+        "techniques": fitted.predictor.info.get("techniques", {}),
+        **(extra or {}),
+    }
+    write_json(run.metrics, metrics)
+    return metrics
+
+
+def predictions_frame(predictor: Predictor, inputs: Any) -> pd.DataFrame:
+    """A table with ``prediction`` and, for classification, one ``proba_<class>`` column each."""
+    if predictor.task == "regression":
+        return pd.DataFrame({"prediction": predictor.predict(inputs)})
+    proba = predictor.predict_proba(inputs)
+    assert predictor.classes is not None
+    labels = np.asarray(predictor.classes, dtype=object)[proba.argmax(1)]
+    frame = pd.DataFrame({"prediction": labels})
+    for i, label in enumerate(predictor.classes):
+        frame[f"proba_{label}"] = proba[:, i]
+    return frame
+
+
+def inputs_frame(inputs: Any, predictor: Predictor) -> pd.DataFrame:
+    """Raw inputs as the table ``tunelab predict --input`` takes."""
+    if isinstance(inputs, pd.DataFrame):
+        return inputs
+    if predictor.modality == "text":
+        return pd.DataFrame({predictor.input_columns[0]: list(inputs)})
+    flat = np.asarray(inputs).reshape(len(inputs), -1)
+    return pd.DataFrame(flat, columns=predictor.input_columns)

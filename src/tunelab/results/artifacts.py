@@ -1,0 +1,122 @@
+"""What a study keeps per trial, in Optuna's artifact store (public API only).
+
+Every trial keeps its out-of-fold predictions and epoch histories (small); trials ranked in
+the top ``keep_top_k`` also keep their fold models (``predictors.zip``: one predictor folder
+per fold), which the ensembles and ``tunelab.load_predictor`` read. The store is a folder
+(``RUN/artifacts`` by default) that ``optuna-dashboard --artifact-dir`` opens as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import zipfile
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial
+
+from tunelab.results.predictor import Predictor, load_predictor
+
+log = logging.getLogger("tunelab")
+PREDICTORS, OOF, HISTORY = "predictors", "oof", "history"
+
+
+class TrialArtifacts:
+    """The per-trial files of one study.
+
+    Args:
+        directory: the artifact folder (made, and made again if someone deletes it).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.store = FileSystemArtifactStore(str(self.directory))
+        self._removed: set[str] = set()
+
+    def save(
+        self,
+        trial: optuna.Trial,
+        *,
+        oof: np.ndarray,
+        histories: list[list[dict[str, Any]]],
+        predictors: list[Predictor] | None,
+    ) -> None:
+        """Upload the trial's files and record their ids in its ``artifacts`` user attribute."""
+        if not self.directory.is_dir():
+            log.warning("artifact folder %s was missing; made it again", self.directory)
+            self.directory.mkdir(parents=True, exist_ok=True)
+        ids: dict[str, str] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            files = {OOF: folder / "oof.npz", HISTORY: folder / "history.json"}
+            # a holdout's predictions are mostly NaN and compress well
+            np.savez_compressed(files[OOF], predictions=oof)
+            files[HISTORY].write_text(json.dumps(histories))
+            if predictors:
+                for fold, predictor in enumerate(predictors):
+                    predictor.save(folder / "predictors" / f"fold_{fold}")
+                files[PREDICTORS] = zip_folder(folder / "predictors", folder / "predictors.zip")
+            for key, path in files.items():
+                ids[key] = upload_artifact(
+                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
+                )
+        trial.set_user_attr("artifacts", ids)
+
+    def oof(self, trial: FrozenTrial) -> np.ndarray:
+        """The trial's out-of-fold predictions (rows x outputs, NaN where not validated)."""
+        with tempfile.TemporaryDirectory() as tmp, np.load(self._fetch(trial, OOF, tmp)) as saved:
+            return np.asarray(saved["predictions"])
+
+    def histories(self, trial: FrozenTrial) -> list[list[dict[str, Any]]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            data: list[list[dict[str, Any]]] = json.loads(
+                self._fetch(trial, HISTORY, tmp).read_text()
+            )
+            return data
+
+    def has_predictors(self, trial: FrozenTrial) -> bool:
+        artifact = trial.user_attrs.get("artifacts", {}).get(PREDICTORS)
+        return artifact is not None and artifact not in self._removed
+
+    def predictors(self, trial: FrozenTrial, *, trust_code: bool = False) -> list[Predictor]:
+        """The trial's fold models, loaded (the files are unpacked into a temporary folder
+        and read into memory)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = self._fetch(trial, PREDICTORS, tmp)
+            with zipfile.ZipFile(archive) as bundle:
+                bundle.extractall(Path(tmp) / "unpacked")
+            folds = sorted((Path(tmp) / "unpacked").iterdir(), key=lambda p: int(p.name[5:]))
+            return [load_predictor(folder) for folder in folds]
+
+    def drop_predictors(self, trial: FrozenTrial) -> None:
+        """Delete the trial's fold models (another worker may have done it already)."""
+        artifact = trial.user_attrs.get("artifacts", {}).get(PREDICTORS)
+        if artifact is None or artifact in self._removed:
+            return
+        with suppress(ArtifactNotFound):
+            self.store.remove(artifact)
+        self._removed.add(artifact)
+
+    def _fetch(self, trial: FrozenTrial, key: str, folder: str) -> Path:
+        ids = trial.user_attrs.get("artifacts", {})
+        if key not in ids:
+            raise ArtifactNotFound(f"trial {trial.number} kept no {key!r} artifact")
+        path = Path(folder) / key
+        download_artifact(artifact_store=self.store, artifact_id=ids[key], file_path=str(path))
+        return path
+
+
+def zip_folder(folder: Path, archive: Path) -> Path:
+    """The folder's files in an uncompressed zip (weights do not compress; deflate costs)."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                bundle.write(path, path.relative_to(folder))
+    return archive

@@ -1,0 +1,110 @@
+"""The trial loop: run trials until the study has enough, the deadline, or too many
+failures in a row; keep only the top-k trials' fold models."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tunelab.config import RunConfig
+from tunelab.results.artifacts import TrialArtifacts
+from tunelab.results.leaderboard import ranked
+from tunelab.search.objective import Objective
+
+TrialHook = Callable[[optuna.Study, FrozenTrial], None]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+log = logging.getLogger("tunelab")
+
+
+class FailureGuard:
+    """Stops the study after ``limit`` failed trials in a row, naming the likely cause."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reasons: list[str] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            self.reasons.append(str(trial.user_attrs.get("fail_reason", "unknown error")))
+        elif trial.state in FINISHED:
+            self.reasons = []
+        if self.tripped:
+            study.stop()
+
+    @property
+    def tripped(self) -> bool:
+        return len(self.reasons) >= self.limit
+
+    def message(self) -> str:
+        return failure_message(self.reasons)
+
+
+def failure_message(reasons: list[str]) -> str:
+    common, _ = Counter(reasons).most_common(1)[0]
+    return (
+        f"stopped after {len(reasons)} failed trials in a row; the most common reason: "
+        f"{common}. Fix it and run the same command again to resume"
+    )
+
+
+def trailing_failures(study: optuna.Study) -> list[str]:
+    """The fail reasons of the study's last trials, up to its last finished one."""
+    reasons: list[str] = []
+    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number, reverse=True):
+        if trial.state in FINISHED:
+            break
+        if trial.state == TrialState.FAIL:
+            reasons.append(str(trial.user_attrs.get("fail_reason", "unknown error")))
+    return reasons
+
+
+class TopCheckpoints:
+    """Deletes the fold models of trials outside the best ``k`` (histories and out-of-fold
+    predictions are small and kept for every trial)."""
+
+    def __init__(self, artifacts: TrialArtifacts, k: int) -> None:
+        self.artifacts, self.k = artifacts, k
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        for old in ranked(study)[self.k :]:
+            self.artifacts.drop_predictors(old)
+        for other in study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL)):
+            self.artifacts.drop_predictors(other)
+
+
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def optimize(
+    study: optuna.Study,
+    objective: Objective,
+    cfg: RunConfig,
+    *,
+    hooks: list[TrialHook] | None = None,
+    deadline: float | None = None,
+) -> tuple[str, bool]:
+    """Run trials until ``n_trials`` have finished (in any process), the deadline, or too
+    many failures in a row. Returns why it stopped, and whether that was a failure."""
+    guard = FailureGuard(cfg.search.max_consecutive_failures)
+    keep = TopCheckpoints(objective.artifacts, cfg.search.keep_top_k)
+    callbacks: list[TrialHook] = [guard, keep, *(hooks or [])]
+    while True:
+        with warnings.catch_warnings():  # experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a dead process's trial is retried
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if finished(study) + running >= cfg.search.n_trials:
+            return "n_trials", False
+        if deadline is not None and time.time() >= deadline:
+            return "timeout", False
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+        if guard.tripped:
+            log.error(guard.message())
+            return guard.message(), True

@@ -1,0 +1,93 @@
+"""A run owns only its directory: it never writes into, or deletes, what tunelab did not make."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import make_config
+from tunelab.cli import app
+from tunelab.errors import ConfigError, FatalError
+from tunelab.results.rundir import MARKER, RunDir, open_run_dir
+
+QUICK = ["--set", "train.epochs=1", "--set", "train.threads=1", "--quiet"]
+
+
+def write_config(tmp_path: Path, name: str = "safe") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\ndata: {{source: sklearn:iris}}\n"
+        "model: {source: builtin:mlp, width: 8, depth: 1}\n"
+    )
+    return path
+
+
+def test_overwrite_refuses_a_folder_tunelab_did_not_make(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("four years of work")
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(
+        app, ["train", str(config), "--out", str(folder), "--overwrite", *QUICK]
+    )
+    assert result.exit_code == 2
+    assert "did not make" in result.output and MARKER in result.output
+    assert "--overwrite" not in result.output.split("did not make")[1], "never suggest it"
+    assert "Traceback" not in result.output
+    assert (folder / "thesis.txt").read_text() == "four years of work"
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"], "nothing written"
+
+
+def test_overwrite_removes_only_tunelabs_own_files(tmp_path: Path) -> None:
+    cfg = make_config(train={"epochs": 1})
+    run = open_run_dir(cfg, tmp_path / "run")
+    run.metrics.write_text("{}")
+    run.final.mkdir()
+    (run.final / "model.safetensors").write_bytes(b"x")
+    notes = run.path / "my_notes.md"
+    notes.write_text("keep me")
+    again = open_run_dir(cfg, tmp_path / "run", overwrite=True)
+    assert notes.read_text() == "keep me"
+    assert not again.metrics.exists() and not again.final.exists()
+    assert again.marker.is_file() and again.config.is_file()
+
+
+def test_a_run_directory_is_not_replaced_without_overwrite(tmp_path: Path) -> None:
+    cfg = make_config()
+    open_run_dir(cfg, tmp_path / "run")
+    with pytest.raises(FatalError, match=r"already holds a run.*--overwrite"):
+        open_run_dir(cfg, tmp_path / "run")
+
+
+def test_an_empty_existing_folder_is_used(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    run = open_run_dir(make_config(), tmp_path / "empty")
+    assert run.marker.is_file()
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "../up", ".hidden", "-x", ""])
+def test_a_run_name_is_one_plain_folder_name(name: str) -> None:
+    with pytest.raises(ConfigError, match="one plain folder name"):
+        make_config(name=name)
+
+
+def test_name_dot_dot_cannot_reach_the_project_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "runs").mkdir(parents=True)
+    (project / "config.yaml").write_text("my project's own config\n")
+    monkeypatch.chdir(project)
+    config = write_config(project, name="..")
+    result = CliRunner().invoke(app, ["train", str(config), "--overwrite", *QUICK])
+    assert result.exit_code == 2
+    assert "one plain folder name" in result.output
+    assert (project / "config.yaml").read_text() == "my project's own config\n"
+
+
+def test_every_file_name_lives_in_run_dir() -> None:
+    run = RunDir(Path("r"))
+    names = {p.name for p in run.own_files()}
+    assert {"config.yaml", "study.db", "artifacts", "final", "metrics.json", MARKER} <= names
