@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from tunelab.data.base import RawData, Task
+from tunelab.data.checks import shown_rows
 from tunelab.errors import DataError
 
 # A numeric target with more distinct values than this is taken as regression.
@@ -48,17 +49,31 @@ class Split:
     test: np.ndarray
 
 
-def encode_target(raw: RawData, *, task: str = "auto") -> Target:
-    """Check the raw target and encode it for ``task`` (``auto`` infers it)."""
+def check_target_values(raw: RawData) -> None:
+    """Raise ``DataError`` naming the rows whose target is missing, empty or infinite."""
     series = pd.Series(raw.target)
     missing = series.isna() | (series.astype(str).str.strip() == "")
     if missing.any():
         rows = np.flatnonzero(missing.to_numpy())
-        shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
         raise DataError(
             f"{raw.origin}: the target has {len(rows)} missing or empty value(s) "
-            f"(rows {shown}); drop those rows or fill in their target"
+            f"(rows {shown_rows(rows)}); drop those rows or fill in their target"
         )
+    if pd.api.types.is_float_dtype(series.dtype):
+        values = series.to_numpy(np.float64)
+        rows = np.flatnonzero(np.isinf(values))
+        if len(rows):
+            raise DataError(
+                f"{raw.origin}: the target holds {values[rows[0]]} in {len(rows)} row(s) "
+                f"(rows {shown_rows(rows)}); a target must be a finite number: fix or drop "
+                "those rows"
+            )
+
+
+def encode_target(raw: RawData, *, task: str = "auto") -> Target:
+    """Check the raw target and encode it for ``task`` (``auto`` infers it)."""
+    check_target_values(raw)
+    series = pd.Series(raw.target)
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if task == "auto":
         task = _infer_task(series, numeric=numeric)
@@ -69,7 +84,7 @@ def encode_target(raw: RawData, *, task: str = "auto") -> Target:
                 f"{raw.origin}: regression needs a numeric target, but it holds {example!r}; "
                 "set data.task to binary or multiclass, or fix the target column"
             )
-        return Target(task="regression", values=series.to_numpy(np.float32), classes=None)
+        return Target(task="regression", values=_float32_target(series, raw.origin), classes=None)
     codes, uniques = pd.factorize(series, sort=True)
     classes = [_plain(v) for v in uniques]
     if len(classes) < 2:
@@ -135,6 +150,18 @@ def make_split(
             f"data.validation_size={validation_size}: {exc}. Use more rows or other sizes"
         ) from None
     return Split(train=np.sort(train), validation=np.sort(val), test=np.sort(test))
+
+
+def _float32_target(series: pd.Series, origin: str) -> np.ndarray:
+    wide = series.to_numpy(np.float64)
+    rows = np.flatnonzero(np.abs(wide) > np.finfo(np.float32).max)
+    if len(rows):
+        raise DataError(
+            f"{origin}: the target holds {series.iloc[rows[0]]} in {len(rows)} row(s) (rows "
+            f"{shown_rows(rows)}), beyond the float32 range (about 3.4e38) that training "
+            "uses; rescale the target (e.g. to other units or its logarithm)"
+        )
+    return wide.astype(np.float32)
 
 
 def _infer_task(series: pd.Series, *, numeric: bool) -> Task:
