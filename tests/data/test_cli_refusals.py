@@ -81,3 +81,14 @@ def test_predict_with_an_infinite_value_exits_2_naming_row_and_column(tmp_path: 
         ],
         "at row 1, channel 0, position 6 (value column x6)",
     )
+
+
+def test_train_on_a_numeric_column_with_a_typo_exits_2_naming_the_row(tmp_path: Path) -> None:
+    lines = [f"{20 + i},{i % 2}" for i in range(40)]
+    lines[21] = "oops,1"
+    (tmp_path / "t.csv").write_text("age,y\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    config = write_config(tmp_path, {"source": f"csv:{tmp_path / 't.csv'}", "target": "y"})
+    refused(
+        ["train", str(config), "--out", str(tmp_path / "run"), *QUICK],
+        "column 'age' holds numbers in 39 of its 40 filled rows but text in 1: row 21 holds 'oops'",
+    )

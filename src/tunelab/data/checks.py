@@ -17,6 +17,9 @@ from tunelab.errors import DataError
 
 # Rows listed in a message; the rest are counted.
 _SHOWN_ROWS = 10
+# A text column whose filled cells are at least this share of numbers is taken for a
+# numeric column with typos ("oops", "?"), not for categories.
+_MOSTLY_NUMBERS = 0.9
 
 
 def check_loaded(raw: RawData) -> None:
@@ -58,13 +61,18 @@ def nonfinite_problem(array: np.ndarray, *, flat_columns: bool = False) -> str |
 
 
 def check_table_values(frame: pd.DataFrame, *, origin: str) -> None:
-    """Refuse infinite values in the numeric columns of a table, naming column and rows.
+    """Refuse infinite values and numeric columns with stray text, naming column and rows.
 
     Missing values (NaN, empty cells) pass: the tabular encoder imputes them with the
     training median. An infinity has no such meaning, so it is refused rather than guessed.
+    A column of numbers with a few text cells would be one-hot encoded, one column per
+    distinct number; it is refused (see ``stray_text_message``).
     """
     for name in frame.columns:
         series = frame[name]
+        stray = stray_text_message(series, str(name))
+        if stray:
+            raise DataError(f"{origin}: {stray}")
         if not pd.api.types.is_float_dtype(series.dtype):
             continue  # only float columns can hold infinities
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -76,6 +84,40 @@ def check_table_values(frame: pd.DataFrame, *, origin: str) -> None:
                 "with finite numbers, or empty those cells to have them imputed with the "
                 "training median"
             )
+
+
+def stray_text_message(series: pd.Series, name: str) -> str | None:
+    """What is wrong with a column of numbers holding a few text cells, or None.
+
+    Such a column (``23, 41, oops, 37``) reads as text, so it would be one-hot encoded with
+    one column per distinct number. Columns with the category dtype (``data.categorical``)
+    are taken as the user says and never flagged.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or not (
+        pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+    ):
+        return None
+    values = series.astype(object)
+    # blank cells are missing values, as they are in a CSV file
+    filled = values.notna() & (series.astype("string").str.strip() != "").fillna(False)
+    if not filled.any():
+        return None
+    is_number = filled & pd.to_numeric(values.where(filled), errors="coerce").notna()
+    stray = np.flatnonzero((filled & ~is_number).to_numpy())
+    numbers, total = int(is_number.sum()), int(filled.sum())
+    if len(stray) == 0 or numbers < _MOSTLY_NUMBERS * total:
+        return None
+    examples = ", ".join(f"row {r} holds {values.iloc[r]!r}" for r in stray[:3])
+    if len(stray) > 3:
+        examples += f", ... (rows {shown_rows(stray)})"
+    return (
+        f"column {name!r} holds numbers in {numbers} of its {total} filled rows but text in "
+        f"{len(stray)}: {examples}, counting data rows from 0. As it is, the column would be "
+        "one-hot encoded with one column per distinct number. Fix those cells or empty them "
+        f"(empty cells are imputed), or list {name!r} in data.categorical if its values "
+        "are categories"
+    )
 
 
 def shown_rows(rows: np.ndarray) -> str:

@@ -23,6 +23,8 @@ class Encoder(Protocol):
     """Raw inputs -> tuple of tensors (the model is called as ``model(*tensors)``)."""
 
     kind: str
+    notes: list[str]
+    """What the user should know about the fitted encoding (shown in the run's notes)."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -46,6 +48,7 @@ class ArrayEncoder:
         self.shape = shape
         self.mean = mean
         self.std = std
+        self.notes: list[str] = []
 
     @classmethod
     def fit(cls, inputs: np.ndarray) -> ArrayEncoder:
@@ -113,6 +116,7 @@ class TextEncoder:
     def __init__(self, tokenizer: Any, *, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.notes: list[str] = []
 
     @property
     def input_shape(self) -> tuple[int, ...]:
