@@ -68,6 +68,9 @@ class DataConfig(Section):
         "auto", description="how to read array inputs; auto decides from the source"
     )
     group_column: str | None = Field(None, description="group id column (grouped CV)")
+    test_source: str | None = Field(
+        None, description="prefix:value of a predefined test set; data.test_size is then unused"
+    )
     test_size: Probability = 0.2
     validation_size: Probability = 0.2
     image_size: tuple[int, int] = (32, 32)
@@ -82,6 +85,17 @@ class DataConfig(Section):
     @classmethod
     def _source(cls, value: str) -> str:
         return _check_prefix(value, DATA_PREFIXES, "sklearn:digits")
+
+    @field_validator("test_source")
+    @classmethod
+    def _test_source(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("sklearn:"):
+            raise ValueError(
+                "scikit-learn's bundled datasets have no separate test file; remove "
+                "data.test_source to draw the test rows with data.test_size"
+            )
+        files = tuple(prefix for prefix in DATA_PREFIXES if prefix != "sklearn")
+        return value if value is None else _check_prefix(value, files, "csv:test.csv")
 
 
 class ModelConfig(Section):

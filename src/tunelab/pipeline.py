@@ -89,6 +89,7 @@ def prepare(cfg: RunConfig) -> Prepared:
         seed=cfg.seed,
         origin=raw.origin,
         groups=raw.groups,
+        test_rows=raw.test_rows,
     )
     return Prepared(raw=raw, target=target, split=split, metric=metric)
 

@@ -92,3 +92,46 @@ def test_train_on_a_numeric_column_with_a_typo_exits_2_naming_the_row(tmp_path: 
         ["train", str(config), "--out", str(tmp_path / "run"), *QUICK],
         "column 'age' holds numbers in 39 of its 40 filled rows but text in 1: row 21 holds 'oops'",
     )
+
+
+def test_a_single_group_exits_2_instead_of_a_scikit_learn_traceback(tmp_path: Path) -> None:
+    inputs, target = signals()
+    frame = pd.DataFrame({"x": inputs[:, 0, 0], "site": "paris", "y": target})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = write_config(
+        tmp_path, {"source": f"csv:{tmp_path / 't.csv'}", "target": "y", "group_column": "site"}
+    )
+    refused(
+        ["train", str(config), "--out", str(tmp_path / "run"), *QUICK],
+        "data.group_column gives 1 group(s) ('paris')",
+        "need at least 3 groups",
+    )
+
+
+def test_a_duplicate_key_in_the_config_exits_2_naming_key_and_lines(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "data:\n  source: sklearn:iris\n  test_size: 0.3\n  test_size: 0.1\n"
+        "model: {source: builtin:mlp}\n",
+        encoding="utf-8",
+    )
+    refused(["train", str(path)], "the key 'test_size' appears twice", "(lines 3 and 4)")
+    refused(["check", str(tmp_path)], "is a directory, not a file; it holds dup.yaml")
+
+
+def test_a_test_file_with_other_columns_exits_2_naming_them(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": range(20), "b": range(20), "y": [0, 1] * 10})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.rename(columns={"b": "B"}).to_csv(tmp_path / "test.csv", index=False)
+    config = write_config(
+        tmp_path,
+        {
+            "source": f"csv:{tmp_path / 'train.csv'}",
+            "test_source": f"csv:{tmp_path / 'test.csv'}",
+            "target": "y",
+        },
+    )
+    refused(
+        ["train", str(config), "--out", str(tmp_path / "run"), *QUICK],
+        "the test file lacks the input column(s) 'b' and has the column(s) 'B'",
+    )
