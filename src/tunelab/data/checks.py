@@ -4,7 +4,8 @@ A NaN in an array gives NaN standardization statistics and a model that predicts
 an infinite target gives null metrics. Neither raises by itself, so every source's data is
 checked here, once, with the row numbers of the file the user can open (an encoder fitted
 later sees only the training rows, renumbered). Missing cells of a table are the exception:
-the tabular encoder imputes them, as documented, and only infinities are refused.
+the tabular encoder imputes them, as documented, and only infinities are refused. A table
+column of numbers with a few text cells is refused here too, before it is one-hot encoded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ _MOSTLY_NUMBERS = 0.9
 
 
 def check_loaded(raw: RawData) -> None:
-    """Raise ``DataError`` for non-finite inputs of any kind (see the module docstring)."""
+    """Raise ``DataError`` for non-finite inputs of any kind, or a table column of numbers
+    with stray text (see the module docstring)."""
     if isinstance(raw.inputs, pd.DataFrame):
         check_table_values(raw.inputs, origin=raw.origin)
     elif raw.modality in ("image", "signal"):
