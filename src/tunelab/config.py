@@ -69,6 +69,9 @@ class DataConfig(Section):
         "auto", description="how to read array inputs; auto decides from the source"
     )
     group_column: str | None = Field(None, description="group id column (grouped CV)")
+    test_source: str | None = Field(
+        None, description="prefix:value of a predefined test set; data.test_size is then unused"
+    )
     test_size: Probability = 0.2
     validation_size: Probability = 0.2
     image_size: tuple[int, int] = (32, 32)
@@ -83,6 +86,17 @@ class DataConfig(Section):
     @classmethod
     def _source(cls, value: str) -> str:
         return _check_prefix(value, DATA_PREFIXES, "sklearn:digits")
+
+    @field_validator("test_source")
+    @classmethod
+    def _test_source(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("sklearn:"):
+            raise ValueError(
+                "scikit-learn's bundled datasets have no separate test file; remove "
+                "data.test_source to draw the test rows with data.test_size"
+            )
+        files = tuple(prefix for prefix in DATA_PREFIXES if prefix != "sklearn")
+        return value if value is None else _check_prefix(value, files, "csv:test.csv")
 
 
 class ModelConfig(Section):
@@ -395,17 +409,59 @@ def load_config(path: str | Path, *, overrides: list[str] | None = None) -> RunC
         ConfigError: with one line per problem.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(_directory_given(path))
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=str(path)) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping of sections", source=str(path))
     return config_from_dict(raw, overrides=overrides, source=str(path))
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain YAML keeps the last value silently, so a second ``lr:`` further down a section
+    would quietly replace the first. Merge keys (``<<: *defaults``) may still be overridden.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                seen = key in first_line
+            except TypeError:
+                continue  # an unhashable key: the base class says what is wrong with it
+            if seen:
+                raise ConfigError(
+                    f"the key {key!r} appears twice in the same section (lines "
+                    f"{first_line[key]} and {line}); YAML would keep only the last one. "
+                    "Remove one of them"
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _directory_given(path: Path) -> str:
+    found = sorted(p for p in path.glob("*.y*ml") if p.is_file())
+    if found:
+        listed = ", ".join(p.name for p in found[:5]) + (" ..." if len(found) > 5 else "")
+        hint = f"; it holds {listed}. Give the YAML file itself, e.g. {found[0]}"
+    else:
+        hint = "; give the YAML file itself, e.g. examples/quickstart.yaml"
+    return f"config file {str(path)!r} is a directory, not a file{hint}"
 
 
 def config_from_dict(
@@ -480,11 +536,42 @@ _ELSEWHERE = {
     "train.patience": "early_stopping.patience",
 }
 
+# what Hugging Face's TrainingArguments and Lightning's Trainer call tunelab's fields; a
+# name is recognised in any section and at the top level
+_OTHER_TOOLS = {
+    "learning_rate": "train.lr",
+    "max_epochs": "train.epochs",
+    "num_train_epochs": "train.epochs",
+    "num_epochs": "train.epochs",
+    "min_epochs": "early_stopping.warmup_epochs",
+    "warmup_ratio": "train.warmup_fraction",
+    "warmup_steps": "train.warmup_fraction",
+    "per_device_train_batch_size": "train.batch_size",
+    "train_batch_size": "train.batch_size",
+    "gradient_accumulation_steps": "train.grad_accumulation",
+    "accumulate_grad_batches": "train.grad_accumulation",
+    "lr_scheduler_type": "train.schedule",
+    "optim": "train.optimizer",
+    "accelerator": "train.device",
+    "fp16": "train.precision",
+    "bf16": "train.precision",
+    "metric_for_best_model": "train.metric",
+    "max_grad_norm": "regularization.grad_clip",
+    "gradient_clip_val": "regularization.grad_clip",
+    "label_smoothing_factor": "regularization.label_smoothing",
+    "early_stopping_patience": "early_stopping.patience",
+    "early_stopping_threshold": "early_stopping.min_delta",
+    "load_best_model_at_end": "early_stopping.restore_best",
+    "restore_best_weights": "early_stopping.restore_best",
+}
+
 
 def _unknown_field(loc: list[str]) -> str:
     dotted = ".".join(loc)
-    if dotted in _ELSEWHERE:
-        return f"{dotted}: unknown field; it is set as {_ELSEWHERE[dotted]}"
+    home = _home_of(dotted)
+    if home is not None:
+        where = home if "." in home else f"{home}, at the top level of the config"
+        return f"{dotted}: unknown field; it is set as {where}"
     model: type[BaseModel] = RunConfig
     for part in loc[:-1]:
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
@@ -521,6 +608,32 @@ def _fixed_per_study(dotted: str) -> bool:
     return dotted == "name" or dotted.split(".")[0] in ("data", "search", "cv")
 
 
+def _home_of(dotted: str) -> str | None:
+    """Where the field a user wrote as ``dotted`` lives, if it is a known name from
+    elsewhere: another section (``train.dropout``), the top level (``train.seed``), or
+    another tool (``max_epochs``); None when it is none of those."""
+    if dotted in _ELSEWHERE:
+        return _ELSEWHERE[dotted]
+    leaf = dotted.rpartition(".")[2]
+    if leaf in _OTHER_TOOLS:
+        return _OTHER_TOOLS[leaf]
+    homes = [name for name in _leaf_fields() if name.rpartition(".")[2] == leaf]
+    # a name in many sections (enabled, options) says nothing about which one was meant
+    return " or ".join(homes) if 0 < len(homes) <= 2 and dotted not in homes else None
+
+
+def _leaf_fields() -> list[str]:
+    """Every settable field as a dotted name: ``seed``, ``train.lr``, ..."""
+    names: list[str] = []
+    for section, info in RunConfig.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += [f"{section}.{leaf}" for leaf in annotation.model_fields]
+        else:
+            names.append(section)
+    return names
+
+
 def _is_field(dotted: str) -> bool:
     """Whether ``dotted`` (e.g. ``train.lr``) names a field of the config schema."""
     model: type[BaseModel] = RunConfig
@@ -539,10 +652,9 @@ def _is_field(dotted: str) -> bool:
 
 def _near(dotted: str) -> str:
     """' Did you mean ...?' for a dotted field name, or ''."""
-    names: list[str] = []
-    for section, info in RunConfig.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names += [f"{section}.{leaf}" for leaf in annotation.model_fields]
+    home = _home_of(dotted)
+    if home is not None and " or " not in home:
+        return f" Did you mean {home!r}?"
+    names = [name for name in _leaf_fields() if "." in name]
     close = difflib.get_close_matches(dotted, names, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""

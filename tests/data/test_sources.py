@@ -537,3 +537,29 @@ def test_py_source_config_problems_are_explained(loaders: str) -> None:
         load(source=f"{loaders}:nothing")
     with pytest.raises(ConfigError, match=r"cannot import module 'tl_no_such_module'"):
         load(source="py:tl_no_such_module:load")
+
+
+# --- a numeric column with stray text ------------------------------------------------------
+
+
+def test_csv_numeric_column_with_stray_text_names_file_rows(tmp_path: Path) -> None:
+    lines = [f"{20 + i},{i % 2}" for i in range(40)]
+    lines[33] = "oops,1"
+    path = tmp_path / "ages.csv"
+    path.write_text("age,y\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load(source=f"csv:{path}", target="y")
+    message = str(info.value)
+    assert message.startswith(f"{path}: column 'age' holds numbers in 39 of its 40 filled rows")
+    assert "text in 1: row 33 holds 'oops', counting data rows from 0" in message
+    raw = load(source=f"csv:{path}", target="y", categorical=["age"])
+    assert isinstance(raw.inputs, pd.DataFrame)
+
+
+def test_jsonl_numbers_mixed_with_a_text_value_are_refused(tmp_path: Path) -> None:
+    rows = [f'{{"area": {10 + i}, "y": {i % 2}}}' for i in range(12)]
+    rows[4] = '{"area": "n/a", "y": 0}'
+    path = tmp_path / "shops.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"column 'area' holds numbers in 11 .*row 4 holds 'n/a'"):
+        load(source=f"jsonl:{path}", target="y")

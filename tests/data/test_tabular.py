@@ -200,3 +200,46 @@ def test_integer_column_names_round_trip_as_text() -> None:
     encoder = TabularEncoder.fit(frame)
     assert encoder.feature_names_in == ["0", "1"]
     assert encoder.transform(frame)[0].shape == (3, 2)
+
+
+def _ages_with_a_typo() -> pd.DataFrame:
+    ages = [str(20 + i) for i in range(30)]
+    ages[7] = "oops"
+    ages[12] = "?"
+    return pd.DataFrame({"age": ages, "size": ["s", "m", "l"] * 10})
+
+
+def test_numbers_with_a_few_text_cells_are_refused_not_one_hot_encoded() -> None:
+    with pytest.raises(DataError) as info:
+        TabularEncoder.fit(_ages_with_a_typo())
+    message = str(info.value)
+    assert message.startswith("column 'age' holds numbers in 28 of its 30 filled rows but text")
+    assert "in 2: row 7 holds 'oops', row 12 holds '?'" in message
+    assert "list 'age' in data.categorical" in message
+
+
+def test_numbers_with_text_cells_pass_when_listed_as_categorical() -> None:
+    encoder = TabularEncoder.fit(_ages_with_a_typo(), categorical=["age"])
+    assert [c.name for c in encoder.categorical] == ["age", "size"]
+
+
+def test_many_categories_for_the_rows_are_noted_few_are_not() -> None:
+    rows = 40
+    frame = pd.DataFrame(
+        {
+            "customer": [f"id{i}" for i in range(rows)],
+            "size": ["s", "m", "l", "xl"] * (rows // 4),
+            "x": np.arange(rows, dtype=float),
+        }
+    )
+    encoder = TabularEncoder.fit(frame)
+    assert encoder.notes == [
+        "column 'customer' is categorical with 40 distinct values in 40 training rows "
+        "(one-hot, 40 columns); consider dropping it (list the other columns in "
+        "data.features) or grouping rare values, and if it holds free text, use "
+        "data.text_column with a text model"
+    ]
+    assert TabularEncoder.fit(frame[["size", "x"]]).notes == []
+    # notes belong to the fit; a saved encoder has none to repeat
+    assert TabularEncoder.from_dict(encoder.to_dict(), Path()).notes == []
+    assert fit_encoder("signal", np.zeros((4, 1, 3))).notes == []

@@ -5,13 +5,36 @@ from __future__ import annotations
 from tunelab.config import DataConfig
 from tunelab.data import files, images, pysource, sklearn_source
 from tunelab.data.base import DATA_SOURCES, RawData, take
-from tunelab.data.prepare import Split, Target, encode_target, make_split
+from tunelab.data.checks import check_loaded
+from tunelab.data.prepare import Split, Target, check_target_values, encode_target, make_split
+from tunelab.data.test_source import append_test_rows
 
 __all__ = ["RawData", "Split", "Target", "encode_target", "load_data", "make_split", "take"]
 _ = (files, images, pysource, sklearn_source)  # importing them registers their sources
 
 
 def load_data(cfg: DataConfig) -> RawData:
-    """Load the raw dataset named by ``cfg.source``."""
-    prefix, _, value = cfg.source.partition(":")
-    return DATA_SOURCES.get(prefix, field="data.source")(value, cfg)
+    """Load the raw dataset named by ``cfg.source`` and check its values.
+
+    With ``cfg.test_source`` its rows are appended and marked as the fixed test rows
+    (``RawData.test_rows``).
+
+    Raises:
+        DataError: a source cannot be read, or it holds NaN or infinite inputs (missing
+            table cells excepted: they are imputed), or missing or infinite targets, or the
+            test set does not look like the training set.
+    """
+    raw = _load(cfg.source, cfg, field="data.source")
+    if cfg.test_source is None:
+        return raw
+    test = _load(cfg.test_source, cfg, field="data.test_source")
+    return append_test_rows(raw, test, categorical=cfg.categorical)
+
+
+def _load(source: str, cfg: DataConfig, *, field: str) -> RawData:
+    prefix, _, value = source.partition(":")
+    raw = DATA_SOURCES.get(prefix, field=field)(value, cfg, field=field)
+    # checked file by file, so that messages name the file and its own row numbers
+    check_loaded(raw)
+    check_target_values(raw)
+    return raw

@@ -8,9 +8,8 @@ part only, so nothing leaks from validation or test rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -34,6 +33,9 @@ class RawData:
         target: raw target values, one per row (labels of any type, or numbers).
         origin: where it came from, for messages (a file, a dataset name).
         groups: optional group id per row (grouped cross-validation).
+        test_rows: rows fixed as the test part (``data.test_source``), None when the test
+            rows are drawn from all rows (``data.test_size``).
+        test_origin: where the fixed test rows came from, for messages.
     """
 
     modality: Modality
@@ -41,6 +43,8 @@ class RawData:
     target: np.ndarray
     origin: str
     groups: np.ndarray | None = None
+    test_rows: np.ndarray | None = None
+    test_origin: str | None = None
 
     def __len__(self) -> int:
         return len(self.target)
@@ -53,5 +57,16 @@ def take(inputs: Inputs, rows: np.ndarray) -> Inputs:
     return np.asarray(inputs[rows])
 
 
-SourceFn = Callable[[str, DataConfig], RawData]
+class SourceFn(Protocol):
+    """A data source: loads ``value`` (what follows the prefix) as ``cfg`` says.
+
+    ``field`` is the config field that named it (``data.source`` or ``data.test_source``),
+    for messages.
+    """
+
+    def __call__(
+        self, value: str, cfg: DataConfig, /, *, field: str = "data.source"
+    ) -> RawData: ...
+
+
 DATA_SOURCES: Registry[SourceFn] = Registry("data source")

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from tunelab.data.base import Inputs, Modality
+from tunelab.data.checks import nonfinite_problem, shown_rows
 from tunelab.errors import DataError
 
 
@@ -22,6 +23,8 @@ class Encoder(Protocol):
     """Raw inputs -> tuple of tensors (the model is called as ``model(*tensors)``)."""
 
     kind: str
+    notes: list[str]
+    """What the user should know about the fitted encoding (shown in the run's notes)."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,9 +48,18 @@ class ArrayEncoder:
         self.shape = shape
         self.mean = mean
         self.std = std
+        self.notes: list[str] = []
 
     @classmethod
     def fit(cls, inputs: np.ndarray) -> ArrayEncoder:
+        """Per-channel mean and std of the training inputs (N, C, ...).
+
+        Raises:
+            DataError: the inputs hold NaN or infinite values (the statistics would be NaN).
+        """
+        problem = nonfinite_problem(inputs)
+        if problem:
+            raise DataError(f"the training inputs {problem}")
         axes = (0, *range(2, inputs.ndim))
         values = inputs.astype(np.float64)
         mean = values.mean(axis=axes)
@@ -75,6 +87,10 @@ class ArrayEncoder:
                 )
         if not np.issubdtype(array.dtype, np.number):
             raise DataError(f"inputs must be numeric arrays, got dtype {array.dtype}")
+        # A NaN would come out as a confident prediction; the model never saw one.
+        problem = nonfinite_problem(array, flat_columns=True)
+        if problem:
+            raise DataError(f"the inputs {problem}")
         extra = (1,) * (len(self.shape) - 1)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, *extra)
         std = np.asarray(self.std, dtype=np.float32).reshape(1, -1, *extra)
@@ -100,6 +116,7 @@ class TextEncoder:
     def __init__(self, tokenizer: Any, *, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.notes: list[str] = []
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -108,7 +125,16 @@ class TextEncoder:
     def transform(self, inputs: Inputs) -> tuple[torch.Tensor, ...]:
         if isinstance(inputs, pd.DataFrame):
             raise DataError("text models take a column of strings, not a table")
-        texts = [str(t) for t in np.asarray(inputs, dtype=object).ravel()]
+        values = np.asarray(inputs, dtype=object).ravel()
+        blank = [i for i, v in enumerate(values) if _is_missing(v) or not str(v).strip()]
+        if blank:
+            # None or NaN would be tokenized as the words "None" and "nan" and predicted on.
+            raise DataError(
+                f"the texts are missing or blank in {len(blank)} row(s) (rows "
+                f"{shown_rows(np.asarray(blank))}, e.g. {values[blank[0]]!r}); give every row "
+                "a text or leave those rows out"
+            )
+        texts = [str(t) for t in values]
         encoded = self.tokenizer(
             texts,
             padding="max_length",
@@ -127,6 +153,10 @@ class TextEncoder:
 
         tokenizer = AutoTokenizer.from_pretrained(str(directory / data["tokenizer"]))
         return cls(tokenizer, max_length=int(data["max_length"]))
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def fit_encoder(

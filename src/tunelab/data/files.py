@@ -30,35 +30,35 @@ _TARGET_KEYS = ("y", "target")
 
 
 @DATA_SOURCES.register("csv")
-def load_csv(value: str, cfg: DataConfig) -> RawData:
+def load_csv(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A comma-separated file with a header row."""
-    path = existing_file(value, prefix="csv")
+    path = existing_file(value, prefix="csv", field=field)
     # low_memory=False: chunked type inference can mix numbers and text in one column.
     frame = _read(path, "csv", lambda: pd.read_csv(path, low_memory=False))
     return table_data(frame, cfg, origin=str(path), prefix="csv")
 
 
 @DATA_SOURCES.register("parquet")
-def load_parquet(value: str, cfg: DataConfig) -> RawData:
+def load_parquet(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """An Apache Parquet file."""
-    path = existing_file(value, prefix="parquet")
+    path = existing_file(value, prefix="parquet", field=field)
     frame = _read(path, "parquet", lambda: pd.read_parquet(path))
     return table_data(frame, cfg, origin=str(path), prefix="parquet")
 
 
 @DATA_SOURCES.register("jsonl")
-def load_jsonl(value: str, cfg: DataConfig) -> RawData:
+def load_jsonl(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """One JSON object per line, each with the same keys."""
-    path = existing_file(value, prefix="jsonl")
+    path = existing_file(value, prefix="jsonl", field=field)
     # dtype=False keeps JSON's own types: no "075" -> 75, no text turned into dates.
     frame = _read(path, "jsonl", lambda: pd.read_json(path, lines=True, dtype=False))
     return table_data(frame, cfg, origin=str(path), prefix="jsonl")
 
 
 @DATA_SOURCES.register("npz")
-def load_npz(value: str, cfg: DataConfig) -> RawData:
+def load_npz(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A numpy ``.npz`` archive holding the inputs and the target as arrays."""
-    path = existing_file(value, prefix="npz")
+    path = existing_file(value, prefix="npz", field=field)
     origin = str(path)
     # Checked first: numpy reads any non-zip file as a pickle and says so, which misleads.
     if not zipfile.is_zipfile(path):
@@ -92,17 +92,17 @@ def load_npz(value: str, cfg: DataConfig) -> RawData:
     return RawData(modality=modality, inputs=shaped, target=target, origin=origin, groups=groups)
 
 
-def existing_file(value: str, *, prefix: str) -> Path:
+def existing_file(value: str, *, prefix: str, field: str = "data.source") -> Path:
     """The path of a ``prefix:PATH`` source, which must be a readable file."""
     path = Path(value).expanduser()
     if not path.exists():
         raise DataError(
-            f"data.source: {prefix}:{value} does not exist (looked for {path.absolute()}); "
+            f"{field}: {prefix}:{value} does not exist (looked for {path.absolute()}); "
             "check the path, which is relative to the directory tunelab runs in"
         )
     if not path.is_file():
         raise DataError(
-            f"data.source: {prefix}:{value} is a directory, not a file; name the file "
+            f"{field}: {prefix}:{value} is a directory, not a file; name the file "
             "itself (a folder of class sub-folders of images uses the images: prefix)"
         )
     return path

@@ -28,7 +28,7 @@ _SHOWN_BAD_FILES = 10
 
 
 @DATA_SOURCES.register("images")
-def load_images(value: str, cfg: DataConfig) -> RawData:
+def load_images(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A folder of class folders of images (see the module docstring)."""
     if cfg.modality not in ("auto", "image"):
         raise ConfigError(
@@ -39,7 +39,7 @@ def load_images(value: str, cfg: DataConfig) -> RawData:
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise DataError(
-            f"data.source: images:{value} {what} (looked at {root.absolute()}); point it at a "
+            f"{field}: images:{value} {what} (looked at {root.absolute()}); point it at a "
             "folder holding one sub-folder of images per class"
         )
     files, labels = _class_files(root)

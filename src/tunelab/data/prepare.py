@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from tunelab.data.base import RawData, Task
+from tunelab.data.checks import shown_rows
 from tunelab.errors import DataError
 
 # A numeric target with more distinct values than this is taken as regression.
@@ -63,20 +64,36 @@ class Split:
     test: np.ndarray
 
 
-def encode_target(raw: RawData, *, task: str = "auto") -> Target:
-    """Check the raw target and encode it for ``task`` (``auto`` infers it)."""
+def check_target_values(raw: RawData) -> None:
+    """Raise ``DataError`` naming the rows whose target is missing, empty or infinite."""
     series = pd.Series(raw.target)
     missing = series.isna() | (series.astype(str).str.strip() == "")
     if missing.any():
         rows = np.flatnonzero(missing.to_numpy())
-        shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
         raise DataError(
             f"{raw.origin}: the target has {len(rows)} missing or empty value(s) "
-            f"(rows {shown}); drop those rows or fill in their target"
+            f"(rows {shown_rows(rows)}); drop those rows or fill in their target"
         )
+    if pd.api.types.is_float_dtype(series.dtype):
+        values = series.to_numpy(np.float64)
+        rows = np.flatnonzero(np.isinf(values))
+        if len(rows):
+            raise DataError(
+                f"{raw.origin}: the target holds {values[rows[0]]} in {len(rows)} row(s) "
+                f"(rows {shown_rows(rows)}); a target must be a finite number: fix or drop "
+                "those rows"
+            )
+
+
+def encode_target(raw: RawData, *, task: str = "auto") -> Target:
+    """Check the raw target and encode it for ``task`` (``auto`` infers it)."""
+    check_target_values(raw)
+    series = pd.Series(raw.target)
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if task == "auto":
-        task = _infer_task(series, numeric=numeric)
+        # decided by the training rows, as it would be without a separate test file
+        known = series if raw.test_rows is None else _without(series, raw.test_rows)
+        task = _infer_task(known, numeric=numeric)
     if task == "regression":
         if not numeric:
             example = series[~series.map(_is_number)].iloc[0]
@@ -84,7 +101,9 @@ def encode_target(raw: RawData, *, task: str = "auto") -> Target:
                 f"{raw.origin}: regression needs a numeric target, but it holds {example!r}; "
                 "set data.task to binary or multiclass, or fix the target column"
             )
-        return Target(task="regression", values=series.to_numpy(np.float32), classes=None)
+        return Target(task="regression", values=_float32_target(series, raw.origin), classes=None)
+    if raw.test_rows is not None:
+        _check_test_classes(series, raw.test_rows, origin=raw.origin, test=raw.test_origin)
     codes, uniques = pd.factorize(series, sort=True)
     classes = [_plain(v) for v in uniques]
     if len(classes) < 2:
@@ -123,33 +142,111 @@ def make_split(
     seed: int,
     origin: str,
     groups: np.ndarray | None = None,
+    test_rows: np.ndarray | None = None,
 ) -> Split:
-    """Split rows into train / validation / test (stratified when classifying)."""
+    """Split rows into train / validation / test (stratified when classifying).
+
+    Args:
+        target: the encoded target of every row.
+        test_size: the share of rows drawn for the test part (unused with ``test_rows``).
+        validation_size: the share of the remaining rows drawn for validation.
+        seed: seeds both draws.
+        origin: the data's origin, for messages.
+        groups: group id per row; a group is never split between parts.
+        test_rows: the test part when it is fixed (``data.test_source``): only the other
+            rows are split, into train and validation.
+
+    Raises:
+        DataError: too few rows, classes or groups for the parts.
+    """
     rows = np.arange(len(target.values))
+    rest = rows if test_rows is None else np.setdiff1d(rows, test_rows)
+    parts = ["train", "validation"] if test_rows is not None else ["train", "validation", "test"]
     if groups is not None:
-        outer = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-        rest, test = next(outer.split(rows, groups=groups))
-        inner = GroupShuffleSplit(n_splits=1, test_size=validation_size, random_state=seed)
-        train, val = next(inner.split(rest, groups=groups[rest]))
-        return Split(train=rest[train], validation=rest[val], test=test)
-    check_class_counts(
-        target, needed=3, why="to appear in the train, validation and test parts", origin=origin
-    )
-    stratify = target.values if target.classes is not None else None
+        _check_group_count(groups[rest], parts=parts, origin=origin)
+    else:
+        check_class_counts(
+            Target(task=target.task, values=target.values[rest], classes=target.classes),
+            needed=len(parts),
+            why=f"to appear in the {', '.join(parts[:-1])} and {parts[-1]} parts",
+            origin=origin,
+        )
     try:
-        rest, test = train_test_split(
-            rows, test_size=test_size, random_state=seed, stratify=stratify
-        )
-        inner = target.values[rest] if stratify is not None else None
-        train, val = train_test_split(
-            rest, test_size=validation_size, random_state=seed, stratify=inner
-        )
+        if test_rows is None:
+            rest, test = _draw(rows, test_size, target=target, groups=groups, seed=seed)
+        else:
+            test = np.sort(test_rows)
+        train, val = _draw(rest, validation_size, target=target, groups=groups, seed=seed)
     except ValueError as exc:
+        sizes = f"data.validation_size={validation_size}"
+        if test_rows is None:
+            sizes = f"data.test_size={test_size} and {sizes}"
         raise DataError(
-            f"{origin}: cannot split {len(rows)} rows with data.test_size={test_size} and "
-            f"data.validation_size={validation_size}: {exc}. Use more rows or other sizes"
+            f"{origin}: cannot split {len(rest if test_rows is not None else rows)} rows with "
+            f"{sizes}: {exc}. Use more rows or other sizes"
         ) from None
+    if groups is not None:
+        return Split(train=train, validation=val, test=test)
     return Split(train=np.sort(train), validation=np.sort(val), test=np.sort(test))
+
+
+def _draw(
+    rows: np.ndarray, size: float, *, target: Target, groups: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` into (kept, drawn): ``size`` of them drawn, by group or stratified."""
+    if groups is not None:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+        kept, drawn = next(splitter.split(rows, groups=groups[rows]))
+        return rows[kept], rows[drawn]
+    stratify = target.values[rows] if target.classes is not None else None
+    kept, drawn = train_test_split(rows, test_size=size, random_state=seed, stratify=stratify)
+    return np.asarray(kept), np.asarray(drawn)
+
+
+def _check_group_count(groups: np.ndarray, *, parts: list[str], origin: str) -> None:
+    distinct = pd.unique(pd.Series(groups))
+    if len(distinct) >= len(parts):
+        return
+    shown = ", ".join(repr(_plain(g)) for g in distinct[:5])
+    raise DataError(
+        f"{origin}: data.group_column gives {len(distinct)} group(s) ({shown}); a group "
+        f"is kept whole in one part, so the {', '.join(parts[:-1])} and {parts[-1]} parts "
+        f"need at least {len(parts)} groups. Use data with more groups, or unset "
+        "data.group_column"
+    )
+
+
+def _check_test_classes(
+    series: pd.Series, test_rows: np.ndarray, *, origin: str, test: str | None
+) -> None:
+    """Refuse test classes the training rows never show: no model can predict them."""
+    seen = set(_without(series, test_rows))
+    unseen = series.iloc[test_rows][~series.iloc[test_rows].isin(seen)]
+    if unseen.empty:
+        return
+    counts = unseen.value_counts(sort=False)
+    listed = ", ".join(f"{_plain(label)!r} ({count} rows)" for label, count in counts.items())
+    raise DataError(
+        f"{test}: the test rows hold class(es) that the training rows of {origin} never show: "
+        f"{listed}; a model cannot predict a class it never saw. Drop those test rows or add "
+        "examples of them to the training data"
+    )
+
+
+def _without(series: pd.Series, rows: np.ndarray) -> pd.Series:
+    return series.iloc[np.setdiff1d(np.arange(len(series)), rows)]
+
+
+def _float32_target(series: pd.Series, origin: str) -> np.ndarray:
+    wide = series.to_numpy(np.float64)
+    rows = np.flatnonzero(np.abs(wide) > np.finfo(np.float32).max)
+    if len(rows):
+        raise DataError(
+            f"{origin}: the target holds {series.iloc[rows[0]]} in {len(rows)} row(s) (rows "
+            f"{shown_rows(rows)}), beyond the float32 range (about 3.4e38) that training "
+            "uses; rescale the target (e.g. to other units or its logarithm)"
+        )
+    return wide.astype(np.float32)
 
 
 def _infer_task(series: pd.Series, *, numeric: bool) -> Task:

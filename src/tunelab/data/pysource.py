@@ -40,16 +40,16 @@ _ACCEPTED = (
 
 
 @DATA_SOURCES.register("py")
-def load_py(value: str, cfg: DataConfig) -> RawData:
+def load_py(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """Call the user's ``module:function`` and check what it returns."""
     # Imported here: tunelab.models is heavy (torch.nn) and may import tunelab.data itself.
     from tunelab.models.local import import_function
 
     origin = f"py:{value}"
-    function = import_function(value, field="data.source")
+    function = import_function(value, field=field)
     if not callable(function):
         raise ConfigError(
-            f"data.source: {origin} names a {type(function).__name__}, not a function; "
+            f"{field}: {origin} names a {type(function).__name__}, not a function; "
             "point it at a function that returns the data"
         )
     _check_options(function, cfg.options, origin)

@@ -26,11 +26,11 @@ _LOADERS: dict[str, Callable[..., Any]] = {
 
 
 @DATA_SOURCES.register("sklearn")
-def load_sklearn(name: str, cfg: DataConfig) -> RawData:
+def load_sklearn(name: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
+    """One of scikit-learn's bundled datasets, by name."""
     if name not in _LOADERS:
         raise ConfigError(
-            f"data.source: unknown scikit-learn dataset {name!r}; "
-            f"valid: {', '.join(sorted(_LOADERS))}"
+            f"{field}: unknown scikit-learn dataset {name!r}; valid: {', '.join(sorted(_LOADERS))}"
         )
     bunch = _LOADERS[name]()
     target = np.asarray(bunch.target)

@@ -29,7 +29,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tunelab.data.base import Inputs
+from tunelab.data.checks import stray_text_message
 from tunelab.errors import DataError
+
+# A categorical column is noted in the run's notes when it has more categories than this,
+# or (with 10 or more) fewer than this many training rows per category on average.
+_MANY_CATEGORIES = 500
+_ROWS_PER_CATEGORY = 4
 
 
 @dataclass(frozen=True)
@@ -73,10 +79,13 @@ class TabularEncoder:
         feature_names_in: list[str],
         numeric: list[NumericColumn],
         categorical: list[CategoricalColumn],
+        notes: list[str] | None = None,
     ) -> None:
         self.feature_names_in = feature_names_in
         self.numeric = numeric
         self.categorical = categorical
+        # what the user should know about the fitted encoding (for the run's notes)
+        self.notes = notes or []
 
     @classmethod
     def fit(
@@ -89,8 +98,9 @@ class TabularEncoder:
             categorical: columns to one-hot even though they hold numbers (codes, ids).
 
         Raises:
-            DataError: no rows or columns, duplicate or unknown column names, or a column
-                whose type is neither numeric nor categorical (dates, for example).
+            DataError: no rows or columns, duplicate or unknown column names, a column
+                whose type is neither numeric nor categorical (dates, for example), or a
+                column of numbers with a few text cells (not named in ``categorical``).
         """
         frame = _string_columns(frame)
         _check_fit_frame(frame)
@@ -103,6 +113,10 @@ class TabularEncoder:
                 "remove them from data.categorical"
             )
         numeric_names, categorical_names = _split_columns(frame, forced)
+        for name in categorical_names:
+            stray = None if name in forced else stray_text_message(frame[name], name)
+            if stray:
+                raise DataError(stray)
         as_text = {name: _mixes_types(frame[name]) for name in categorical_names}
         prepared = pd.DataFrame(
             {name: _numeric_values(frame[name], name) for name in numeric_names}
@@ -110,10 +124,16 @@ class TabularEncoder:
             columns=[*numeric_names, *categorical_names],
         )
         transformer = _column_transformer(numeric_names, categorical_names).fit(prepared)
+        categorical_columns = _categorical_params(transformer, categorical_names, as_text)
         return cls(
             feature_names_in=list(frame.columns),
             numeric=_numeric_params(transformer, numeric_names),
-            categorical=_categorical_params(transformer, categorical_names, as_text),
+            categorical=categorical_columns,
+            notes=[
+                note
+                for column in categorical_columns
+                if (note := _many_categories_note(column, rows=len(frame)))
+            ],
         )
 
     @property
@@ -334,6 +354,20 @@ def _categorical_values(series: pd.Series, as_text: bool) -> np.ndarray:
         values = np.array([str(v) for v in values], dtype=object)
     values[missing] = np.nan
     return values
+
+
+def _many_categories_note(column: CategoricalColumn, *, rows: int) -> str | None:
+    """A note for a column with so many categories that most are seen only a few times
+    (ids, names, free text): each is one more input the model can only memorize."""
+    count = len(column.categories)
+    if count <= _MANY_CATEGORIES and (count < 10 or count * _ROWS_PER_CATEGORY <= rows):
+        return None
+    return (
+        f"column {column.name!r} is categorical with {count} distinct values in {rows} "
+        f"training rows (one-hot, {count} columns); consider dropping it (list the other "
+        "columns in data.features) or grouping rare values, and if it holds free text, use "
+        "data.text_column with a text model"
+    )
 
 
 def _column_transformer(numeric: list[str], categorical: list[str]) -> ColumnTransformer:

@@ -94,7 +94,8 @@ def fit_on_rows(
         techniques=techniques,
         callbacks=callbacks,
     )
-    info: dict[str, Any] = {"notes": built.notes, "techniques": describe(techniques, result.events)}
+    notes = [*built.notes, *encoder.notes]
+    info: dict[str, Any] = {"notes": notes, "techniques": describe(techniques, result.events)}
     predictor = make_predictor(cfg, prepared, built, encoder, scale, info)
     return Fitted(predictor=predictor, result=result, seconds=time.perf_counter() - started)
 

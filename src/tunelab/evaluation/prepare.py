@@ -48,5 +48,6 @@ def prepare(cfg: RunConfig) -> Prepared:
         seed=cfg.seed,
         origin=raw.origin,
         groups=raw.groups,
+        test_rows=raw.test_rows,
     )
     return Prepared(raw=raw, target=target, split=split, metric=metric)

@@ -32,6 +32,7 @@ SAMPLERS: dict[str, SamplerFactory] = {
     "gp": lambda cfg, seed: optuna.samplers.GPSampler(seed=seed),
 }
 
+
 def successive_halving(cfg: RunConfig) -> optuna.pruners.SuccessiveHalvingPruner:
     """The first rung after a tenth of ``train.epochs``, the best third promoted at each.
 
