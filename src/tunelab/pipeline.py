@@ -27,6 +27,7 @@ from tunelab.results.rundir import run_directory, write_json
 from tunelab.techniques import regularization
 from tunelab.techniques.plan import build_plan
 from tunelab.training.batching import TensorData
+from tunelab.training.device import check_device
 from tunelab.training.loop import EpochCallback, FitResult, fit
 from tunelab.training.losses import loss_function
 from tunelab.training.metrics import (
@@ -70,6 +71,7 @@ def seed_everything(seed: int) -> None:
 
 def prepare(cfg: RunConfig) -> Prepared:
     """Load the data, encode the target and set the test rows aside."""
+    check_device(cfg.train.device)
     raw = load_data(cfg.data)
     target = encode_target(raw, task=cfg.data.task)
     metric = cfg.train.metric or default_metric(target.task)
@@ -100,8 +102,12 @@ def fit_on_rows(
     validation_rows: np.ndarray | None,
     *,
     callbacks: list[EpochCallback] | None = None,
+    trust_code: bool = False,
 ) -> Fitted:
-    """Build a fresh model and train it on ``train_rows``, validating on ``validation_rows``."""
+    """Build a fresh model and train it on ``train_rows``, validating on ``validation_rows``.
+
+    ``trust_code``: a ``py:`` architecture named inside a checkpoint may run (--trust-code).
+    """
     started = time.perf_counter()
     seed_everything(cfg.seed)
     raw, target = prepared.raw, prepared.target
@@ -116,6 +122,8 @@ def fit_on_rows(
             dropout=reg.dropout,
             batch_norm=cfg.batch_norm.enabled,
             head_batch_norm=cfg.batch_norm.head,
+            scratch=cfg.finetuning.strategy == "scratch",
+            trust_code=trust_code,
         )
 
     if raw.modality == "text":
@@ -204,6 +212,7 @@ def train(
     overwrite: bool = False,
     callbacks: list[EpochCallback] | None = None,
     prepared: Prepared | None = None,
+    trust_code: bool = False,
 ) -> TrainSummary:
     """Fine-tune once on the train rows, evaluate once on the test rows, write the run.
 
@@ -213,7 +222,9 @@ def train(
     run_dir = run_directory(cfg, out, overwrite=overwrite)
     prepared = prepared or prepare(cfg)
     split = prepared.split
-    fitted = fit_on_rows(cfg, prepared, split.train, split.validation, callbacks=callbacks)
+    fitted = fit_on_rows(
+        cfg, prepared, split.train, split.validation, callbacks=callbacks, trust_code=trust_code
+    )
     metrics = evaluate_and_write(run_dir, prepared, fitted, seed=cfg.seed)
     return TrainSummary(run_dir=run_dir, metrics=metrics, fitted=fitted)
 
