@@ -32,6 +32,14 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=0.01 (repeatable)"),
 ]
+TrustCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="import and call the Python function a file names as its architecture "
+        "(a py: predictor, a checkpoint's metadata); only for files you trust",
+    ),
+]
 
 
 def _fail(exc: TunelabError) -> None:
@@ -63,6 +71,7 @@ def train(
         Path | None,
         typer.Option(help="best_params.json of a study: replay its best trial without the study"),
     ] = None,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Fine-tune once with the config's settings, then evaluate on the held-out test rows.
 
@@ -71,6 +80,7 @@ def train(
     """
     from tunelab.config import load_config
     from tunelab.evaluation.prepare import prepare
+    from tunelab.models.local import check_checkpoint_code
     from tunelab.pipeline import train as run_train
     from tunelab.progress import EpochProgress, FoldProgress, summary_table
 
@@ -79,6 +89,7 @@ def train(
         cfg = load_config(config, overrides=overrides)
         if params is not None:
             cfg = _with_params(cfg, params)
+        check_checkpoint_code(cfg.model, trust_code=trust_code)
         with view.status("loading data"):
             prepared = prepare(cfg)
         rows = prepared.split
@@ -101,6 +112,7 @@ def train(
                 callbacks=[epoch_view],
                 on_fold_epoch=fold_view if folds else None,
                 prepared=prepared,
+                trust_code=trust_code,
             )
     except TunelabError as exc:
         _fail(exc)
@@ -124,12 +136,14 @@ def run(
     Re-running the same command resumes the study: finished trials are kept.
     """
     from tunelab.config import load_config
+    from tunelab.models.local import check_checkpoint_code
     from tunelab.search.progress import StudyProgress, study_summary
     from tunelab.search.run import run_study
 
     view = Console(stderr=True, quiet=quiet)
     try:
         cfg = load_config(config, overrides=overrides)
+        check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
         with StudyProgress(cfg, console=view) as progress:
             result = run_study(
                 cfg,
@@ -193,23 +207,47 @@ def predict(
         Path, typer.Option("--input", "-i", help="csv, parquet, jsonl, npz, or a folder of images")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the csv")],
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
     from tunelab.evaluation.holdout import predictions_frame
     from tunelab.results.predictor import load_predictor
 
     try:
-        predictor = load_predictor(run)
+        _check_output(output)  # before predicting, not after
+        predictor = load_predictor(run, trust_code=trust_code)
         if input.is_dir():
             paths = image_files(input)
             frame = predictions_frame(predictor, predictor.load_images(paths))
             frame.insert(0, "path", [str(p) for p in paths])
         else:
             frame = predictions_frame(predictor, read_inputs(input))
+        _write_csv(frame, output)
     except TunelabError as exc:
         _fail(exc)
-    frame.to_csv(output, index=False)
     console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+def _check_output(path: Path) -> None:
+    if path.is_dir():
+        raise FatalError(
+            f"--output {path} is a folder; give a file name, e.g. {path / 'preds.csv'}"
+        )
+    if not path.parent.is_dir():
+        raise FatalError(
+            f"--output {path}: the folder {str(path.parent)!r} does not exist; create it first "
+            "or write into an existing one (e.g. the run directory)"
+        )
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    try:
+        frame.to_csv(path, index=False)
+    except OSError as exc:
+        raise FatalError(f"--output {path}: cannot write it ({exc.strerror or exc})") from None
+
+
+JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 def _with_params(cfg: RunConfig, path: Path) -> RunConfig:
@@ -223,6 +261,12 @@ def _with_params(cfg: RunConfig, path: Path) -> RunConfig:
         values = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--params: {path} is not JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"--params: {path} holds a JSON {JSON_KINDS.get(type(values), 'value')}, not an "
+            "object of dotted field names to values; give a "
+            'study\'s best_params.json, e.g. {"train.lr": 0.003, "model.depth": 2}'
+        )
     return apply_params(cfg, values)
 
 
@@ -237,12 +281,28 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def read_inputs(path: Path) -> pd.DataFrame | np.ndarray:
-    """Read a prediction input file by its extension."""
-    import numpy as np
+    """Read a prediction input file by its extension; it must hold at least one row."""
     import pandas as pd
 
     if not path.is_file():
         raise DataError(f"input file {str(path)!r} does not exist")
+    inputs = _read_by_suffix(path)
+    if len(inputs) == 0:
+        columns = (
+            f" (only the header: {len(inputs.columns)} columns)"
+            if isinstance(inputs, pd.DataFrame)
+            else ""
+        )
+        raise DataError(
+            f"input file {path} has no rows{columns}; give at least one row to predict on"
+        )
+    return inputs
+
+
+def _read_by_suffix(path: Path) -> pd.DataFrame | np.ndarray:
+    import numpy as np
+    import pandas as pd
+
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":

@@ -41,6 +41,7 @@ def train(
     callbacks: Sequence[EpochCallback] = (),
     on_fold_epoch: FoldEpochHook | None = None,
     prepared: Prepared | None = None,
+    trust_code: bool = False,
 ) -> TrainSummary:
     """Fine-tune once on the train rows, evaluate once on the test rows, write the run.
 
@@ -51,15 +52,18 @@ def train(
     Args:
         callbacks: called after every epoch of the final fit.
         on_fold_epoch: called with (fold, record) after every epoch of the k-fold estimate.
+        trust_code: a ``py:`` architecture named inside a ``file:`` checkpoint may run.
     """
     run = open_run_dir(cfg, out, overwrite=overwrite)
     prepared = prepared or prepare(cfg)
     extra: dict[str, Any] = {}
     if cfg.cv.strategy == "kfold":
-        cv = cross_validate(cfg, prepared, on_epoch=on_fold_epoch)
+        cv = cross_validate(cfg, prepared, on_epoch=on_fold_epoch, trust_code=trust_code)
         extra["cross_validation"] = write_cross_validation(run, cv)
     split = prepared.split
-    fitted = fit_on_rows(cfg, prepared, split.train, split.validation, callbacks=callbacks)
+    fitted = fit_on_rows(
+        cfg, prepared, split.train, split.validation, callbacks=callbacks, trust_code=trust_code
+    )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
     return TrainSummary(run_dir=run.path, metrics=metrics, fitted=fitted)
 

@@ -20,7 +20,7 @@ from tunelab.cli import app
 from tunelab.config import config_from_dict
 from tunelab.data import RawData, Target, encode_target, load_data, make_split
 from tunelab.errors import ConfigError, DataError
-from tunelab.pipeline import prepare
+from tunelab.evaluation.prepare import prepare
 
 runner = CliRunner()
 

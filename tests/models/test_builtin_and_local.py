@@ -16,6 +16,7 @@ from tunelab.errors import ConfigError
 from tunelab.models import build_model
 from tunelab.models.base import ModelRequest
 from tunelab.models.local import SPEC_METADATA_KEY
+from tunelab.pipeline import train
 
 
 @pytest.mark.parametrize(
@@ -196,3 +197,32 @@ def test_py_module_in_the_working_directory_imports_from_the_tunelab_script(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "out" / "final" / "predictor.json").is_file()
+
+
+@pytest.mark.parametrize("strategy", ["full", "scratch"])
+def test_run_notes_say_what_became_of_pretrained_weights(tmp_path: Path, strategy: str) -> None:
+    """Under scratch the checkpoint's tensors are re-initialized before training, so the
+    notes in metrics.json must not say they were used."""
+    pretrained = build_model(
+        make_config(model={"source": "builtin:mlp", "width": 8, "depth": 1}).model,
+        ModelRequest((4,), 3, "tabular"),
+    )
+    path = tmp_path / "pretrained.safetensors"
+    save_file(
+        pretrained.module.state_dict(),
+        str(path),
+        metadata={SPEC_METADATA_KEY: json.dumps(pretrained.spec)},
+    )
+    cfg = make_config(
+        model={"source": f"file:{path}"},
+        finetuning={"strategy": strategy},
+        train={"epochs": 1},
+    )
+    notes = train(cfg, out=tmp_path / "run").metrics["notes"]
+    if strategy == "full":
+        assert notes == [f"loaded 9/9 tensors from {path}"]
+    else:
+        assert notes == [
+            f"finetuning.strategy scratch: {path} gives the architecture; its weights are "
+            "re-initialized, not used"
+        ]

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from tests.conftest import make_config
 from tunelab.errors import DataError, FatalError
@@ -58,3 +65,97 @@ def test_existing_run_directory_is_not_overwritten_silently(tmp_path: Path) -> N
     with pytest.raises(FatalError, match="--overwrite"):
         train(cfg, out=tmp_path / "run")
     train(cfg, out=tmp_path / "run", overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train(
+        make_config(train={"epochs": 1}), out=tmp_path_factory.mktemp("iris") / "run"
+    ).run_dir
+
+
+def _rewrite_manifest(final: Path, **entries: Any) -> None:
+    manifest = json.loads((final / "predictor.json").read_text())
+    manifest.update(entries)
+    (final / "predictor.json").write_text(json.dumps(manifest))
+
+
+def _resave_weights(final: Path, change: Callable[[dict[str, torch.Tensor]], None]) -> None:
+    path = final / "model.safetensors"
+    state = load_file(str(path))
+    change(state)
+    save_file(state, str(path))
+
+
+DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "bad JSON": (
+        lambda final: (final / "predictor.json").write_text('{"format": 1, "task": '),
+        r"predictor.json is not valid JSON",
+    ),
+    "entry missing": (
+        lambda final: _rewrite_manifest(final, encoder=None),
+        r"predictor.json: entry 'encoder' is missing or not an object",
+    ),
+    "weights missing": (
+        lambda final: (final / "model.safetensors").unlink(),
+        r"model.safetensors does not exist",
+    ),
+    "weights truncated": (
+        lambda final: (final / "model.safetensors").write_bytes(
+            (final / "model.safetensors").read_bytes()[:100]
+        ),
+        r"model.safetensors is not a readable safetensors file .*truncated or damaged",
+    ),
+    "tensor missing": (
+        lambda final: _resave_weights(final, lambda state: state.pop("head.linear.bias")),
+        r"does not match the architecture .*1 tensor missing, e.g. 'head.linear.bias'",
+    ),
+    "tensor altered": (
+        lambda final: _resave_weights(
+            final, lambda state: state.update({"head.linear.weight": torch.zeros(5, 16)})
+        ),
+        r"'head.linear.weight' has shape \(5, 16\), the model needs \(3, 16\)",
+    ),
+    "tensor added": (
+        lambda final: _resave_weights(
+            final, lambda state: state.update({"extra.weight": torch.zeros(2)})
+        ),
+        r"1 tensor the architecture lacks, e.g. 'extra.weight'",
+    ),
+    "weights elsewhere": (
+        lambda final: _rewrite_manifest(final, weights="../../elsewhere.safetensors"),
+        r"weights '../../elsewhere.safetensors' is not the name of a file in",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_predictor_is_refused_with_the_file_named(
+    iris_run: Path, tmp_path: Path, damage: str
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(iris_run, run)
+    change, message = DAMAGES[damage]
+    change(run / "final")
+    with pytest.raises(FatalError, match=message) as refused:
+        load_predictor(run)
+    assert "\n" not in str(refused.value)
+
+
+def test_weights_file_gets_the_mode_of_every_other_file(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        run = train(make_config(train={"epochs": 1}), out=tmp_path / "run").run_dir
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (run / "final").iterdir()}
+    assert modes == {"predictor.json": 0o644, "model.safetensors": 0o644}
+
+
+def test_predicting_on_no_rows_is_refused(iris_run: Path) -> None:
+    predictor = load_predictor(iris_run)
+    empty = pd.read_csv(iris_run / "test_inputs.csv").iloc[:0]
+    with pytest.raises(DataError, match="the input has no rows"):
+        predictor.predict_proba(empty)
+    with pytest.raises(DataError, match="the input has no rows"):
+        predictor.predict(empty)

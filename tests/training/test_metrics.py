@@ -62,8 +62,16 @@ def test_classes_missing_from_the_labels_or_the_predictions_count_as_scikit_lear
     """Balanced accuracy averages over the true classes; macro-F1 over the classes seen in
     the labels or the predictions; AUC is undefined (nan) when a class is absent."""
     y = np.array([0, 0, 1, 1, 1, 0])
-    p = np.array([[0.1, 0.2, 0.7], [0.8, 0.1, 0.1], [0.2, 0.7, 0.1],
-                  [0.1, 0.1, 0.8], [0.3, 0.6, 0.1], [0.5, 0.4, 0.1]])
+    p = np.array(
+        [
+            [0.1, 0.2, 0.7],
+            [0.8, 0.1, 0.1],
+            [0.2, 0.7, 0.1],
+            [0.1, 0.1, 0.8],
+            [0.3, 0.6, 0.1],
+            [0.5, 0.4, 0.1],
+        ]
+    )
     ours, theirs = compute_metrics("multiclass", y, p), reference_without_auc(y, p)
     for name, value in theirs.items():
         assert ours[name] == pytest.approx(value, rel=1e-12), name

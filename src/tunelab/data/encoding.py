@@ -151,7 +151,9 @@ class TextEncoder:
     def from_dict(cls, data: dict[str, Any], directory: Path) -> TextEncoder:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(directory / data["tokenizer"]))
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(directory / data["tokenizer"]), trust_remote_code=False
+        )
         return cls(tokenizer, max_length=int(data["max_length"]))
 
 

@@ -100,6 +100,7 @@ def cross_validate(
     *,
     on_epoch: EpochHook | None = None,
     after_fold: FoldHook | None = None,
+    trust_code: bool = False,
 ) -> CrossValidation:
     """Fit a fresh model of ``cfg`` per split and score each on its validation rows.
 
@@ -109,6 +110,7 @@ def cross_validate(
         splits: default ``cv_splits(cfg, prepared)``.
         on_epoch: called with (fold, record) after every epoch.
         after_fold: called with (fold, score) after every fold.
+        trust_code: a ``py:`` architecture named inside a checkpoint may run.
 
     Raises:
         TrialFailed: a fold's loss or score is not finite (the message names the fold).
@@ -122,7 +124,9 @@ def cross_validate(
     cv = CrossValidation(metric=prepared.metric, splits=splits)
     for fold, (train_rows, val_rows) in enumerate(splits):
         callbacks = [] if on_epoch is None else [_bind(on_epoch, fold)]
-        fitted = fit_on_rows(cfg, prepared, train_rows, val_rows, callbacks=callbacks)
+        fitted = fit_on_rows(
+            cfg, prepared, train_rows, val_rows, callbacks=callbacks, trust_code=trust_code
+        )
         score = _fold_score(fitted, fold, prepared.metric)
         cv.scores.append(score)
         cv.epochs.append(_epochs_used(fitted))

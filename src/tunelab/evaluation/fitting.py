@@ -58,8 +58,11 @@ def fit_on_rows(
     validation_rows: np.ndarray | None,
     *,
     callbacks: Sequence[EpochCallback] = (),
+    trust_code: bool = False,
 ) -> Fitted:
     """Build a fresh model and train it on ``train_rows``, validating on ``validation_rows``.
+
+    ``trust_code``: a ``py:`` architecture named inside a checkpoint may run (--trust-code).
 
     Raises:
         ConfigError: a technique that does not fit the data or the model.
@@ -67,7 +70,7 @@ def fit_on_rows(
     """
     started = time.perf_counter()
     seed_everything(cfg.seed)
-    encoder, built = build_encoder_and_model(cfg, prepared, train_rows)
+    encoder, built = build_encoder_and_model(cfg, prepared, train_rows, trust_code=trust_code)
     target, modality = prepared.target, prepared.raw.modality
     facts = DataFacts(
         task=target.task, modality=modality, encoder=encoder, tokenizer=built.tokenizer
@@ -101,7 +104,7 @@ def fit_on_rows(
 
 
 def build_encoder_and_model(
-    cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray
+    cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray, *, trust_code: bool = False
 ) -> tuple[Encoder, BuiltModel]:
     """The encoder fitted on the training rows and a fresh model for its inputs."""
     raw, target = prepared.raw, prepared.target
@@ -115,6 +118,8 @@ def build_encoder_and_model(
             dropout=reg.dropout,
             batch_norm=cfg.batch_norm.enabled,
             head_batch_norm=cfg.batch_norm.head,
+            scratch=cfg.finetuning.strategy == "scratch",
+            trust_code=trust_code,
         )
 
     train_inputs = take(raw.inputs, train_rows)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from tunelab.config import RunConfig
 from tunelab.data import RawData, Split, Target, encode_target, load_data, make_split
+from tunelab.training.device import check_device
 from tunelab.training.metrics import check_metric, default_metric
 
 
@@ -34,6 +35,7 @@ def prepare(cfg: RunConfig) -> Prepared:
         DataError: the data cannot be used as configured.
         ConfigError: the selection or monitored metric does not fit the task.
     """
+    check_device(cfg.train.device)  # before the data loads: a missing GPU is said at once
     raw = load_data(cfg.data)
     target = encode_target(raw, task=cfg.data.task)
     metric = cfg.train.metric or default_metric(target.task)

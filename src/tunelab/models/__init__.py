@@ -19,6 +19,14 @@ def build_model(cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     return MODEL_SOURCES.get(prefix, field="model.source")(value, cfg, request)
 
 
-def rebuild_model(spec: dict[str, Any], directory: Path) -> BuiltModel:
-    """Rebuild a saved model's architecture (the caller loads the trained weights)."""
-    return MODEL_REBUILDERS.get(spec["kind"], field="predictor.json model.kind")(spec, directory)
+def rebuild_model(spec: dict[str, Any], directory: Path, *, trust_code: bool = False) -> BuiltModel:
+    """Rebuild a saved model's architecture (the caller loads the trained weights).
+
+    Args:
+        spec: the ``model`` entry of ``predictor.json``.
+        directory: the predictor directory (a text model's ``backbone/`` and ``tokenizer/``).
+        trust_code: import and call a ``py:`` architecture the spec names (``--trust-code``);
+            without it such a spec is refused and nothing is imported.
+    """
+    rebuild = MODEL_REBUILDERS.get(str(spec.get("kind")), field="predictor.json model.kind")
+    return rebuild(spec, directory, trust_code=trust_code)

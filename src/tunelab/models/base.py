@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
@@ -29,6 +29,11 @@ class ModelRequest:
         dropout: head dropout (regularization.dropout).
         batch_norm: BN layers inside builtin models (batch_norm.enabled).
         head_batch_norm: BatchNorm1d before the head (batch_norm.head).
+        scratch: the weights are re-initialized after building (finetuning.strategy
+            scratch), so pretrained weights lend only their architecture.
+        trust_code: code named inside a file (a checkpoint's ``tunelab.spec`` metadata) may
+            be imported and called: the user passed ``--trust-code``. A ``py:`` name in the
+            config itself never needs it.
     """
 
     input_shape: tuple[int, ...]
@@ -37,6 +42,8 @@ class ModelRequest:
     dropout: float = 0.0
     batch_norm: bool = True
     head_batch_norm: bool = False
+    scratch: bool = False
+    trust_code: bool = False
 
     def head_spec(self) -> dict[str, Any]:
         return {"dropout": self.dropout, "batch_norm": self.head_batch_norm}
@@ -69,9 +76,17 @@ class BuiltModel:
 
 
 SourceFn = Callable[[str, ModelConfig, ModelRequest], BuiltModel]
-# Rebuild the architecture from spec + the files in the predictor directory (no pretrained
-# weights; the caller loads the trained state dict).
-RebuildFn = Callable[[dict[str, Any], Path], BuiltModel]
+
+
+class RebuildFn(Protocol):
+    """Rebuild the architecture from spec + the files in the predictor directory (no
+    pretrained weights; the caller loads the trained state dict). ``trust_code``: code the
+    spec names may be imported (``--trust-code``); rebuilders that name none ignore it."""
+
+    def __call__(
+        self, spec: dict[str, Any], directory: Path, *, trust_code: bool
+    ) -> BuiltModel: ...
+
 
 MODEL_SOURCES: Registry[SourceFn] = Registry("model source")
 MODEL_REBUILDERS: Registry[RebuildFn] = Registry("model rebuilder")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -192,5 +193,5 @@ def load_builtin(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltMod
 
 
 @MODEL_REBUILDERS.register("builtin")
-def rebuild_builtin(spec: dict[str, Any], directory: Any) -> BuiltModel:
+def rebuild_builtin(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     return make_builtin(spec["name"], spec["options"], request_from_spec(spec))

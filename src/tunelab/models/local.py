@@ -7,6 +7,9 @@ A ``file:`` checkpoint holds weights for a builtin or ``py:`` architecture. Chec
 tunelab writes carry the architecture in their safetensors metadata; others need
 ``model.architecture``. Tensors whose shapes differ (usually the head, when the number of
 classes changed) are left freshly initialized and listed in the notes.
+
+A ``py:`` architecture that a file names (a checkpoint's metadata, ``predictor.json``), not
+the config, is imported only when the user trusts the file: see ``tunelab.models.trust``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -27,6 +30,7 @@ from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError
 from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
 from tunelab.models.builtin import builtin_options, make_builtin
+from tunelab.models.trust import NamedInFile, allow_function, allow_named_code, check_module
 
 SPEC_METADATA_KEY = "tunelab.spec"
 
@@ -66,14 +70,8 @@ def import_function(target: str, *, field: str) -> Any:
 
 
 def call_py_model(target: str, options: dict[str, Any], request: ModelRequest) -> nn.Module:
-    function = import_function(target, field="model.source")
-    kwargs = dict(options)
-    params = inspect.signature(function).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    for name, value in (("num_outputs", request.num_outputs), ("input_shape", request.input_shape)):
-        if takes_any or name in params:
-            kwargs.setdefault(name, value)
-    module = function(**kwargs)
+    """Import and call a ``py:`` architecture named in the user's config."""
+    module = _call(import_function(target, field="model.source"), options, request)
     if not isinstance(module, nn.Module):
         raise ConfigError(
             f"model.source: py:{target} returned {type(module).__name__}, not a torch nn.Module"
@@ -81,8 +79,38 @@ def call_py_model(target: str, options: dict[str, Any], request: ModelRequest) -
     return module
 
 
-def make_py(target: str, options: dict[str, Any], request: ModelRequest) -> BuiltModel:
-    module = call_py_model(target, options, request)
+def _call(function: Any, options: dict[str, Any], request: ModelRequest) -> Any:
+    kwargs = dict(options)
+    params = inspect.signature(function).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name, value in (("num_outputs", request.num_outputs), ("input_shape", request.input_shape)):
+        if takes_any or name in params:
+            kwargs.setdefault(name, value)
+    return function(**kwargs)
+
+
+def _call_named(
+    target: str, options: Any, request: ModelRequest, named_in: NamedInFile
+) -> nn.Module:
+    """Import and call an architecture named inside a file: only if trusted and allowed."""
+    name = allow_named_code(target, options, named_in)
+    function = import_function(name, field=f"{named_in.path} ({named_in.part})")
+    allow_function(function, target, named_in)
+    return check_module(_call(function, options, request), target, named_in)
+
+
+def make_py(
+    target: str,
+    options: dict[str, Any],
+    request: ModelRequest,
+    *,
+    named_in: NamedInFile | None = None,
+) -> BuiltModel:
+    """Build a ``py:`` architecture; ``named_in`` when a file, not the config, names it."""
+    if named_in is None:
+        module = call_py_model(target, options, request)
+    else:
+        module = _call_named(target, options, request, named_in)
     spec = {
         "kind": "py",
         "target": target,
@@ -99,9 +127,16 @@ def load_py(target: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
 
 
 @MODEL_REBUILDERS.register("py")
-def rebuild_py(spec: dict[str, Any], directory: Path) -> BuiltModel:
+def rebuild_py(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
+    """The architecture ``predictor.json`` names: code, so only with ``trust_code``."""
+    named_in = NamedInFile(
+        path=str(directory / "predictor.json"),
+        part="its model spec",
+        trusted=trust_code,
+        fix="pass --trust-code (trust_code=True to tunelab.load_predictor)",
+    )
     request = ModelRequest(tuple(spec["input_shape"]), spec["num_outputs"], "")
-    return make_py(spec["target"], spec["options"], request)
+    return make_py(spec["target"], spec.get("options", {}), request, named_in=named_in)
 
 
 @MODEL_SOURCES.register("file")
@@ -117,6 +152,13 @@ def load_file_weights(path_text: str, cfg: ModelConfig, request: ModelRequest) -
     saved = read_spec(path)
     built = _architecture(saved, cfg, request, path_text)
     notes = load_matching(built.module, load_file(str(path)), origin=path_text)
+    if request.scratch:
+        # the tensors still load (a checkpoint that fits nothing fails here all the same),
+        # but the scratch strategy re-initializes them before training: none is used
+        notes = [
+            f"finetuning.strategy scratch: {path_text} gives the architecture; its weights "
+            "are re-initialized, not used"
+        ]
     built.notes.extend(notes)
     return built
 
@@ -145,17 +187,73 @@ def _architecture(
             )
         return built
     if saved["kind"] == "py":
-        return make_py(saved["target"], saved["options"], request)
+        target = str(saved.get("target"))
+        named_in = _named_in_checkpoint(path, target, trusted=request.trust_code)
+        return make_py(target, saved.get("options", {}), request, named_in=named_in)
     raise ConfigError(
         f"model.source: {path!r} holds a {saved['kind']!r} model; load it with that source"
     )
 
 
+def _named_in_checkpoint(path: str, target: str, *, trusted: bool) -> NamedInFile:
+    return NamedInFile(
+        path=path,
+        part="its tunelab.spec metadata",
+        trusted=trusted,
+        fix=(
+            "pass --trust-code to tunelab train (trust_code=True to pipeline.train), or name "
+            f"it in your config: model.architecture: py:{target}"
+        ),
+    )
+
+
+def check_checkpoint_code(cfg: ModelConfig, *, trust_code: bool) -> None:
+    """Refuse, before a run starts, a checkpoint whose metadata names code that may not run
+    (not trusted, or in the standard library).
+
+    Building the model refuses it too; this only says so before a run directory exists,
+    so that the same command with ``--trust-code`` can follow. Nothing is imported.
+    """
+    prefix, _, value = cfg.source.partition(":")
+    path = Path(value)
+    if prefix != "file" or cfg.architecture is not None:
+        return
+    if not path.is_file() or path.suffix != ".safetensors":
+        return  # building the model says what is wrong with it
+    saved = read_spec(path)
+    if saved is not None and saved["kind"] == "py":
+        target = str(saved.get("target"))
+        named_in = _named_in_checkpoint(value, target, trusted=trust_code)
+        allow_named_code(target, saved.get("options", {}), named_in)
+
+
 def read_spec(path: Path) -> dict[str, Any] | None:
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    """The architecture spec tunelab stores in a checkpoint's metadata, if any."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (OSError, SafetensorError) as exc:
+        raise ConfigError(
+            f"model.source: {path} is not a readable safetensors file ({exc}); it is damaged "
+            "or not safetensors: write it again with safetensors.torch.save_file"
+        ) from None
     text = metadata.get(SPEC_METADATA_KEY)
-    return json.loads(text) if text else None
+    if not text:
+        return None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError:
+        spec = None
+    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
+        raise ConfigError(
+            f"model.source: {path}'s {SPEC_METADATA_KEY} metadata is not a tunelab "
+            f"architecture spec ({_clip(text)}); set model.architecture to say what it holds"
+        )
+    return spec
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_matching(module: nn.Module, state: dict[str, torch.Tensor], *, origin: str) -> list[str]:

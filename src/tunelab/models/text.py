@@ -185,6 +185,8 @@ def _load_from(
         try:
             return load(str(path))
         except (OSError, ValueError) as exc:
+            if _is_remote_code(exc):
+                raise _remote_code_error(prefix, value) from None
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
                 f"model.source: {prefix}:{value}: its {what} could not be loaded ({reason}); "
@@ -204,6 +206,10 @@ def _load_from(
         )
     try:
         return load(value)
+    except ValueError as exc:
+        if not _is_remote_code(exc):
+            raise
+        raise _remote_code_error(prefix, value) from None
     except OSError:
         raise ConfigError(
             f"model.source: {prefix}:{value} is neither a local directory nor a model in the "
@@ -271,14 +277,18 @@ def load_hf(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
         "hf",
         value,
         "model",
-        lambda where: transformers.AutoModel.from_pretrained(where, local_files_only=True),
+        lambda where: transformers.AutoModel.from_pretrained(
+            where, local_files_only=True, trust_remote_code=False
+        ),
         markers=("config.json",),
     )
     tokenizer = _load(
         "hf",
         value,
         "tokenizer",
-        lambda where: transformers.AutoTokenizer.from_pretrained(where, local_files_only=True),
+        lambda where: transformers.AutoTokenizer.from_pretrained(
+            where, local_files_only=True, trust_remote_code=False
+        ),
         markers=("config.json",),
     )
     return _build(
@@ -309,7 +319,9 @@ def load_st(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
         "st",
         value,
         "sentence-transformers model",
-        lambda where: SentenceTransformer(where, device="cpu", local_files_only=True),
+        lambda where: SentenceTransformer(
+            where, device="cpu", local_files_only=True, trust_remote_code=False
+        ),
         # An st: folder may keep its transformer in a subfolder (older layout).
         markers=("modules.json", "config.json"),
     )
@@ -393,8 +405,42 @@ def _st_pooling(value: str, module: Any) -> str:
     return str(mode)
 
 
+REMOTE_CODE_REFUSED = (
+    "its config names the model's own Python code (auto_map), which tunelab never imports "
+    "(transformers' trust_remote_code stays off)"
+)
+
+
+def _is_remote_code(exc: Exception) -> bool:
+    return "trust_remote_code" in str(exc)
+
+
+def _remote_code_error(prefix: str, value: str) -> ConfigError:
+    return ConfigError(
+        f"model.source: {prefix}:{value}: {REMOTE_CODE_REFUSED}; use a model whose "
+        "architecture ships with transformers"
+    )
+
+
+@contextmanager
+def _refusing_remote_code(folder: Path) -> Iterator[None]:
+    """A predictor folder that cannot be loaded without running its own code: one line."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        if _is_remote_code(exc):
+            raise FatalError(
+                f"{folder}: {REMOTE_CODE_REFUSED}; do not use this predictor"
+            ) from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FatalError(
+            f"{folder} cannot be loaded ({reason}); the predictor is damaged: train or save "
+            "it again"
+        ) from None
+
+
 @MODEL_REBUILDERS.register("hf")
-def rebuild_hf(spec: dict[str, Any], directory: Path) -> BuiltModel:
+def rebuild_hf(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     """The saved architecture from ``backbone/`` and ``tokenizer/`` (no pretrained weights)."""
     transformers = _transformers()
     for part in ("backbone", "tokenizer"):
@@ -403,9 +449,17 @@ def rebuild_hf(spec: dict[str, Any], directory: Path) -> BuiltModel:
                 f"predictor directory {str(directory)!r} has no {part}/ folder, so the text "
                 "model cannot be rebuilt; it was not saved completely. Train or save it again"
             )
-    config = transformers.AutoConfig.from_pretrained(str(directory / "backbone"))
-    backbone = transformers.AutoModel.from_config(config).float()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+    # Never the folder's own code (a config's auto_map): transformers would import it, and
+    # --trust-code is about tunelab's py: architectures, not a model's Python files.
+    with _refusing_remote_code(directory / "backbone"):
+        config = transformers.AutoConfig.from_pretrained(
+            str(directory / "backbone"), trust_remote_code=False
+        )
+        backbone = transformers.AutoModel.from_config(config, trust_remote_code=False).float()
+    with _refusing_remote_code(directory / "tokenizer"):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            str(directory / "tokenizer"), trust_remote_code=False
+        )
     module = TextClassifier(
         backbone,
         num_outputs=int(spec["num_outputs"]),

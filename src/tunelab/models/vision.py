@@ -32,6 +32,9 @@ from tunelab.models.heads import Head
 
 # Where torchvision models keep their final classifier, in the order tried.
 TORCHVISION_HEADS = ("fc", "classifier", "heads", "head")
+# timm.create_model arguments that load weights; a rebuilt model takes its weights from
+# model.safetensors only.
+TIMM_WEIGHT_OPTIONS = frozenset({"checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay"})
 # Their auxiliary classifiers make forward return a namedtuple in training mode.
 TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
     "googlenet": {"aux_logits": False},
@@ -155,13 +158,22 @@ def load_timm(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     return BuiltModel(module=module, spec=spec)
 
 
+def architecture_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A saved timm spec's options without those that load weights from a file.
+
+    The trained weights come from ``model.safetensors``; a ``checkpoint_path`` written into
+    ``predictor.json`` would make timm read (and possibly unpickle) a file the spec names.
+    """
+    return {k: v for k, v in options.items() if k not in TIMM_WEIGHT_OPTIONS}
+
+
 @MODEL_REBUILDERS.register("timm")
-def rebuild_timm(spec: dict[str, Any], directory: Path) -> BuiltModel:
+def rebuild_timm(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     """The saved timm architecture, without pretrained weights."""
     module = make_timm(
         spec["name"],
         pretrained=False,
-        options=dict(spec["options"]),
+        options=architecture_options(spec["options"]),
         num_outputs=int(spec["num_outputs"]),
         in_chans=int(spec["in_chans"]),
         dropout=float(spec["dropout"]),
@@ -285,7 +297,7 @@ def load_torchvision(name: str, cfg: ModelConfig, request: ModelRequest) -> Buil
 
 
 @MODEL_REBUILDERS.register("torchvision")
-def rebuild_torchvision(spec: dict[str, Any], directory: Path) -> BuiltModel:
+def rebuild_torchvision(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     """The saved torchvision architecture, without pretrained weights."""
     module = make_torchvision(
         spec["name"],

@@ -14,12 +14,14 @@ Example::
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -102,6 +104,9 @@ class Predictor:
 
     def _outputs(self, inputs: Inputs | list[str]) -> np.ndarray:
         features = self.encoder.transform(self._raw(inputs))
+        if len(features[0]) == 0:
+            # as scikit-learn does; the outputs would not even have one column per class
+            raise DataError("the input has no rows; give at least one example to predict on")
         return predict_outputs(self.model, features)
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
@@ -163,15 +168,29 @@ class Predictor:
             "weights": WEIGHTS_FILE,
             "info": self.info,
         }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest_path = directory / "predictor.json"
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        # safetensors writes through a private temporary file (mode 0600); the weights get
+        # the mode every other file of the run gets (0644 under the usual umask)
+        shutil.copymode(manifest_path, directory / WEIGHTS_FILE)
         return directory
 
 
-def load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
+def load_predictor(path: str | Path, *, device: str = "cpu", trust_code: bool = False) -> Predictor:
     """Load a predictor from a run directory (uses its ``final/``) or a predictor directory.
 
+    Args:
+        path: a run directory or its ``final/`` folder.
+        device: where the model runs.
+        trust_code: import and call the Python function a ``py:`` predictor names as its
+            architecture (the CLI's ``--trust-code``). Without it such a predictor is refused
+            before anything is imported; pass it only for predictors you trust, as you
+            would run their Python code.
+
     Raises:
-        FatalError: when no ``predictor.json`` is found.
+        FatalError: no ``predictor.json``; a damaged predictor (unreadable JSON, missing or
+            truncated weights, weights that do not match the architecture); code named in
+            the file without ``trust_code``.
     """
     directory = Path(path)
     if (directory / "final" / "predictor.json").is_file():
@@ -182,21 +201,23 @@ def load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
             f"no predictor in {str(path)!r}: expected {manifest_path} (a run directory written "
             "by 'tunelab train' or its final/ folder)"
         )
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT_VERSION:
+    manifest = _read_manifest(manifest_path)
+    try:
+        built = rebuild_model(manifest["model"], directory, trust_code=trust_code)
+        encoder = encoder_from_dict(manifest["encoder"], directory)
+    except (KeyError, TypeError, ValueError, OSError) as exc:
         raise FatalError(
-            f"{manifest_path}: format {manifest.get('format')} is not supported "
-            f"by tunelab {__version__}; re-train or upgrade tunelab"
-        )
-    built = rebuild_model(manifest["model"], directory)
-    state = load_file(str(directory / manifest["weights"]))
-    built.module.load_state_dict(state, strict=True)
+            f"{manifest_path}: its model or encoder entry is damaged ({type(exc).__name__}: "
+            f"{exc}); train or save the predictor again"
+        ) from None
+    weights = directory / manifest["weights"]
+    _load_weights(built.module, weights)
     built.module.to(torch.device(device)).eval()
     scale = manifest.get("target_scale")
     return Predictor(
         model=built.module,
         built=built,
-        encoder=encoder_from_dict(manifest["encoder"], directory),
+        encoder=encoder,
         task=manifest["task"],
         classes=manifest["classes"],
         modality=manifest["modality"],
@@ -204,6 +225,112 @@ def load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
         target_scale=(float(scale[0]), float(scale[1])) if scale else None,
         info=manifest.get("info", {}),
     )
+
+
+# Every entry load_predictor reads, with the JSON type it must have.
+MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "task": str,
+    "classes": (list, type(None)),
+    "modality": str,
+    "input_columns": list,
+    "encoder": dict,
+    "model": dict,
+    "weights": str,
+}
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """``predictor.json``, checked for every entry ``load_predictor`` reads."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FatalError(
+            f"{path} is not valid JSON ({exc}); the predictor is damaged: train or save it again"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise FatalError(f"{path} holds {type(manifest).__name__}, not a predictor's JSON object")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise FatalError(
+            f"{path}: format {manifest.get('format')} is not supported "
+            f"by tunelab {__version__}; re-train or upgrade tunelab"
+        )
+    for name, kind in MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(name), kind):
+            raise FatalError(
+                f"{path}: entry {name!r} is missing or not {_json_type(kind)} (got "
+                f"{manifest.get(name)!r:.60}); the predictor is damaged: train or save it again"
+            )
+    # Files the manifest names are files of this directory: a path leading elsewhere is
+    # refused, so a predictor reads nothing outside its own folder.
+    named = {
+        "weights": manifest["weights"],
+        "encoder.tokenizer": manifest["encoder"].get("tokenizer"),
+    }
+    for name, value in named.items():
+        if value is not None and not _is_plain_name(value):
+            raise FatalError(
+                f"{path}: {name} {value!r} is not the name of a file in {path.parent}; a "
+                "predictor reads only files next to its predictor.json"
+            )
+    return manifest
+
+
+def _is_plain_name(value: object) -> bool:
+    return isinstance(value, str) and value not in ("", ".", "..") and Path(value).name == value
+
+
+def _json_type(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", list: "a list", dict: "an object", type(None): "null"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names[k] for k in kinds)
+
+
+def _load_weights(module: nn.Module, path: Path) -> None:
+    """Load the trained weights; they must fit the architecture exactly."""
+    if not path.is_file():
+        raise FatalError(
+            f"{path} does not exist; the predictor is incomplete: train or save it again"
+        )
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise FatalError(
+            f"{path} is not a readable safetensors file ({exc}); it is truncated or damaged: "
+            "train or save the predictor again"
+        ) from None
+    mismatch = _state_mismatch(module, state)
+    if mismatch:
+        raise FatalError(
+            f"{path} does not match the architecture in predictor.json ({mismatch}); the "
+            "weights were altered or belong to another model: train or save it again"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _tensors(count: int) -> str:
+    return f"{count} tensor{'s' if count != 1 else ''}"
+
+
+def _state_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """What differs between a module's tensors and a state dict, or "" when they fit."""
+    own = module.state_dict()
+    problems = []
+    missing = sorted(set(own) - set(state))
+    if missing:
+        problems.append(f"{_tensors(len(missing))} missing, e.g. {missing[0]!r}")
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        problems.append(
+            f"{_tensors(len(unexpected))} the architecture lacks, e.g. {unexpected[0]!r}"
+        )
+    for name in sorted(set(own) & set(state)):
+        if own[name].shape != state[name].shape:
+            problems.append(
+                f"{name!r} has shape {tuple(state[name].shape)}, the model needs "
+                f"{tuple(own[name].shape)}"
+            )
+            break
+    return "; ".join(problems)
 
 
 def array_columns(shape: tuple[int, ...]) -> list[str]:

@@ -63,10 +63,10 @@ def worker_config_path(run_dir: Path) -> Path:
             "start the study with 'tunelab run CONFIG' and give its run directory"
         )
     cfg = load_config(path)
-    if not cfg.search.space:
+    if not RunDir(run_dir).artifacts.is_dir() or not cfg.search.space:
         raise FatalError(
-            f"{str(run_dir)!r} holds a run without a search space (a 'tunelab train' run?); "
-            "workers join studies started by 'tunelab run'"
+            f"{str(run_dir)!r} holds a 'tunelab train' run, not a study (no artifacts/ folder "
+            "or no search.space); tunelab worker joins a study started with 'tunelab run CONFIG'"
         )
     return path
 
