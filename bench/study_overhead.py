@@ -75,11 +75,10 @@ from optuna.trial import FrozenTrial
 
 import tunelab
 import tunelab.search.objective as objective_module
-from tunelab.config import RunConfig, config_from_dict
+from tunelab.config import RunConfig, apply_params, config_from_dict
 from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.search.run import FailureGuard, TopCheckpoints, run_study
-from tunelab.search.space import apply_params
 from tunelab.search.study import make_storage
 
 CONTENDERS = {

@@ -61,6 +61,7 @@ def test_study_values_are_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "cv.strategy=kfold",
         "cv.folds=2",
         "search.pruner=none",
+        "ensemble.method=none",  # pinned before ensembles existed: the refit best trial
     ]
     cfg = load_config("examples/quickstart.yaml", overrides=overrides)
     result = run_study(cfg, out=tmp_path / "study")

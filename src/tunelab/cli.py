@@ -180,6 +180,9 @@ def worker(
     deadline: Annotated[
         float | None, typer.Option(help="stop starting trials after this Unix time")
     ] = None,
+    budget_end: Annotated[
+        float | None, typer.Option(help="the run's time budget ends at this Unix time")
+    ] = None,
     parent: Annotated[
         int | None, typer.Option(hidden=True, help="stop when this process ends")
     ] = None,
@@ -190,7 +193,9 @@ def worker(
     from tunelab.search.run import run_worker
 
     try:
-        reason, failed = run_worker(run_dir, threads=threads, deadline=deadline, parent=parent)
+        reason, failed = run_worker(
+            run_dir, threads=threads, deadline=deadline, budget_end=budget_end, parent=parent
+        )
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except TunelabError as exc:
@@ -253,7 +258,7 @@ JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool:
 def _with_params(cfg: RunConfig, path: Path) -> RunConfig:
     import json
 
-    from tunelab.search.space import apply_params
+    from tunelab.config import apply_params
 
     if not path.is_file():
         raise ConfigError(f"--params: {str(path)!r} does not exist")

@@ -30,8 +30,16 @@ from pydantic import (
 from tunelab.errors import ConfigError
 
 DATA_PREFIXES = ("sklearn", "csv", "parquet", "jsonl", "npz", "images", "py")
-MODEL_PREFIXES = ("builtin", "py", "file", "hf", "st", "timm", "torchvision")
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
+MODEL_PREFIXES = ("builtin", "py", "file", "hf", "st", "timm", "torchvision", "sklearn")
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "log_loss",
+    "roc_auc",
+    "brier",
+    "ece",
+)
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 
@@ -271,6 +279,48 @@ class WeightAveragingConfig(Section):
     decay: float = Field(0.99, gt=0, lt=1, description="ema: weight of the running average")
 
 
+class BaggingConfig(Section):
+    """Each refit model becomes the mean of several: seeds, and optionally bootstrap rows."""
+
+    seeds: int = Field(1, ge=1, le=50, description="models per refit, seeds seed..seed+N-1")
+    bootstrap: bool = Field(False, description="each on a bootstrap resample of the rows")
+
+
+class EnsembleConfig(Section):
+    """Combine the study's best trials after the search (``tunelab run``)."""
+
+    method: Literal["greedy", "mean", "weighted", "stacking", "none"] = Field(
+        "greedy",
+        description="greedy: Caruana's selection with replacement; mean; weighted (weights "
+        "fitted on out-of-fold predictions); stacking (logistic/ridge meta-learner); none",
+    )
+    size: int = Field(5, ge=2, le=50, description="how many of the best trials are candidates")
+    members: Literal["auto", "folds", "refit"] = Field(
+        "auto",
+        description="folds: each trial's fold models (no refit; k-fold studies); refit: "
+        "each trial refit on all non-test rows; auto: folds with cv.strategy kfold",
+    )
+    keep: Literal["auto", "ensemble", "single"] = Field(
+        "auto",
+        description="auto: the ensemble only when it beats the best single member on "
+        "out-of-fold predictions; ensemble / single: force either",
+    )
+    metric: str = Field(
+        "auto", description="what selection and weights optimize; auto: log_loss or the metric"
+    )
+    rounds: int = Field(25, ge=1, le=1000, description="greedy: selection rounds")
+    bagging: BaggingConfig = BaggingConfig()
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value != "auto" and value not in METRICS:
+            close = difflib.get_close_matches(value, METRICS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"use 'auto' or a metric: {', '.join(METRICS)}.{hint}")
+        return value
+
+
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none")
 
@@ -356,6 +406,13 @@ class RunConfig(Section):
     weight_averaging: WeightAveragingConfig = WeightAveragingConfig()
     search: SearchConfig = SearchConfig()
     cv: CrossValidationConfig = CrossValidationConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
+    budget: float | None = Field(
+        None,
+        gt=0,
+        description="wall seconds for the whole run (search, refit, ensemble); the search "
+        "stops early enough for the rest to fit",
+    )
 
     @field_validator("name")
     @classmethod
@@ -393,6 +450,15 @@ class RunConfig(Section):
                     raise ValueError(f"search.space.{name}.when: {other!r} is not a config field")
             earlier.append(name)
         return self
+
+    def ensemble_members(self) -> Literal["none", "folds", "refit"]:
+        """Where ensemble members come from: each trial's fold models (the default with
+        k-fold), a refit on all non-test rows (with a holdout), or none (no ensemble)."""
+        if self.ensemble.method == "none":
+            return "none"
+        if self.ensemble.members != "auto":
+            return self.ensemble.members
+        return "folds" if self.cv.strategy == "kfold" else "refit"
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -488,15 +554,34 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = text
         if isinstance(value, dict) and not text.lstrip().startswith("{"):
             value = text  # "sqlite:///:memory:" is a URL, not YAML's {key: null}
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(data, key.strip(), value, what=f"override {item!r}")
     return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any, *, what: str) -> None:
+    """Set ``data["a"]["b"]["c"] = value`` for ``dotted`` "a.b.c", making sections as needed.
+
+    Raises:
+        ConfigError: a part of the path holds a value, not a section (``what`` names the
+            setting in the message).
+    """
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def apply_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
+    """``base`` with each dotted parameter set (a trial's, a refit's); a bad combination is
+    a ConfigError."""
+    raw = base.model_dump(mode="json")
+    for dotted, value in params.items():
+        set_dotted(raw, dotted, value, what=f"parameter {dotted!r}")
+    return config_from_dict(raw, source="the trial's parameters")
 
 
 def _deep_copy(value: Any) -> Any:

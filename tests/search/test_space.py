@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from tests.conftest import make_config
 from tunelab.cli import app
-from tunelab.config import ParamSpec, RunConfig
+from tunelab.config import ParamSpec, RunConfig, apply_params
 from tunelab.errors import ConfigError
-from tunelab.search.space import apply_params, grid, grid_size, suggest
+from tunelab.search.space import grid, grid_size, suggest
 from tunelab.search.study import SAMPLERS, make_storage, open_study
 
 CONDITIONAL = {

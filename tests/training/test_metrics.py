@@ -29,7 +29,25 @@ def reference(task: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "f1_macro": float(skm.f1_score(y, labels, average="macro", zero_division=0)),
         "log_loss": float(skm.log_loss(y, p, labels=np.arange(p.shape[1]))),
         "roc_auc": float(auc),
+        "brier": float(
+            skm.brier_score_loss(y, p if p.shape[1] > 2 else p[:, 1], labels=np.arange(p.shape[1]))
+        ),
+        "ece": expected_calibration_error(y, p),
     }
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE written out bin by bin (Guo et al., 2017)."""
+    confidence, correct = p.max(1), (p.argmax(1) == y).astype(float)
+    total = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = (confidence >= low) & (
+            (confidence < high) if b < bins - 1 else (confidence <= high)
+        )
+        if inside.any():
+            total += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
+    return total
 
 
 def probabilities(rng: np.random.Generator, rows: int, classes: int, *, coarse: bool) -> np.ndarray:
@@ -126,3 +144,18 @@ def test_bootstrap_interval_brackets_the_metric_and_narrows_with_more_rows() -> 
     low, value, high = interval(2000)
     assert low <= value <= high
     assert high - low < wide / 2
+
+
+def test_paired_bootstrap_difference_is_the_observed_difference_with_an_interval() -> None:
+    from tunelab.training.metrics import paired_bootstrap_difference
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    good = np.column_stack([1 - y * 0.8 - 0.1, y * 0.8 + 0.1])
+    noisy = np.clip(good + rng.normal(0, 0.3, good.shape), 0.01, 0.99)
+    noisy = noisy / noisy.sum(1, keepdims=True)
+    observed, low, high = paired_bootstrap_difference("binary", y, good, noisy, "log_loss")
+    assert observed == pytest.approx(skm.log_loss(y, good) - skm.log_loss(y, noisy))
+    assert low <= observed <= high < 0, "the good predictions are clearly better"
+    same = paired_bootstrap_difference("binary", y, good, good, "log_loss")
+    assert same == (0.0, 0.0, 0.0)

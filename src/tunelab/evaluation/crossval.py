@@ -28,8 +28,7 @@ from tunelab.data.splits import kfold_splits
 from tunelab.errors import TrialFailed
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.prepare import Prepared
-from tunelab.results.predictor import Predictor, outputs_to_predictions
-from tunelab.training.loop import predict_outputs
+from tunelab.results.predictor import AnyPredictor, Predictor, outputs_to_predictions
 
 Splits = list[tuple[np.ndarray, np.ndarray]]
 # (fold, epoch record): called after every epoch; raising stops (a pruned trial)
@@ -63,7 +62,7 @@ class CrossValidation:
     histories: list[list[dict[str, Any]]] = field(default_factory=list)
     stop_reasons: list[str] = field(default_factory=list)
     oof: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)), repr=False)
-    predictors: list[Predictor] = field(default_factory=list, repr=False)
+    predictors: list[AnyPredictor] = field(default_factory=list, repr=False)
     splits: Splits = field(default_factory=list, repr=False)
     seconds: float = 0.0
 
@@ -169,13 +168,17 @@ def _epochs_used(fitted: Fitted) -> int:
 
 def _predictions(fitted: Fitted, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
     """Predictions on the validation rows: the loop's own outputs for the weights the model
-    kept (no second pass), else a prediction from the raw rows."""
+    kept (no second pass), else the predictor's prediction from the raw rows."""
     predictor = fitted.predictor
     outputs = fitted.result.validation_outputs
-    if outputs is None or len(outputs) != len(rows):
-        features = predictor.encoder.transform(take(prepared.raw.inputs, rows))
-        outputs = predict_outputs(predictor.model, features)
-    values = outputs_to_predictions(
-        outputs, task=predictor.task, target_scale=predictor.target_scale
-    )
+    if isinstance(predictor, Predictor) and outputs is not None and len(outputs) == len(rows):
+        values = outputs_to_predictions(
+            outputs, task=predictor.task, target_scale=predictor.target_scale
+        )
+    else:
+        inputs = take(prepared.raw.inputs, rows)
+        if predictor.task == "regression":
+            values = np.asarray(predictor.predict(inputs), np.float64)
+        else:
+            values = predictor.predict_proba(inputs)
     return values.reshape(len(rows), -1)

@@ -22,9 +22,15 @@ from tunelab.config import RunConfig
 from tunelab.data import take
 from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.evaluation.prepare import Prepared
+from tunelab.evaluation.trees import fit_trees, is_tree_model
 from tunelab.models import ModelRequest, build_model
 from tunelab.models.base import BuiltModel
-from tunelab.results.predictor import Predictor, array_columns, outputs_to_predictions
+from tunelab.results.predictor import (
+    AnyPredictor,
+    Predictor,
+    array_columns,
+    outputs_to_predictions,
+)
 from tunelab.techniques import DataFacts, build_techniques, describe
 from tunelab.techniques.regularization import effective
 from tunelab.training.batching import TensorData
@@ -39,7 +45,7 @@ Scale = tuple[float, float] | None
 class Fitted:
     """A trained predictor and how its training went."""
 
-    predictor: Predictor
+    predictor: AnyPredictor
     result: FitResult
     seconds: float
 
@@ -70,6 +76,9 @@ def fit_on_rows(
     """
     started = time.perf_counter()
     seed_everything(cfg.seed)
+    if is_tree_model(cfg):
+        trees, result = fit_trees(cfg, prepared, train_rows, validation_rows, callbacks=callbacks)
+        return Fitted(predictor=trees, result=result, seconds=time.perf_counter() - started)
     encoder, built = build_encoder_and_model(cfg, prepared, train_rows, trust_code=trust_code)
     target, modality = prepared.target, prepared.raw.modality
     facts = DataFacts(

@@ -16,7 +16,7 @@ import pandas as pd
 from tunelab.data import take
 from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
-from tunelab.results.predictor import Predictor
+from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, write_json
 from tunelab.training.metrics import bootstrap_interval, compute_metrics
 
@@ -28,30 +28,33 @@ def evaluate_and_write(
     *,
     seed: int,
     extra: dict[str, Any] | None = None,
+    final: AnyPredictor | None = None,
 ) -> dict[str, Any]:
     """Save the predictor, evaluate it once on the test rows, write the run's files.
 
     Writes ``history.json``, ``final/``, ``test_inputs.csv``, ``test_predictions.csv`` and
     ``metrics.json`` (with ``extra`` merged in) and returns the metrics.
+
+    Args:
+        fitted: the fit whose history and validation scores the metrics report.
+        final: the predictor to save and evaluate when it is not ``fitted``'s own (an
+            ensemble, a bag); default ``fitted.predictor``.
     """
     split, target = prepared.split, prepared.target
     result = fitted.result
+    predictor = final or fitted.predictor
     write_json(run.history, result.history)
-    fitted.predictor.save(run.final)
+    predictor.save(run.final)
 
-    frame = inputs_frame(take(prepared.raw.inputs, split.test), fitted.predictor)
+    frame = inputs_frame(take(prepared.raw.inputs, split.test), predictor)
     frame.to_csv(run.test_inputs, index=False)
-    predictions = predictions_frame(fitted.predictor, frame)
+    predictions = predictions_frame(predictor, frame)
     truth = target.values[split.test]
     labels = truth if target.classes is None else np.asarray(target.classes, dtype=object)[truth]
     predictions.insert(0, "target", labels)
     predictions.to_csv(run.test_predictions, index=False)
 
-    predicted = (
-        fitted.predictor.predict(frame)
-        if target.task == "regression"
-        else fitted.predictor.predict_proba(frame)
-    )
+    predicted = test_outputs(predictor, frame)
     low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=seed)
     metrics = {
         "task": target.task,
@@ -75,7 +78,7 @@ def evaluate_and_write(
         "stop_reason": result.stop_reason,
         "monitor": result.monitor,
         "seconds": fitted.seconds,
-        "notes": fitted.predictor.info.get("notes", []),
+        "notes": predictor.info.get("notes", []),
         "techniques": fitted.predictor.info.get("techniques", {}),
         **(extra or {}),
     }
@@ -83,7 +86,14 @@ def evaluate_and_write(
     return metrics
 
 
-def predictions_frame(predictor: Predictor, inputs: Any) -> pd.DataFrame:
+def test_outputs(predictor: AnyPredictor, inputs: Any) -> np.ndarray:
+    """Probabilities (N, K), or values (N,) for regression."""
+    if predictor.task == "regression":
+        return np.asarray(predictor.predict(inputs), np.float64)
+    return predictor.predict_proba(inputs)
+
+
+def predictions_frame(predictor: AnyPredictor, inputs: Any) -> pd.DataFrame:
     """A table with ``prediction`` and, for classification, one ``proba_<class>`` column each."""
     if predictor.task == "regression":
         return pd.DataFrame({"prediction": predictor.predict(inputs)})
@@ -96,7 +106,7 @@ def predictions_frame(predictor: Predictor, inputs: Any) -> pd.DataFrame:
     return frame
 
 
-def inputs_frame(inputs: Any, predictor: Predictor) -> pd.DataFrame:
+def inputs_frame(inputs: Any, predictor: AnyPredictor) -> pd.DataFrame:
     """Raw inputs as the table ``tunelab predict --input`` takes."""
     if isinstance(inputs, pd.DataFrame):
         return inputs

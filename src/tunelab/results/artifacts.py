@@ -22,7 +22,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
-from tunelab.results.predictor import Predictor, load_predictor
+from tunelab.results.predictor import AnyPredictor, load_predictor
 
 log = logging.getLogger("tunelab")
 PREDICTORS, OOF, HISTORY = "predictors", "oof", "history"
@@ -46,7 +46,7 @@ class TrialArtifacts:
         *,
         oof: np.ndarray,
         histories: list[list[dict[str, Any]]],
-        predictors: list[Predictor] | None,
+        predictors: list[AnyPredictor] | None,
     ) -> None:
         """Upload the trial's files and record their ids in its ``artifacts`` user attribute."""
         if not self.directory.is_dir():
@@ -85,7 +85,7 @@ class TrialArtifacts:
         artifact = trial.user_attrs.get("artifacts", {}).get(PREDICTORS)
         return artifact is not None and artifact not in self._removed
 
-    def predictors(self, trial: FrozenTrial, *, trust_code: bool = False) -> list[Predictor]:
+    def predictors(self, trial: FrozenTrial, *, trust_code: bool = False) -> list[AnyPredictor]:
         """The trial's fold models, loaded (the files are unpacked into a temporary folder
         and read into memory)."""
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +93,7 @@ class TrialArtifacts:
             with zipfile.ZipFile(archive) as bundle:
                 bundle.extractall(Path(tmp) / "unpacked")
             folds = sorted((Path(tmp) / "unpacked").iterdir(), key=lambda p: int(p.name[5:]))
-            return [load_predictor(folder) for folder in folds]
+            return [load_predictor(folder, trust_code=trust_code) for folder in folds]
 
     def drop_predictors(self, trial: FrozenTrial) -> None:
         """Delete the trial's fold models (another worker may have done it already)."""

@@ -11,14 +11,25 @@ from optuna.trial import FrozenTrial, TrialState
 
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
-    """The complete trials, best first (ties keep trial order)."""
+    """The complete trials, best first.
+
+    Equal values (many trials tie on the accuracy of a small validation set) are ordered
+    by their out-of-fold log loss, a proper score: of two equally accurate trials the one
+    whose probabilities are better calibrated ranks first. Remaining ties keep trial order.
+    """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: -(t.value or 0.0) if maximize else (t.value or 0.0))
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+    def key(trial: FrozenTrial) -> tuple[float, float]:
+        tiebreak = trial.user_attrs.get("oof_metrics", {}).get("log_loss", float("inf"))
+        return sign * round(trial.value or 0.0, 12), tiebreak
+
+    return sorted(complete, key=key)
 
 
 def rank_of(study: optuna.Study, value: float) -> int:
-    """How many complete trials beat ``value`` (0: it would be the best)."""
+    """How many complete trials beat ``value`` (0: it would be the best; ties count as
+    not beating it, so a tied trial keeps its fold models)."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     return sum(
         (t.value or 0.0) > value if maximize else (t.value or 0.0) < value
@@ -39,6 +50,7 @@ def leaderboard(study: optuna.Study) -> pd.DataFrame:
             "value": trial.value,
             "std": trial.user_attrs.get("std"),
             "folds": len(trial.user_attrs.get("fold_scores", [])) or None,
+            "oof_log_loss": trial.user_attrs.get("oof_metrics", {}).get("log_loss"),
             "seconds": duration,
         }
         row.update({f"params.{k}": v for k, v in trial.params.items()})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,8 @@ def outputs_to_predictions(
 
 
 class Predictor:
-    """Predicts on raw inputs (a DataFrame, an array, strings) like those trained on.
+    """A trained network that predicts on raw inputs (a DataFrame, an array, strings) like
+    those trained on.
 
     Attributes:
         task: binary, multiclass or regression.
@@ -62,6 +63,8 @@ class Predictor:
         modality: tabular, image, signal or text.
         input_columns: raw columns a table or text input must have.
     """
+
+    kind = "model"
 
     def __init__(
         self,
@@ -111,36 +114,12 @@ class Predictor:
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
         """Decode image files the way the training images were (size, colour mode)."""
-        from tunelab.data.images import load_image_files
-
-        image = self.info.get("image")
-        if image is None:
-            raise DataError(
-                "this model was not trained on image files (images: source); "
-                "pass arrays shaped like its training inputs instead"
-            )
-        return load_image_files(
-            paths, size=(image["size"][0], image["size"][1]), mode=image["mode"]
-        )
+        return load_images(paths, self.info)
 
     def _raw(self, inputs: Inputs | list[str]) -> Inputs:
-        if self.modality == "text":
-            if isinstance(inputs, pd.DataFrame):
-                column = self.input_columns[0]
-                if column not in inputs.columns:
-                    raise DataError(
-                        f"the input has no text column {column!r} (it has "
-                        f"{', '.join(map(str, inputs.columns))}); add a {column!r} column"
-                    )
-                return inputs[column].astype(str).to_numpy(dtype=object)
-            return np.asarray(list(inputs), dtype=object)
-        if self.modality in ("image", "signal") and isinstance(inputs, pd.DataFrame):
-            return _flat_columns(inputs, self.input_columns)
-        if isinstance(inputs, list) and inputs and isinstance(inputs[0], str | Path):
-            return self.load_images([Path(p) for p in inputs])
-        if isinstance(inputs, list):
-            return np.asarray(inputs)
-        return inputs
+        return raw_inputs(
+            inputs, modality=self.modality, columns=self.input_columns, info=self.info
+        )
 
     # -- saving and loading --------------------------------------------------------------
 
@@ -156,17 +135,11 @@ class Predictor:
         )
         self.built.save_extras(directory)
         manifest = {
-            "format": FORMAT_VERSION,
-            "tunelab_version": __version__,
-            "task": self.task,
-            "classes": self.classes,
-            "modality": self.modality,
-            "input_columns": self.input_columns,
+            **manifest_header(self, kind=self.kind),
             "target_scale": list(self.target_scale) if self.target_scale else None,
             "encoder": self.encoder.to_dict(),
             "model": self.built.spec,
             "weights": WEIGHTS_FILE,
-            "info": self.info,
         }
         manifest_path = directory / "predictor.json"
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -176,7 +149,90 @@ class Predictor:
         return directory
 
 
-def load_predictor(path: str | Path, *, device: str = "cpu", trust_code: bool = False) -> Predictor:
+def raw_inputs(
+    inputs: Inputs | list[str], *, modality: str, columns: list[str], info: dict[str, Any]
+) -> Inputs:
+    """Inputs as a user hands them (a table, arrays, texts, image paths) -> the raw inputs
+    the encoder takes, checked against the columns the model was trained on."""
+    if modality == "text":
+        if isinstance(inputs, pd.DataFrame):
+            column = columns[0]
+            if column not in inputs.columns:
+                raise DataError(
+                    f"the input has no text column {column!r} (it has "
+                    f"{', '.join(map(str, inputs.columns))}); add a {column!r} column"
+                )
+            return inputs[column].to_numpy(dtype=object)
+        return np.asarray(list(inputs), dtype=object)
+    if modality in ("image", "signal") and isinstance(inputs, pd.DataFrame):
+        return _flat_columns(inputs, columns)
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], str | Path):
+        return load_images([Path(p) for p in inputs], info)
+    if isinstance(inputs, list):
+        return np.asarray(inputs)
+    return inputs
+
+
+def load_images(paths: list[Path], info: dict[str, Any]) -> np.ndarray:
+    """Decode image files the way a model's training images were (its ``info["image"]``)."""
+    from tunelab.data.images import load_image_files
+
+    image = info.get("image")
+    if image is None:
+        raise DataError(
+            "this model was not trained on image files (images: source); "
+            "pass arrays shaped like its training inputs instead"
+        )
+    return load_image_files(paths, size=(image["size"][0], image["size"][1]), mode=image["mode"])
+
+
+class AnyPredictor(Protocol):
+    """What every predictor offers: a model, boosted trees, or an ensemble of them."""
+
+    kind: str
+    task: str
+    classes: list[Any] | None
+    modality: str
+    input_columns: list[str]
+    info: dict[str, Any]
+
+    def predict(self, inputs: Inputs | list[str]) -> np.ndarray: ...
+
+    def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray: ...
+
+    def load_images(self, paths: list[Path]) -> np.ndarray: ...
+
+    def save(self, directory: str | Path) -> Path: ...
+
+
+def manifest_header(predictor: AnyPredictor, *, kind: str) -> dict[str, Any]:
+    """The entries every ``predictor.json`` starts with."""
+    return {
+        "format": FORMAT_VERSION,
+        "tunelab_version": __version__,
+        "kind": kind,
+        "task": predictor.task,
+        "classes": predictor.classes,
+        "modality": predictor.modality,
+        "input_columns": predictor.input_columns,
+        "info": predictor.info,
+    }
+
+
+def plain_file(manifest: dict[str, Any], key: str, directory: Path) -> str:
+    """The file name a manifest entry gives, refused unless it is a file of ``directory``."""
+    value = manifest.get(key)
+    if not _is_plain_name(value):
+        raise FatalError(
+            f"{directory / 'predictor.json'}: {key} {value!r} is not the name of a file in "
+            f"{directory}; a predictor reads only files next to its predictor.json"
+        )
+    return str(value)
+
+
+def load_predictor(
+    path: str | Path, *, device: str = "cpu", trust_code: bool = False
+) -> AnyPredictor:
     """Load a predictor from a run directory (uses its ``final/``) or a predictor directory.
 
     Args:
@@ -201,7 +257,31 @@ def load_predictor(path: str | Path, *, device: str = "cpu", trust_code: bool = 
             f"no predictor in {str(path)!r}: expected {manifest_path} (a run directory written "
             "by 'tunelab train' or its final/ folder)"
         )
+    return load_from(directory, device=device, trust_code=trust_code)
+
+
+def load_from(
+    directory: Path, *, device: str = "cpu", trust_code: bool = False, depth: int = 0
+) -> AnyPredictor:
+    """The predictor in ``directory`` (its ``predictor.json`` says which kind)."""
+    manifest_path = directory / "predictor.json"
     manifest = _read_manifest(manifest_path)
+    kind = manifest.get("kind", "model")
+    if kind == "trees":
+        from tunelab.results.trees import load_trees
+
+        return load_trees(directory, manifest)
+    if kind == "ensemble":
+        from tunelab.results.ensemble import load_ensemble
+
+        return load_ensemble(directory, manifest, device=device, trust_code=trust_code, depth=depth)
+    if kind != "model":
+        raise FatalError(
+            f"{manifest_path}: kind {kind!r} is not a predictor kind tunelab knows (model, "
+            "trees, ensemble); the predictor is damaged or from a newer tunelab"
+        )
+    _check_fields(manifest_path, manifest, MODEL_FIELDS)
+    _check_model_files(manifest_path, manifest)
     try:
         built = rebuild_model(manifest["model"], directory, trust_code=trust_code)
         encoder = encoder_from_dict(manifest["encoder"], directory)
@@ -227,12 +307,15 @@ def load_predictor(path: str | Path, *, device: str = "cpu", trust_code: bool = 
     )
 
 
-# Every entry load_predictor reads, with the JSON type it must have.
+# Every entry load_predictor reads, with the JSON type it must have: of every predictor,
+# and of a model's.
 MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "task": str,
     "classes": (list, type(None)),
     "modality": str,
     "input_columns": list,
+}
+MODEL_FIELDS: dict[str, type | tuple[type, ...]] = {
     "encoder": dict,
     "model": dict,
     "weights": str,
@@ -254,14 +337,24 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"{path}: format {manifest.get('format')} is not supported "
             f"by tunelab {__version__}; re-train or upgrade tunelab"
         )
-    for name, kind in MANIFEST_FIELDS.items():
+    _check_fields(path, manifest, MANIFEST_FIELDS)
+    return manifest
+
+
+def _check_fields(
+    path: Path, manifest: dict[str, Any], fields: dict[str, type | tuple[type, ...]]
+) -> None:
+    for name, kind in fields.items():
         if not isinstance(manifest.get(name), kind):
             raise FatalError(
                 f"{path}: entry {name!r} is missing or not {_json_type(kind)} (got "
                 f"{manifest.get(name)!r:.60}); the predictor is damaged: train or save it again"
             )
-    # Files the manifest names are files of this directory: a path leading elsewhere is
-    # refused, so a predictor reads nothing outside its own folder.
+
+
+def _check_model_files(path: Path, manifest: dict[str, Any]) -> None:
+    """Files a model's manifest names are files of its directory: a path leading elsewhere
+    is refused, so a predictor reads nothing outside its own folder."""
     named = {
         "weights": manifest["weights"],
         "encoder.tokenizer": manifest["encoder"].get("tokenizer"),
@@ -272,7 +365,6 @@ def _read_manifest(path: Path) -> dict[str, Any]:
                 f"{path}: {name} {value!r} is not the name of a file in {path.parent}; a "
                 "predictor reads only files next to its predictor.json"
             )
-    return manifest
 
 
 def _is_plain_name(value: object) -> bool:

@@ -19,13 +19,14 @@ import numpy as np
 import optuna
 import torch
 
-from tunelab.config import RunConfig
+from tunelab.config import RunConfig, apply_params
 from tunelab.errors import TunelabError
 from tunelab.evaluation.crossval import CrossValidation, Splits, cross_validate, cv_splits
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import rank_of
-from tunelab.search.space import apply_params, suggest
+from tunelab.search.space import suggest
+from tunelab.training.metrics import compute_metrics
 
 # (trial number, fold, folds, epoch record) -> None: the live view's hook
 EpochHook = Callable[[int, int, int, dict[str, Any]], None]
@@ -71,6 +72,7 @@ class Objective:
         trial.set_user_attr("fold_scores", cv.scores)
         trial.set_user_attr("std", cv.std)
         trial.set_user_attr("best_epochs", cv.epochs)
+        trial.set_user_attr("oof_metrics", oof_metrics(self.prepared, cv))
         self._store(trial, cv)
         return cv.mean
 
@@ -87,7 +89,7 @@ class Objective:
     def _store(self, trial: optuna.Trial, cv: CrossValidation) -> None:
         # fold models that would not rank in the top k are never written (they would be
         # deleted at once)
-        keep = rank_of(trial.study, cv.mean) < self.cfg.search.keep_top_k
+        keep = rank_of(trial.study, cv.mean) < models_kept(self.cfg)
         self.artifacts.save(
             trial, oof=cv.oof, histories=cv.histories, predictors=cv.predictors if keep else None
         )
@@ -117,6 +119,25 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after fold {fold}")
 
         return hook
+
+
+def models_kept(cfg: RunConfig) -> int:
+    """How many of the best trials keep their fold models: ``search.keep_top_k``, and every
+    candidate of an ensemble built from fold models."""
+    uses_folds = cfg.ensemble_members() == "folds"
+    return max(cfg.search.keep_top_k, cfg.ensemble.size if uses_folds else 0)
+
+
+def oof_metrics(prepared: Prepared, cv: CrossValidation) -> dict[str, float]:
+    """Every metric on the trial's out-of-fold predictions (the rows its folds validated):
+    log loss breaks ties between trials of equal accuracy."""
+    rows = np.flatnonzero(np.isfinite(cv.oof).all(axis=1))
+    if len(rows) == 0:
+        return {}
+    task = prepared.target.task
+    predicted = cv.oof[rows, 0] if task == "regression" else cv.oof[rows]
+    values = compute_metrics(task, prepared.target.values[rows], predicted)
+    return {k: v for k, v in values.items() if np.isfinite(v)}
 
 
 def _expected(exc: BaseException) -> bool:

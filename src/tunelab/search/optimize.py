@@ -4,7 +4,6 @@ failures in a row; keep only the top-k trials' fold models."""
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.config import RunConfig
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import ranked
-from tunelab.search.objective import Objective
+from tunelab.search.budget import Budget
+from tunelab.search.objective import Objective, models_kept
 
 TrialHook = Callable[[optuna.Study, FrozenTrial], None]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -88,12 +88,13 @@ def optimize(
     cfg: RunConfig,
     *,
     hooks: list[TrialHook] | None = None,
-    deadline: float | None = None,
+    budget: Budget | None = None,
 ) -> tuple[str, bool]:
-    """Run trials until ``n_trials`` have finished (in any process), the deadline, or too
-    many failures in a row. Returns why it stopped, and whether that was a failure."""
+    """Run trials until ``n_trials`` have finished (in any process), the time ``budget``
+    leaves for the search is up, or too many failures in a row. Returns why it stopped,
+    and whether that was a failure."""
     guard = FailureGuard(cfg.search.max_consecutive_failures)
-    keep = TopCheckpoints(objective.artifacts, cfg.search.keep_top_k)
+    keep = TopCheckpoints(objective.artifacts, models_kept(cfg))
     callbacks: list[TrialHook] = [guard, keep, *(hooks or [])]
     while True:
         with warnings.catch_warnings():  # experimental in Optuna
@@ -102,8 +103,8 @@ def optimize(
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if finished(study) + running >= cfg.search.n_trials:
             return "n_trials", False
-        if deadline is not None and time.time() >= deadline:
-            return "timeout", False
+        if budget is not None and budget.exhausted(study):
+            return "time budget", False
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
         if guard.tripped:
             log.error(guard.message())

@@ -116,17 +116,39 @@ def study_summary(result: StudyResult, *, terminal: bool, top: int = 10) -> list
 
 
 def _final_table(metrics: dict[str, Any]) -> Table:
-    final = Table(
-        title="refit on all non-test rows, evaluated once on the test rows", title_justify="left"
-    )
+    ensemble = metrics.get("ensemble") or {}
+    compared = ensemble.get("test")
+    if metrics.get("final") == "ensemble":
+        used = [m["trial"] for m in ensemble.get("members", []) if m["weight"] > 0]
+        title = (
+            f"final: {ensemble['method']} ensemble of trials {', '.join(map(str, used))}, "
+            "evaluated once on the test rows"
+        )
+    else:
+        title = "final: the best trial refit on all non-test rows, evaluated once on the test rows"
+    final = Table(title=title, title_justify="left")
     final.add_column("metric")
     final.add_column("test", justify="right")
+    if compared:
+        final.add_column("best single trial", justify="right")
     for name, value in metrics["test"].items():
-        final.add_row(name, _cell(value))
+        row = [name, _cell(value)]
+        if compared:
+            row.append(_cell(compared["best_single"].get(name)))
+        final.add_row(*row)
     interval = metrics["test_interval"]
-    final.caption = (
+    lines = [
         f"{interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] (bootstrap)"
-    )
+    ]
+    if compared:
+        d = compared["difference"]
+        lines.append(
+            f"ensemble - single {d['metric']}: {d['ensemble_minus_single']:+.4f}, 95% CI "
+            f"[{d['low']:+.4f}, {d['high']:+.4f}] (paired bootstrap)"
+        )
+    if ensemble.get("reason"):
+        lines.append(f"ensemble: {ensemble['reason']}")
+    final.caption = "\n".join(lines)
     return final
 
 

@@ -16,18 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from tunelab.config import ParamSpec, RunConfig, load_config
+from tunelab.config import ParamSpec, RunConfig, apply_params, load_config
+from tunelab.data import take
+from tunelab.ensembles.build import build, decide
 from tunelab.errors import FatalError
-from tunelab.evaluation.fitting import fit_on_rows
-from tunelab.evaluation.holdout import evaluate_and_write
+from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.evaluation.refit import refit
 from tunelab.results.artifacts import TrialArtifacts
-from tunelab.results.leaderboard import leaderboard
+from tunelab.results.leaderboard import leaderboard, ranked
+from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
+from tunelab.search.budget import Budget, fold_fraction, run_budget
 from tunelab.search.objective import EpochHook, Objective
 from tunelab.search.optimize import (
     TrialHook,
@@ -36,9 +39,10 @@ from tunelab.search.optimize import (
     optimize,
     trailing_failures,
 )
-from tunelab.search.space import apply_params, decode
+from tunelab.search.space import decode
 from tunelab.search.study import make_storage, open_study, redact, storage_url
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
+from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
 
 log = logging.getLogger("tunelab")
 
@@ -67,11 +71,14 @@ def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
         if not run.config.is_file() or not run.started_study():
             return True  # a run that failed before any trial holds nothing to keep
         previous = load_config(run.config)
+        # more trials or time, another budget or ensemble: the trials stay valid
         same = previous.model_copy(
             update={
                 "search": previous.search.model_copy(
                     update={"n_trials": cfg.search.n_trials, "timeout": cfg.search.timeout}
-                )
+                ),
+                "ensemble": cfg.ensemble,
+                "budget": cfg.budget,
             }
         )
         if same != cfg:
@@ -117,7 +124,9 @@ def run_study(
     hooks: list[TrialHook] | None = None,
     poll: Callable[[optuna.Study], None] | None = None,
 ) -> StudyResult:
-    """Search, then refit the best parameters and evaluate once on the test rows."""
+    """Search, refit the best parameters, combine the best trials when that helps, and
+    evaluate the final predictor once on the test rows."""
+    started = time.time()
     run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg))
     run.artifacts.mkdir(exist_ok=True)
     with logging_to(run.log):
@@ -129,13 +138,13 @@ def run_study(
             cfg.search.n_trials,
             study.user_attrs.get("storage"),
         )
-        deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
+        budget = _budget(cfg, prepared, started)
         try:
             if jobs > 1:
-                reason, failed = _with_workers(run, jobs, study, deadline=deadline, poll=poll)
+                reason, failed = _with_workers(run, jobs, study, budget=budget, poll=poll)
             else:
                 objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
-                reason, failed = optimize(study, objective, cfg, hooks=hooks, deadline=deadline)
+                reason, failed = optimize(study, objective, cfg, hooks=hooks, budget=budget)
         except KeyboardInterrupt:
             # what finished is in the storage already; write the tables so the run can be read
             log.info("interrupted; %d trials finished", finished(study))
@@ -144,8 +153,18 @@ def run_study(
         write_study_results(run, study, cfg.search.space)
         if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             return StudyResult(run.path, study, reason, None, failed=failed)
-        metrics = refit_best(cfg, prepared, study, run)
+        metrics = finish(cfg, prepared, study, artifacts, run)
         return StudyResult(run.path, study, reason, metrics)
+
+
+def _budget(cfg: RunConfig, prepared: Prepared, started: float) -> Budget:
+    rows = len(prepared.split.train) + len(prepared.split.validation)
+    return run_budget(
+        cfg,
+        end=started + cfg.budget if cfg.budget else None,
+        timeout_end=started + cfg.search.timeout if cfg.search.timeout else None,
+        fold_fraction=fold_fraction(cfg, len(prepared.split.train), rows),
+    )
 
 
 def _with_workers(
@@ -153,10 +172,10 @@ def _with_workers(
     jobs: int,
     study: optuna.Study,
     *,
-    deadline: float | None,
+    budget: Budget,
     poll: Callable[[optuna.Study], None] | None,
 ) -> tuple[str, bool]:
-    codes = run_workers(run, jobs, study, deadline=deadline, poll=poll)
+    codes = run_workers(run, jobs, study, budget=budget, poll=poll)
     if all(code == 0 for code in codes):
         return "n_trials", False
     log.warning("worker exit codes: %s", codes)
@@ -171,9 +190,16 @@ def run_worker(
     *,
     threads: int | None = None,
     deadline: float | None = None,
+    budget_end: float | None = None,
     parent: int | None = None,
 ) -> tuple[str, bool]:
-    """A worker process: join the study of ``run_dir`` and run trials until done."""
+    """A worker process: join the study of ``run_dir`` and run trials until done.
+
+    Args:
+        deadline: ``search.timeout``'s end (Unix time).
+        budget_end: the whole run's end (``budget``); the worker stops early enough for
+            the refit and ensemble, as the main process does.
+    """
     if parent is not None:
         watch_parent(parent)
     cfg = load_config(worker_config_path(run_dir))
@@ -182,7 +208,14 @@ def run_worker(
     run = RunDir(run_dir)
     with logging_to(run.log):
         prepared, study, artifacts = setup(cfg, run)
-        return optimize(study, Objective(cfg, prepared, artifacts), cfg, deadline=deadline)
+        rows = len(prepared.split.train) + len(prepared.split.validation)
+        budget = run_budget(
+            cfg,
+            end=budget_end,
+            timeout_end=deadline,
+            fold_fraction=fold_fraction(cfg, len(prepared.split.train), rows),
+        )
+        return optimize(study, Objective(cfg, prepared, artifacts), cfg, budget=budget)
 
 
 def write_study_results(run: RunDir, study: optuna.Study, space: dict[str, ParamSpec]) -> None:
@@ -191,7 +224,7 @@ def write_study_results(run: RunDir, study: optuna.Study, space: dict[str, Param
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return
-    best = study.best_trial
+    best = ranked(study)[0]
     params = decode(space, best.params)
     run.best_params.write_text(json.dumps(params, indent=2) + "\n")
     importances: dict[str, float] = {}
@@ -205,43 +238,72 @@ def write_study_results(run: RunDir, study: optuna.Study, space: dict[str, Param
     write_json(run.importances, importances)
 
 
-def refit_best(
-    cfg: RunConfig, prepared: Prepared, study: optuna.Study, run: RunDir
+def finish(
+    cfg: RunConfig,
+    prepared: Prepared,
+    study: optuna.Study,
+    artifacts: TrialArtifacts,
+    run: RunDir,
 ) -> dict[str, Any]:
-    """Refit the best parameters on every non-test row, then evaluate once on the test rows.
-
-    The refit has no validation rows, so it trains for the number of epochs the best trial's
-    folds kept (their median) instead of early stopping.
-    """
-    best = study.best_trial
+    """Refit the best trial on every non-test row; build the ensemble when it beats the best
+    single trial on out-of-fold predictions; evaluate the final predictor once on the test
+    rows (and, when an ensemble is kept, the refit best trial beside it, paired)."""
+    best = ranked(study)[0]
     params = decode(cfg.search.space, best.params)
     tuned = apply_params(cfg, params)
-    epochs = int(np.median(best.user_attrs.get("best_epochs", [tuned.train.epochs])))
-    refit = apply_params(
-        tuned,
-        {
-            "train.epochs": max(epochs, 1),
-            "early_stopping.enabled": False,
-            "early_stopping.restore_best": False,
-        },
-    )
     if tuned.data != cfg.data:  # a searched encoding (data.image_size): load at the best
         prepared = prepare(tuned)
-    rows = np.sort(np.concatenate([prepared.split.train, prepared.split.validation]))
-    fitted = fit_on_rows(refit, prepared, rows, None)
+    single = refit(tuned, prepared, fold_epochs=best.user_attrs.get("best_epochs"))
+    decision = decide(cfg, prepared, study, artifacts)
+    log.info("ensemble: %s", decision.reason)
+    final: AnyPredictor = single.predictor
+    summary = decision.to_dict()
+    if decision.kept:
+        final = build(cfg, prepared, study, artifacts, decision)
+        summary["test"] = compare_on_test(prepared, final, single.predictor, seed=cfg.seed)
+    write_json(run.ensemble, summary)
     extra = {
         "best_trial": best.number,
         "best_value": best.value,
         "best_value_std": best.user_attrs.get("std"),
         "fold_scores": best.user_attrs.get("fold_scores"),
         "best_params": params,
-        "refit_epochs": refit.train.epochs,
+        "refit_epochs": single.epochs,
+        "bagging": cfg.ensemble.bagging.model_dump() if cfg.ensemble.bagging.seeds > 1 else None,
+        "final": "ensemble" if decision.kept else "best trial",
+        "ensemble": summary,
         "trials": {
             state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
             for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         },
     }
-    return evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
+    return evaluate_and_write(run, prepared, single.first, seed=cfg.seed, extra=extra, final=final)
+
+
+def compare_on_test(
+    prepared: Prepared, ensemble: AnyPredictor, single: AnyPredictor, *, seed: int
+) -> dict[str, Any]:
+    """The ensemble against the best single trial on the test rows: each metric, and the
+    selection metric's paired bootstrap interval of the difference (ensemble - single)."""
+    rows = prepared.split.test
+    inputs = take(prepared.raw.inputs, rows)
+    truth, task, metric = prepared.target.values[rows], prepared.target.task, prepared.metric
+    first, second = test_outputs(ensemble, inputs), test_outputs(single, inputs)
+    difference, low, high = paired_bootstrap_difference(
+        task, truth, first, second, metric, seed=seed
+    )
+    return {
+        "ensemble": compute_metrics(task, truth, first),
+        "best_single": compute_metrics(task, truth, second),
+        "difference": {
+            "metric": metric,
+            "ensemble_minus_single": difference,
+            "low": low,
+            "high": high,
+            "level": 0.95,
+            "method": "paired bootstrap over test rows (1000 resamples)",
+        },
+    }
 
 
 @contextmanager

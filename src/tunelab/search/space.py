@@ -1,7 +1,7 @@
 """The search space: a pure function from an Optuna trial (or fixed values) to parameters.
 
-``suggest`` never trains; ``apply_params`` turns parameters into a validated config. Best
-parameters therefore replay without a study:
+``suggest`` never trains; ``tunelab.config.apply_params`` turns parameters into a validated
+config. Best parameters therefore replay without a study:
 ``tunelab train CONFIG --params runs/NAME/best_params.json``.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tunelab.config import ParamSpec, RunConfig, config_from_dict
+from tunelab.config import ParamSpec, RunConfig
 from tunelab.errors import ConfigError
 
 
@@ -90,18 +90,6 @@ def decode(space: dict[str, ParamSpec], params: dict[str, Any]) -> dict[str, Any
         if spec is not None and spec.type == "categorical" and spec.choices is not None:
             decoded[name] = _unplain(value, spec.choices)
     return decoded
-
-
-def apply_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
-    """``base`` with each dotted parameter set; a bad combination is a ConfigError."""
-    raw = base.model_dump(mode="json")
-    for dotted, value in params.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return config_from_dict(raw, source="the trial's parameters")
 
 
 def lookup(cfg: RunConfig, dotted: str) -> Any:

@@ -19,6 +19,7 @@ import optuna
 from tunelab.config import load_config
 from tunelab.errors import FatalError
 from tunelab.results.rundir import RunDir
+from tunelab.search.budget import Budget
 
 log = logging.getLogger("tunelab")
 PARENT_POLL_SECONDS = 1.0
@@ -29,7 +30,7 @@ def run_workers(
     jobs: int,
     study: optuna.Study,
     *,
-    deadline: float | None,
+    budget: Budget,
     poll: Callable[[optuna.Study], None] | None,
 ) -> list[int]:
     """Start ``jobs`` worker processes on the study and wait; CPU threads are split
@@ -37,8 +38,10 @@ def run_workers(
     threads = max(1, (os.cpu_count() or 1) // jobs)
     command = [sys.executable, "-m", "tunelab.cli", "worker", str(run.path)]
     command += ["--threads", str(threads), "--parent", str(os.getpid())]
-    if deadline is not None:
-        command += ["--deadline", str(deadline)]
+    if budget.timeout_end is not None:
+        command += ["--deadline", repr(budget.timeout_end)]
+    if budget.end is not None:
+        command += ["--budget-end", repr(budget.end)]
     workers = [subprocess.Popen(command) for _ in range(jobs)]
     try:
         while any(w.poll() is None for w in workers):

@@ -16,6 +16,8 @@ GREATER_IS_BETTER = {
     "f1_macro": True,
     "roc_auc": True,
     "log_loss": False,
+    "brier": False,
+    "ece": False,
     "rmse": False,
     "mae": False,
     "r2": True,
@@ -100,6 +102,28 @@ def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     return float(-np.mean(np.log(picked)))
 
 
+def _brier(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean squared distance of the probabilities from the one-hot truth (scikit-learn's
+    ``brier_score_loss``: halved for two classes, so it is (p_positive - y)^2)."""
+    onehot = np.eye(proba.shape[1])[y.astype(np.int64)]
+    total = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    return total / 2 if proba.shape[1] == 2 else total
+
+
+CALIBRATION_BINS = 15
+
+
+def _ece(y: np.ndarray, proba: np.ndarray) -> float:
+    """Expected calibration error of the top class: the mean gap between confidence and
+    accuracy over 15 equal-width confidence bins, weighted by the rows in each."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y
+    bins = np.minimum((confidence * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+    counts = np.bincount(bins, minlength=CALIBRATION_BINS)
+    gap = np.bincount(bins, weights=confidence - correct, minlength=CALIBRATION_BINS)
+    return float(np.sum(np.abs(gap)) / max(len(y), 1)) if counts.any() else float("nan")
+
+
 def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
     residual = float(np.sum((y - predicted) ** 2))
     total = float(np.sum((y - np.mean(y)) ** 2))
@@ -114,6 +138,8 @@ _CLASSIFICATION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "f1_macro": _f1_macro,
     "log_loss": _log_loss,
     "roc_auc": _roc_auc,
+    "brier": _brier,
+    "ece": _ece,
 }
 _REGRESSION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "rmse": lambda y, p: float(np.sqrt(np.mean((y - p) ** 2))),
@@ -170,3 +196,37 @@ def bootstrap_interval(
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def paired_bootstrap_difference(
+    task: str,
+    y_true: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    metric: str,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``metric(first) - metric(second)`` on the same rows, with a percentile bootstrap
+    interval from resampling the rows once for both (a paired comparison)."""
+    table = _REGRESSION if task == "regression" else _CLASSIFICATION
+    if task == "regression":
+        y_true, first = _as_values(y_true, first)
+        _, second = _as_values(y_true, second)
+    fn, rng, n = table[metric], np.random.default_rng(seed), len(y_true)
+    observed = fn(y_true, first) - fn(y_true, second)
+    values = []
+    for _ in range(resamples):
+        rows = rng.integers(0, n, n)
+        if task != "regression" and len(np.unique(y_true[rows])) < 2:
+            continue
+        value = fn(y_true[rows], first[rows]) - fn(y_true[rows], second[rows])
+        if np.isfinite(value):
+            values.append(value)
+    if not values:
+        return observed, float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(observed), float(low), float(high)

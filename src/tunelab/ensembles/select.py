@@ -1,0 +1,128 @@
+"""How members are combined, decided on out-of-fold predictions only (never the test rows).
+
+Every method takes the candidates' out-of-fold predictions on the same rows
+(``(members, rows, outputs)``: class probabilities, or values for regression) and returns
+weights (or a stacker) with the score its combination reaches on those rows.
+
+- ``mean``: equal weights.
+- ``weighted``: weights on the simplex that minimize the loss (log loss or squared error).
+- ``greedy``: Caruana et al. (2004): start from the best member, then add, with
+  replacement, whichever member improves the ensemble most; keep the best round. Never
+  worse on these rows than the best member, which it starts from.
+- ``stacking``: a logistic (or ridge) regression on the members' outputs side by side;
+  its own score is estimated by 5-fold cross-validation over these rows, so the stacker is
+  not judged on rows it was fitted on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tunelab.results.ensemble import LinearStacker, combine
+from tunelab.training.metrics import GREATER_IS_BETTER, compute_metrics
+
+STACKING_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A combination of the candidates and its out-of-fold score.
+
+    Attributes:
+        weights: one per candidate (zeros for those left out).
+        score: the metric of the combination on the out-of-fold rows.
+        stacker: the fitted meta-learner (stacking), else None.
+    """
+
+    weights: np.ndarray
+    score: float
+    stacker: LinearStacker | None = None
+
+
+def score(task: str, truth: np.ndarray, predicted: np.ndarray, metric: str) -> float:
+    values = predicted[:, 0] if task == "regression" else predicted
+    return compute_metrics(task, truth, values)[metric]
+
+
+# an improvement smaller than this (relative) is rounding, not a better combination
+TOLERANCE = 1e-9
+
+
+def better(a: float, b: float, metric: str) -> bool:
+    """Whether score ``a`` beats ``b`` by more than rounding."""
+    margin = TOLERANCE * max(1.0, abs(b))
+    return a > b + margin if GREATER_IS_BETTER.get(metric, False) else a < b - margin
+
+
+def member_scores(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> list[float]:
+    return [score(task, truth, member, metric) for member in oof]
+
+
+def mean(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choice:
+    weights = np.full(len(oof), 1.0 / len(oof))
+    return Choice(weights, score(task, truth, combine(oof, weights, None), metric))
+
+
+def greedy(
+    task: str, truth: np.ndarray, oof: np.ndarray, metric: str, *, rounds: int = 25
+) -> Choice:
+    """Caruana's ensemble selection with replacement; the best round is kept."""
+    singles = member_scores(task, truth, oof, metric)
+    first = int(np.argmin(singles) if not GREATER_IS_BETTER.get(metric) else np.argmax(singles))
+    counts = np.zeros(len(oof))
+    counts[first] = 1
+    total = oof[first].copy()
+    best = Choice(counts / counts.sum(), singles[first])
+    for _ in range(rounds):
+        n = counts.sum()
+        trials = [score(task, truth, (total + member) / (n + 1), metric) for member in oof]
+        pick = int(np.argmin(trials) if not GREATER_IS_BETTER.get(metric) else np.argmax(trials))
+        counts[pick] += 1
+        total += oof[pick]
+        if better(trials[pick], best.score, metric):
+            best = Choice(counts / counts.sum(), trials[pick])
+    return best
+
+
+def weighted(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choice:
+    """Simplex weights minimizing log loss (classification) or squared error (regression),
+    fitted with L-BFGS on a softmax parametrization."""
+    from scipy.optimize import minimize
+
+    codes = truth.astype(np.int64) if task != "regression" else None
+
+    def loss(logits: np.ndarray) -> float:
+        w = np.exp(logits - logits.max())
+        blended = combine(oof, w / w.sum(), None)
+        if codes is None:
+            return float(np.mean((blended[:, 0] - truth) ** 2))
+        picked = np.clip(blended[np.arange(len(codes)), codes], 1e-15, 1.0)
+        return float(-np.mean(np.log(picked)))
+
+    found = minimize(loss, np.zeros(len(oof)), method="L-BFGS-B")
+    w = np.exp(found.x - found.x.max())
+    weights = w / w.sum()
+    return Choice(weights, score(task, truth, combine(oof, weights, None), metric))
+
+
+def stacking(task: str, truth: np.ndarray, oof: np.ndarray, metric: str, *, seed: int) -> Choice:
+    """A linear meta-learner on the members' outputs; scored by cross-validation."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+    features = np.concatenate(list(oof), axis=1)
+    if task == "regression":
+        ridge = Ridge(alpha=1.0)
+        folds = KFold(STACKING_FOLDS, shuffle=True, random_state=seed)
+        estimate = cross_val_predict(ridge, features, truth, cv=folds)[:, None]
+        stacker = LinearStacker.from_sklearn(ridge.fit(features, truth), "ridge")
+    else:
+        logistic = LogisticRegression(C=1.0, max_iter=2000)
+        smallest = int(np.bincount(truth.astype(np.int64)).min())
+        splits = max(2, min(STACKING_FOLDS, smallest))
+        folds = StratifiedKFold(splits, shuffle=True, random_state=seed)
+        estimate = cross_val_predict(logistic, features, truth, cv=folds, method="predict_proba")
+        stacker = LinearStacker.from_sklearn(logistic.fit(features, truth), "logistic")
+    return Choice(np.full(len(oof), 1.0 / len(oof)), score(task, truth, estimate, metric), stacker)

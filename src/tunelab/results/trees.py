@@ -1,0 +1,209 @@
+"""Gradient-boosted trees as a predictor, stored as plain arrays (no pickle).
+
+A fitted scikit-learn ``HistGradientBoosting*`` model is exported to a ``Forest``: its trees'
+nodes as flat NumPy arrays and the baseline. Predicting walks every tree on the raw
+(encoded) features exactly as scikit-learn does: a missing value goes where the node learned
+to send missing values, any other value goes left when it is at most the node's threshold.
+The export reads the fitted model's per-tree node arrays (scikit-learn has no public export);
+``tests/results/test_trees.py`` checks the predictions against scikit-learn's own, so a
+scikit-learn release that changes them fails the tests, not a user.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.data.base import Inputs
+from tunelab.data.encoding import Encoder
+from tunelab.errors import DataError, FatalError
+
+FOREST_FILE = "forest.npz"
+_ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
+
+
+@dataclass(frozen=True)
+class Forest:
+    """Every tree of a boosted model, flattened.
+
+    Attributes:
+        feature, threshold, missing_left, left, right, is_leaf, value: one entry per node
+            (``left``/``right`` index into the same arrays).
+        roots: (iterations, trees per iteration) index of each tree's root node.
+        baseline: (trees per iteration,) the raw prediction before any tree.
+    """
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    is_leaf: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+    baseline: np.ndarray
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> Forest:
+        """Export a fitted HistGradientBoostingClassifier/Regressor (numeric features)."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in _ARRAYS[:-1]}
+        roots = np.zeros((len(model._predictors), model.n_trees_per_iteration_), np.int64)
+        offset = 0
+        for i, iteration in enumerate(model._predictors):
+            for k, tree in enumerate(iteration):
+                nodes = tree.nodes
+                if np.any(nodes["is_categorical"]):
+                    raise FatalError("categorical splits cannot be exported; one-hot encode")
+                roots[i, k] = offset
+                parts["feature"].append(nodes["feature_idx"].astype(np.int64))
+                parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
+                parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
+                parts["left"].append(nodes["left"].astype(np.int64) + offset)
+                parts["right"].append(nodes["right"].astype(np.int64) + offset)
+                parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
+                parts["value"].append(nodes["value"].astype(np.float64))
+                offset += len(nodes)
+        joined = {name: _concat(arrays) for name, arrays in parts.items()}
+        baseline = np.asarray(model._baseline_prediction, np.float64).reshape(-1)
+        return cls(**joined, roots=roots, baseline=baseline)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """(N, trees per iteration) raw predictions: baseline + the leaf of every tree."""
+        x = np.asarray(x, np.float64)
+        out = np.tile(self.baseline, (len(x), 1))
+        rows = np.arange(len(x))
+        for iteration in self.roots:
+            for k, root in enumerate(iteration):
+                node = np.full(len(x), root)
+                active = ~self.is_leaf[node]
+                while active.any():
+                    current = node[active]
+                    values = x[rows[active], self.feature[current]]
+                    go_left = np.where(
+                        np.isnan(values),
+                        self.missing_left[current],
+                        values <= self.threshold[current],
+                    )
+                    node[active] = np.where(go_left, self.left[current], self.right[current])
+                    active = ~self.is_leaf[node]
+                out[:, k] += self.value[node]
+        return out
+
+    def save(self, path: Path) -> None:
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        np.savez(path, baseline=self.baseline, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Forest:
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return cls(**{name: np.asarray(saved[name]) for name in (*_ARRAYS, "baseline")})
+        except (OSError, KeyError, ValueError) as exc:
+            raise FatalError(
+                f"{path} is not a readable forest ({type(exc).__name__}: {exc}); the predictor "
+                "is damaged: train or save it again"
+            ) from None
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
+def probabilities(raw: np.ndarray) -> np.ndarray:
+    """Raw boosted scores -> class probabilities (sigmoid for one column, else softmax)."""
+    if raw.shape[1] == 1:
+        positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        return np.column_stack([1.0 - positive, positive])
+    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+
+
+class TreePredictor:
+    """Predicts with a boosted forest on raw inputs, through the fitted encoder.
+
+    Attributes:
+        task, classes, modality, input_columns, info: as ``Predictor``.
+    """
+
+    kind = "trees"
+
+    def __init__(
+        self,
+        *,
+        forest: Forest,
+        encoder: Encoder,
+        task: str,
+        classes: list[Any] | None,
+        modality: str,
+        input_columns: list[str],
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.forest = forest
+        self.encoder = encoder
+        self.task = task
+        self.classes = classes
+        self.modality = modality
+        self.input_columns = input_columns
+        self.info = info or {}
+
+    def features(self, inputs: Inputs | list[str]) -> np.ndarray:
+        """The encoded inputs as one row of numbers each (images and signals flattened)."""
+        from tunelab.results.predictor import raw_inputs
+
+        raw = raw_inputs(inputs, modality=self.modality, columns=self.input_columns, info=self.info)
+        encoded = self.encoder.transform(raw)[0].numpy()
+        if len(encoded) == 0:
+            raise DataError("the input has no rows; give at least one example to predict on")
+        return encoded.reshape(len(encoded), -1)
+
+    def load_images(self, paths: list[Path]) -> np.ndarray:
+        from tunelab.results.predictor import load_images
+
+        return load_images(paths, self.info)
+
+    def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
+        if self.task == "regression":
+            raise DataError("predict_proba is for classification; this model does regression")
+        return probabilities(self.forest.raw(self.features(inputs)))
+
+    def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
+        raw = self.forest.raw(self.features(inputs))
+        if self.task == "regression":
+            return np.asarray(raw[:, 0], np.float64)
+        assert self.classes is not None
+        return np.asarray(np.asarray(self.classes, dtype=object)[probabilities(raw).argmax(1)])
+
+    def save(self, directory: str | Path) -> Path:
+        from tunelab.results.predictor import manifest_header
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.forest.save(directory / FOREST_FILE)
+        manifest = {
+            **manifest_header(self, kind=self.kind),
+            "encoder": self.encoder.to_dict(),
+            "forest": FOREST_FILE,
+            "trees": int(self.forest.roots.size),
+        }
+        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return directory
+
+
+def load_trees(directory: Path, manifest: dict[str, Any]) -> TreePredictor:
+    from tunelab.data.encoding import encoder_from_dict
+    from tunelab.results.predictor import plain_file
+
+    forest = Forest.load(directory / plain_file(manifest, "forest", directory))
+    return TreePredictor(
+        forest=forest,
+        encoder=encoder_from_dict(manifest["encoder"], directory),
+        task=manifest["task"],
+        classes=manifest["classes"],
+        modality=manifest["modality"],
+        input_columns=manifest["input_columns"],
+        info=manifest.get("info", {}),
+    )
