@@ -84,6 +84,21 @@ def test_a_planted_effect_helps_and_a_no_op_gets_no_evidence(
         assert variant["summary"]["seconds_per_epoch"] > 0
 
 
+def test_for_an_error_metric_a_lower_score_helps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant(monkeypatch, "planted", {"train.lr": 1e-6})
+    cfg = make_config(
+        data={"source": "sklearn:diabetes"},
+        train={"epochs": 10, "lr": 0.02},
+        ladder={**SMALL, "rungs": ["planted"]},
+    )
+    doc = ladder(cfg, tmp_path / "run")
+    assert doc["metric"] == "rmse" and doc["greater_is_better"] is False
+    planted = rows(doc)["planted"]
+    assert planted["difference"] < 0 and planted["verdict"] == "helps"
+
+
 def test_a_second_run_measures_nothing_and_a_changed_config_measures_again(
     tmp_path: Path,
 ) -> None:

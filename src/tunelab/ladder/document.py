@@ -91,7 +91,7 @@ def document(
         folds=len(splits),
         ratio=ratio,
         alpha=cfg.ladder.alpha,
-        greater_is_better=GREATER_IS_BETTER.get(metric, True),
+        greater_is_better=GREATER_IS_BETTER[metric],
     )
     for variant in variants.values():
         variant["summary"] = variant_summary(variant, context)

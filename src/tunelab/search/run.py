@@ -25,6 +25,7 @@ from tunelab.errors import FatalError
 from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.ladder import Watcher, run_ladder
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
@@ -116,8 +117,10 @@ def run_study(
     on_epoch: EpochHook | None = None,
     hooks: list[TrialHook] | None = None,
     poll: Callable[[optuna.Study], None] | None = None,
+    ladder_watcher: Watcher | None = None,
 ) -> StudyResult:
-    """Search, then refit the best parameters and evaluate once on the test rows."""
+    """Search, then refit the best parameters and evaluate once on the test rows (and
+    measure the ablation ladder of the best recipe when ``ladder.enabled``)."""
     run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg))
     run.artifacts.mkdir(exist_ok=True)
     with logging_to(run.log):
@@ -145,6 +148,9 @@ def run_study(
         if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             return StudyResult(run.path, study, reason, None, failed=failed)
         metrics = refit_best(cfg, prepared, study, run)
+        if cfg.ladder.enabled:  # what each technique of the best recipe contributed
+            params = decode(cfg.search.space, study.best_trial.params)
+            run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)
         return StudyResult(run.path, study, reason, metrics)
 
 
