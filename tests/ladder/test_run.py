@@ -99,6 +99,31 @@ def test_for_an_error_metric_a_lower_score_helps(
     assert planted["difference"] < 0 and planted["verdict"] == "helps"
 
 
+def test_a_variant_that_diverges_is_recorded_as_failed_and_the_ladder_goes_on(
+    tmp_path: Path,
+) -> None:
+    # plain SGD at lr 1 diverges on diabetes without gradient clipping (the baseline's
+    # regularization is off); the final recipe clips
+    cfg = make_config(
+        data={"source": "sklearn:diabetes"},
+        train={"epochs": 3, "optimizer": "sgd", "lr": 1.0, "schedule": "constant"},
+        regularization={"grad_clip": 0.5},
+        ladder={**SMALL, "rungs": ["regularization", "batch_norm"], "leave_one_out": True},
+    )
+    doc = ladder(cfg, tmp_path / "run")
+    baseline = rows(doc)["baseline"]
+    assert baseline["status"] == "failed"
+    assert baseline["reason"].startswith("fold 1 of 3: non-finite loss at epoch")
+    climbed = rows(doc)["regularization"]
+    assert climbed["status"] == "measured" and "difference" not in climbed  # nothing below
+    assert rows(doc)["batch_norm"]["compared_to"] == "regularization"
+    assert rows(doc, "leave_one_out")["regularization"]["status"] == "failed"
+    assert doc["complete"]
+    retried = Counter()  # a failure is tried again on the next run
+    ladder(cfg, tmp_path / "run", retried)
+    assert retried.trained == 0 and retried.planned_folds == 2 * 3
+
+
 def test_a_second_run_measures_nothing_and_a_changed_config_measures_again(
     tmp_path: Path,
 ) -> None:
@@ -110,16 +135,13 @@ def test_a_second_run_measures_nothing_and_a_changed_config_measures_again(
     assert ladder(cfg, tmp_path / "run", again) == doc
     assert again.trained == again.planned_folds == 0
     stricter = Counter()  # the significance level changes no measurement
-    ladder(
-        make_config(ladder={**SMALL, "rungs": ["regularization"], "alpha": 0.01}),
-        tmp_path / "run",
-        stricter,
-    )
+    rungs = ["regularization", "batch_norm"]
+    ladder(make_config(ladder={**SMALL, "rungs": rungs, "alpha": 0.01}), tmp_path / "run", stricter)
     assert stricter.trained == 0
     changed = Counter()
     other = make_config(train={"lr": 0.005}, ladder={**SMALL, "rungs": ["regularization"]})
     ladder(other, tmp_path / "run", changed)
-    assert changed.trained == 6
+    assert changed.trained == changed.planned_folds == 6
 
 
 def test_an_interrupted_ladder_keeps_its_measured_folds(tmp_path: Path) -> None:

@@ -13,18 +13,20 @@ Layout (numbers are plain floats; null where one does not exist)::
       "variants": {KEY: {"label": ..., "folds": [FOLD, ...], "summary": {...}}}
     }
 
-A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped), ``reason`` (skipped
-only), ``variant`` (its KEY); ``mean``, ``low``, ``high`` (the metric over the folds and its
-interval at ``level``); ``compared_to`` (the name of the step it is compared with),
-``changes`` (the config fields that differ from it); ``difference``, ``difference_low``,
-``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no evidence, hurts);
-``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
+A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped, failed), ``reason``
+(skipped and failed only), ``variant`` (its KEY); ``mean``, ``low``, ``high`` (the metric
+over the folds and its interval at ``level``); ``compared_to`` (the name of the step it is
+compared with), ``changes`` (the config fields that differ from it); ``difference``,
+``difference_low``, ``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no
+evidence, hurts); ``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
 
 In the ladder a rung is compared with the previous measured rung: ``difference`` is this
 rung minus that one, ``extra_seconds`` what climbing it costs. In the leave-one-out view
 every variant is compared with the final recipe: ``difference`` is the final recipe minus
 the variant, i.e. what the technique adds, and ``extra_seconds`` what it costs. A FOLD:
-``score``, ``epochs`` (trained), ``kept_epochs``, ``stop_reason``, ``seconds``.
+``score``, ``epochs`` (trained), ``kept_epochs``, ``stop_reason``, ``seconds``. A variant
+whose fold did not train also has ``failed`` (why); its step is ``failed`` and the next one
+is compared with the last step that trained.
 """
 
 from __future__ import annotations
@@ -160,8 +162,12 @@ def _view(
             )
             continue
         key = key_of(step)
-        summary = variants.get(key, {}).get("summary", {"complete": False})
+        variant = variants.get(key, {})
+        summary = variant.get("summary", {"complete": False})
         row = _row(step, key, summary)
+        if variant.get("failed"):
+            rows.append({**row, "status": "failed", "reason": variant["failed"]})
+            continue
         if reference is not None:
             row.update(_comparison(step, summary, *reference, context, against_first))
         rows.append(row)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.config import DataConfig, RunConfig
-from tunelab.errors import ConfigError, DataError, FatalError
+from tunelab.errors import ConfigError, DataError, FatalError, TrialFailed
 from tunelab.evaluation.crossval import Splits, cross_validate, cv_splits
 from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows
 from tunelab.evaluation.prepare import Prepared, prepare
@@ -79,7 +79,9 @@ def run_ladder(
 
     Raises:
         ConfigError, DataError: the ladder cannot be measured as configured.
-        TrialFailed: a variant's fold did not train (non-finite loss).
+
+    A variant whose fold does not train (a non-finite loss) is recorded as failed, with the
+    reason, and the ladder goes on; a re-run tries it again.
     """
     watcher = watcher or Watcher()
     prepared = prepared if prepared is not None else prepare(cfg)
@@ -163,7 +165,15 @@ class _Measure:
             return
         folds = len(self.splits)
         for fold in range(len(record["folds"]), folds):
-            record["folds"].append(self._fold(step, fold))
+            try:
+                record["folds"].append(self._fold(step, fold))
+            except TrialFailed as exc:
+                # a recipe that diverges is a finding, not the end of the ladder: the steps
+                # after it are compared with the last one that trained
+                record["failed"] = str(exc)
+                log.warning("ladder: %s failed: %s", step.label, exc)
+                save()
+                return
             save()
             self.watcher.fold_done(step.label, fold, folds, record["folds"][-1]["score"])
 
@@ -174,13 +184,18 @@ class _Measure:
         def on_epoch(_: int, record: dict[str, Any]) -> None:
             self.watcher.epoch(step.label, fold, folds, record)
 
-        cv = cross_validate(
-            step.recipe,
-            self._data(step.recipe),
-            [self.splits[fold]],
-            on_epoch=on_epoch,
-            trust_code=self.trust_code,
-        )
+        try:
+            cv = cross_validate(
+                step.recipe,
+                self._data(step.recipe),
+                [self.splits[fold]],
+                on_epoch=on_epoch,
+                trust_code=self.trust_code,
+            )
+        except TrialFailed as exc:
+            # cross_validate numbers the folds of the one split it was given
+            message = str(exc).replace("in fold 0 ", "").replace("fold 0: ", "")
+            raise TrialFailed(f"fold {fold + 1} of {folds}: {message}", reason=exc.reason) from None
         return {
             "score": cv.scores[0],
             "epochs": len(cv.histories[0]),

@@ -87,15 +87,15 @@ class LadderProgress(Watcher):
 
 
 def rows(doc: dict[str, Any], view: str) -> tuple[list[str], list[list[str]], list[str]]:
-    """One view (``ladder`` or ``leave_one_out``) as text: the header, the rows, and why
-    each skipped step was skipped (its row's verdict cell says ``skipped``)."""
+    """One view (``ladder`` or ``leave_one_out``) as text: the header, the rows, and the
+    reason of each skipped or failed step in row order (its verdict cell says which)."""
     compared = "change" if view == "ladder" else "it adds"
     header = ["step", doc["metric"], compared, "p (Holm)", "verdict", "time"]
     body, skipped = [], []
     for row in doc[view]:
-        if row["status"] == "skipped":
-            body.append([row["label"], "", "", "", "skipped", ""])
-            skipped.append(f"{row['label']}: {row['reason']}")
+        if row["status"] in ("skipped", "failed"):
+            body.append([row["label"], "", "", "", row["status"], ""])
+            skipped.append(row["reason"])
             continue
         difference = (row.get("difference"), row.get("difference_low"), row.get("difference_high"))
         body.append(
@@ -113,16 +113,20 @@ def rows(doc: dict[str, Any], view: str) -> tuple[list[str], list[list[str]], li
 
 def ladder_table(doc: dict[str, Any], view: str = "ladder") -> Table:
     """One view as a rich table; how it was measured and what was skipped in the caption."""
-    header, body, skipped = rows(doc, view)
+    header, body, reasons = rows(doc, view)
     table = Table(
         title=VIEWS[view], title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD
     )
     for i, name in enumerate(header):
         # the numbers and verdicts stay whole; the step names wrap when the width is short
         table.add_column(name, justify="right" if 0 < i < 4 else "left", no_wrap=i > 0)
+    notes = iter(reasons)
+    lines = [caption(doc)]
     for line in body:
         table.add_row(*line)
-    table.caption = "\n".join([caption(doc), *(f"skipped {line}" for line in skipped)])
+        if line[4] in ("skipped", "failed"):
+            lines.append(f"{line[4]} {line[0]}: {next(notes)}")
+    table.caption = "\n".join(lines)
     return table
 
 
@@ -139,12 +143,12 @@ def print_ladder(doc: dict[str, Any], *, console: Console) -> None:
 def markdown(doc: dict[str, Any], view: str = "ladder") -> str:
     """One view as a Markdown table (the README, the benchmarks), the skipped steps' reasons
     in their rows."""
-    header, body, skipped = rows(doc, view)
-    reasons = iter(skipped)
+    header, body, reasons = rows(doc, view)
+    notes = iter(reasons)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for line in body:
-        if line[4] == "skipped":
-            line = [*line[:4], "skipped: " + next(reasons).partition(": ")[2], line[5]]
+        if line[4] in ("skipped", "failed"):
+            line = [*line[:4], f"{line[4]}: {next(notes)}", line[5]]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |")
     return "\n".join(lines)
 
