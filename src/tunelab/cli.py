@@ -137,6 +137,7 @@ def run(
     """
     from tunelab.config import load_config
     from tunelab.ladder.document import read_ladder
+    from tunelab.ladder.rungs import rung_names
     from tunelab.ladder.show import LadderProgress, print_ladder
     from tunelab.models.local import check_checkpoint_code
     from tunelab.search.progress import StudyProgress, study_summary
@@ -146,6 +147,8 @@ def run(
     try:
         cfg = load_config(config, overrides=overrides)
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
+        if cfg.ladder.enabled:
+            rung_names(cfg)  # a misspelt rung is said now, not after the study
         with StudyProgress(cfg, console=view) as progress:
             result = run_study(
                 cfg,

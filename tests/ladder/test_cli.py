@@ -81,6 +81,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_run_refuses_a_misspelt_rung_before_the_study(tmp_path: Path) -> None:
+    config = write_config(tmp_path, ladder={"enabled": True, "rungs": ["augmentaton"]})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(config), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "Did you mean 'augmentation'?" in result.output
+    assert not out.exists()  # no trial ran
+
+
 def test_too_many_folds_for_a_class_names_the_ladder_field(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ladder", str(write_config(tmp_path)), "--set", "ladder.folds=45"])
     assert result.exit_code == 2

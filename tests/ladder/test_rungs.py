@@ -101,7 +101,7 @@ def test_tuned_hyperparameters_are_a_rung_and_tuned_technique_fields_come_with_t
     assert not tuned.regularization.enabled  # the technique comes on at its own rung
     assert steps.final.regularization.dropout == 0.3 and steps.final.train.lr == 0.02
     only_techniques = planned(cfg, {"regularization.dropout": 0.3})
-    assert "no hyperparameters outside" in str(reasons(only_techniques)["tuned"])
+    assert "change no hyperparameter outside" in str(reasons(only_techniques)["tuned"])
 
 
 def test_rungs_can_be_chosen_and_reordered() -> None:
@@ -168,6 +168,8 @@ def test_a_bad_rung_name_says_which_are_valid() -> None:
         rung_names(cfg)
     with pytest.raises(ConfigError, match="'baseline' is always the first rung"):
         rung_names(make_config(ladder={"rungs": ["baseline", "tuned"]}))
+    with pytest.raises(ConfigError, match=r"move it to the end: \['tuned', 'ensemble'\]"):
+        rung_names(make_config(ladder={"rungs": ["ensemble", "tuned"]}))
     with pytest.raises(ConfigError, match=r"ladder\.rungs: .*more than once"):
         make_config(ladder={"rungs": ["tuned", "tuned"]})
 

@@ -65,6 +65,9 @@ def run_ladder(
 ) -> dict[str, Any]:
     """Measure every variant of both views that ``ladder.json`` does not hold yet.
 
+    A variant whose fold does not train (a non-finite loss) is recorded as failed, with the
+    reason, and the ladder goes on; a re-run tries it again.
+
     Args:
         cfg: the config; the final recipe is ``cfg`` with ``params`` applied.
         run: the run directory ``ladder.json`` goes into.
@@ -79,9 +82,6 @@ def run_ladder(
 
     Raises:
         ConfigError, DataError: the ladder cannot be measured as configured.
-
-    A variant whose fold does not train (a non-finite loss) is recorded as failed, with the
-    reason, and the ladder goes on; a re-run tries it again.
     """
     watcher = watcher or Watcher()
     prepared = prepared if prepared is not None else prepare(cfg)

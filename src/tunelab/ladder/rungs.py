@@ -173,7 +173,17 @@ def rung_names(cfg: RunConfig) -> list[str]:
             raise ConfigError(
                 f"ladder.rungs: got {name!r}, which is no rung; valid: {', '.join(valid)}.{hint}"
             )
+    stages = [i for i, name in enumerate(chosen) if name in STAGES]
+    if stages and stages[0] < len(chosen) - len(stages):
+        raise ConfigError(
+            f"ladder.rungs: {chosen[stages[0]]!r} is a stage on top of the recipe, so it comes "
+            f"after every recipe rung; move it to the end: {_moved_to_end(chosen)}"
+        )
     return list(chosen)
+
+
+def _moved_to_end(chosen: list[str]) -> list[str]:
+    return [n for n in chosen if n not in STAGES] + [n for n in chosen if n in STAGES]
 
 
 def _default_order() -> list[str]:
@@ -288,7 +298,7 @@ def _tuned_skip_reason(
             "or pass --params best_params.json)"
         )
     if untuned == final:
-        return "the study tuned no hyperparameters outside the techniques' sections"
+        return "the study's best values change no hyperparameter outside the techniques' sections"
     return None
 
 
