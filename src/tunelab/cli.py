@@ -136,6 +136,9 @@ def run(
     Re-running the same command resumes the study: finished trials are kept.
     """
     from tunelab.config import load_config
+    from tunelab.ladder.document import read_ladder
+    from tunelab.ladder.rungs import rung_names
+    from tunelab.ladder.show import LadderProgress, print_ladder
     from tunelab.models.local import check_checkpoint_code
     from tunelab.search.progress import StudyProgress, study_summary
     from tunelab.search.run import run_study
@@ -144,6 +147,8 @@ def run(
     try:
         cfg = load_config(config, overrides=overrides)
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
+        if cfg.ladder.enabled:
+            rung_names(cfg)  # a misspelt rung is said now, not after the study
         with StudyProgress(cfg, console=view) as progress:
             result = run_study(
                 cfg,
@@ -153,6 +158,7 @@ def run(
                 on_epoch=progress.on_epoch,
                 hooks=[progress.on_trial],
                 poll=progress.poll,
+                ladder_watcher=LadderProgress(console=view, live=False),
             )
     except KeyboardInterrupt:
         console.print("interrupted: finished trials are saved; run the same command to resume")
@@ -162,6 +168,8 @@ def run(
     out_console = Console(quiet=quiet)
     for part in study_summary(result, terminal=out_console.is_terminal):
         out_console.print(part, soft_wrap=True)
+    if result.metrics is not None and cfg.ladder.enabled:
+        print_ladder(read_ladder(result.run_dir), console=out_console)
     if result.metrics is None:
         what = "the study stopped" if result.failed else "no trial completed"
         console.print(
@@ -171,6 +179,48 @@ def run(
         )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
+
+
+@app.command()
+def ladder(
+    config: ConfigArg,
+    overrides: SetOpt = None,
+    out: Annotated[Path | None, typer.Option(help="run directory [default: runs/NAME]")] = None,
+    params: Annotated[
+        Path | None,
+        typer.Option(help="best_params.json of a study [default: the run directory's]"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live progress")] = False,
+) -> None:
+    """Measure what each technique contributes: the ablation ladder on repeated k folds.
+
+    Re-running the same command resumes: measured folds in ladder.json are kept.
+    """
+    from tunelab.config import load_config
+    from tunelab.ladder.command import ladder_in_run_dir
+    from tunelab.ladder.show import LadderProgress, print_ladder
+    from tunelab.models.local import check_checkpoint_code
+
+    view = Console(stderr=True, quiet=quiet)
+    try:
+        cfg = load_config(config, overrides=overrides)
+        values = _read_params(params) if params is not None else None
+        check_checkpoint_code(cfg.model, trust_code=False)
+        with LadderProgress(console=view) as progress:
+            run_dir, doc = ladder_in_run_dir(
+                cfg,
+                out=out,
+                params=values,
+                params_source=str(params) if params else None,
+                watcher=progress,
+            )
+    except KeyboardInterrupt:
+        console.print("interrupted: measured folds are in ladder.json; run the same command again")
+        raise typer.Exit(130) from None
+    except TunelabError as exc:
+        _fail(exc)
+    print_ladder(doc, console=Console(quiet=quiet))
+    typer.echo(str(run_dir.path))
 
 
 @app.command()
@@ -256,9 +306,13 @@ JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool:
 
 
 def _with_params(cfg: RunConfig, path: Path) -> RunConfig:
-    import json
-
     from tunelab.config import apply_params
+
+    return apply_params(cfg, _read_params(path))
+
+
+def _read_params(path: Path) -> dict[str, object]:
+    import json
 
     if not path.is_file():
         raise ConfigError(f"--params: {str(path)!r} does not exist")
@@ -272,7 +326,7 @@ def _with_params(cfg: RunConfig, path: Path) -> RunConfig:
             "object of dotted field names to values; give a "
             'study\'s best_params.json, e.g. {"train.lr": 0.003, "model.depth": 2}'
         )
-    return apply_params(cfg, values)
+    return values
 
 
 def image_files(folder: Path) -> list[Path]:

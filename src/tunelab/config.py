@@ -390,6 +390,40 @@ class CrossValidationConfig(Section):
     )
 
 
+class LadderConfig(Section):
+    """The ablation ladder: each technique's contribution, measured on the same folds.
+
+    Every variant (the baseline, each rung, the final recipe without each technique) is
+    cross-validated on the same seeded ``folds`` x ``repeats`` splits of the non-test rows,
+    so the differences are paired; the test rows are never used.
+    """
+
+    enabled: bool = Field(False, description="tunelab run: measure the ladder after the refit")
+    rungs: list[str] | None = Field(
+        None,
+        description="the steps after the baseline, in order: tuned, a technique's section "
+        "name, ensemble; default every one in the order a practitioner climbs them",
+    )
+    leave_one_out: bool = Field(
+        True, description="also measure the final recipe with each technique switched off"
+    )
+    folds: int = Field(5, ge=2, le=50)
+    repeats: int = Field(2, ge=1, le=20, description="repeats 1 when the data has groups")
+    alpha: Probability = Field(0.05, description="significance level, after Holm's correction")
+    epochs: int | None = Field(
+        None, ge=1, description="train.epochs of every variant (cheaper); default the recipe's"
+    )
+
+    @field_validator("rungs")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            twice = sorted({name for name in value if value.count(name) > 1})
+            if twice:
+                raise ValueError(f"{', '.join(twice)} appear more than once; name each rung once")
+        return value
+
+
 class RunConfig(Section):
     """A whole run: name, seed and one section per stage."""
 
@@ -413,6 +447,7 @@ class RunConfig(Section):
         description="wall seconds for the whole run (search, refit, ensemble); the search "
         "stops early enough for the rest to fit",
     )
+    ladder: LadderConfig = LadderConfig()
 
     @field_validator("name")
     @classmethod
@@ -690,7 +725,7 @@ _SEARCHABLE_WHEN: dict[str, tuple[Any, str]] = {
 def _fixed_per_study(dotted: str) -> bool:
     if dotted in SEARCHABLE_DATA_FIELDS:
         return False
-    return dotted == "name" or dotted.split(".")[0] in ("data", "search", "cv")
+    return dotted == "name" or dotted.split(".")[0] in ("data", "search", "cv", "ladder")
 
 
 def _home_of(dotted: str) -> str | None:

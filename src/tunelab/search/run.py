@@ -26,6 +26,7 @@ from tunelab.errors import FatalError
 from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.refit import refit
+from tunelab.ladder import Watcher, run_ladder
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.predictor import AnyPredictor
@@ -71,7 +72,7 @@ def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
         if not run.config.is_file() or not run.started_study():
             return True  # a run that failed before any trial holds nothing to keep
         previous = load_config(run.config)
-        # more trials or time, another budget or ensemble: the trials stay valid
+        # more trials or time, another budget, ensemble or ladder: the trials stay valid
         same = previous.model_copy(
             update={
                 "search": previous.search.model_copy(
@@ -79,6 +80,7 @@ def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
                 ),
                 "ensemble": cfg.ensemble,
                 "budget": cfg.budget,
+                "ladder": cfg.ladder,
             }
         )
         if same != cfg:
@@ -123,9 +125,11 @@ def run_study(
     on_epoch: EpochHook | None = None,
     hooks: list[TrialHook] | None = None,
     poll: Callable[[optuna.Study], None] | None = None,
+    ladder_watcher: Watcher | None = None,
 ) -> StudyResult:
     """Search, refit the best parameters, combine the best trials when that helps, and
-    evaluate the final predictor once on the test rows."""
+    evaluate the final predictor once on the test rows (then measure the ablation ladder of
+    the best recipe when ``ladder.enabled``)."""
     started = time.time()
     run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg))
     run.artifacts.mkdir(exist_ok=True)
@@ -154,6 +158,9 @@ def run_study(
         if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             return StudyResult(run.path, study, reason, None, failed=failed)
         metrics = finish(cfg, prepared, study, artifacts, run)
+        if cfg.ladder.enabled:  # what each technique of the best recipe contributed
+            params = decode(cfg.search.space, ranked(study)[0].params)
+            run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)
         return StudyResult(run.path, study, reason, metrics)
 
 

@@ -1,0 +1,258 @@
+"""``ladder.json``: the measured variants, and both views with their statistics.
+
+Layout (numbers are plain floats; null where one does not exist)::
+
+    {
+      "metric": "accuracy", "greater_is_better": true, "alpha": 0.05, "level": 0.95,
+      "folds": 5, "repeats": 2, "seed": 0, "epochs": null,
+      "test_train_ratio": 0.25,        # n_test / n_train: Nadeau & Bengio's correction
+      "splits": DIGEST, "complete": true,
+      "params": {...} or null, "params_source": "runs/x/best_params.json" or null,
+      "ladder": [STEP, ...],           # the baseline, then one per rung
+      "leave_one_out": [STEP, ...],    # the final recipe, then one per technique
+      "variants": {KEY: {"label": ..., "folds": [FOLD, ...], "summary": {...}}}
+    }
+
+A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped, failed), ``reason``
+(skipped and failed only), ``variant`` (its KEY); ``mean``, ``low``, ``high`` (the metric
+over the folds and its interval at ``level``); ``compared_to`` (the name of the step it is
+compared with), ``changes`` (the config fields that differ from it); ``difference``,
+``difference_low``, ``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no
+evidence, hurts); ``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
+
+In the ladder a rung is compared with the previous measured rung: ``difference`` is this
+rung minus that one, ``extra_seconds`` what climbing it costs. In the leave-one-out view
+every variant is compared with the final recipe: ``difference`` is the final recipe minus
+the variant, i.e. what the technique adds, and ``extra_seconds`` what it costs. A FOLD:
+``score``, ``epochs`` (trained), ``kept_epochs``, ``stop_reason``, ``seconds``. A variant
+whose fold did not train also has ``failed`` (why); its step is ``failed`` and the next one
+is compared with the last step that trained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab.config import RunConfig
+from tunelab.errors import FatalError
+from tunelab.ladder import stats
+from tunelab.ladder.rungs import Plan, Step
+from tunelab.results.rundir import RunDir
+from tunelab.training.metrics import GREATER_IS_BETTER
+
+# config sections that do not change what a variant measures: its name, the study, the
+# study's cross-validation (the ladder has its own splits), and the ladder itself
+NOT_MEASURED = ("name", "search", "cv", "ladder")
+
+Variants = dict[str, dict[str, Any]]
+KeyOf = Callable[[Step], str]
+
+
+def read_ladder(run_dir: Path) -> dict[str, Any]:
+    """The ``ladder.json`` of a run directory.
+
+    Raises:
+        FatalError: there is none, or it is not a ladder document.
+    """
+    path = RunDir(run_dir).ladder
+    if not path.is_file():
+        raise FatalError(f"{run_dir} holds no ladder.json; measure it with: tunelab ladder CONFIG")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FatalError(f"{path} is not valid JSON ({exc}); measure the ladder again") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("ladder"), list):
+        raise FatalError(f"{path} is not a ladder document; measure the ladder again")
+    return doc
+
+
+def measured_fields(cfg: RunConfig) -> dict[str, Any]:
+    """The config as JSON values, without the sections that do not change a fit."""
+    dumped = cfg.model_dump(mode="json")
+    return {k: v for k, v in dumped.items() if k not in NOT_MEASURED}
+
+
+def document(
+    cfg: RunConfig,
+    steps: Plan,
+    key_of: KeyOf,
+    variants: Variants,
+    *,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    digest: str,
+    metric: str,
+) -> dict[str, Any]:
+    """The content of ``ladder.json`` for what is measured so far."""
+    ratio = stats.size_ratio(splits)
+    context = _Context(
+        folds=len(splits),
+        ratio=ratio,
+        alpha=cfg.ladder.alpha,
+        greater_is_better=GREATER_IS_BETTER[metric],
+    )
+    for variant in variants.values():
+        variant["summary"] = variant_summary(variant, context)
+    ladder = _view(steps.ladder, key_of, variants, context, against_first=False)
+    leave_one_out = _view(steps.leave_one_out, key_of, variants, context, against_first=True)
+    rows = [*ladder, *leave_one_out]
+    return {
+        "metric": metric,
+        "greater_is_better": context.greater_is_better,
+        "alpha": context.alpha,
+        "level": 1.0 - context.alpha,
+        "folds": cfg.ladder.folds,
+        "repeats": cfg.ladder.repeats,
+        "seed": cfg.seed,
+        "epochs": cfg.ladder.epochs,
+        "test_train_ratio": ratio,
+        "splits": digest,
+        "complete": all(row["status"] != "pending" for row in rows),
+        "ladder": ladder,
+        "leave_one_out": leave_one_out,
+        "variants": variants,
+    }
+
+
+class _Context:
+    def __init__(self, *, folds: int, ratio: float, alpha: float, greater_is_better: bool):
+        self.folds, self.ratio, self.alpha = folds, ratio, alpha
+        self.greater_is_better = greater_is_better
+
+    @property
+    def level(self) -> float:
+        return 1.0 - self.alpha
+
+
+def variant_summary(variant: dict[str, Any], context: _Context) -> dict[str, Any]:
+    """The variant's scores, their mean and interval, and its time (complete ones only)."""
+    folds = variant["folds"]
+    scores = [float(fold["score"]) for fold in folds]
+    summary: dict[str, Any] = {"scores": scores, "complete": len(scores) == context.folds}
+    if summary["complete"]:
+        est = stats.estimate(scores, test_train_ratio=context.ratio, level=context.level)
+        summary.update(mean=est.mean, low=est.low, high=est.high)
+    seconds = [fold.get("seconds") for fold in folds]
+    epochs = [fold.get("epochs") for fold in folds]
+    if folds and None not in seconds and None not in epochs:
+        summary["seconds"] = float(sum(seconds))
+        summary["epochs"] = int(sum(epochs))
+        summary["seconds_per_epoch"] = summary["seconds"] / max(summary["epochs"], 1)
+    return summary
+
+
+def _view(
+    steps: list[Step],
+    key_of: KeyOf,
+    variants: Variants,
+    context: _Context,
+    *,
+    against_first: bool,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    reference: tuple[Step, dict[str, Any]] | None = None
+    for step in steps:
+        if step.recipe is None:
+            rows.append(
+                {"name": step.name, "label": step.label, "status": "skipped", "reason": step.reason}
+            )
+            continue
+        key = key_of(step)
+        variant = variants.get(key, {})
+        summary = variant.get("summary", {"complete": False})
+        row = _row(step, key, summary)
+        if variant.get("failed"):
+            rows.append({**row, "status": "failed", "reason": variant["failed"]})
+            continue
+        if reference is not None:
+            row.update(_comparison(step, summary, *reference, context, against_first))
+        rows.append(row)
+        if reference is None or not against_first:
+            reference = (step, summary)
+    _holm(rows, context)
+    return rows
+
+
+def _row(step: Step, key: str, summary: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": step.name,
+        "label": step.label,
+        "status": "measured" if summary["complete"] else "pending",
+        "variant": key,
+    }
+    for field in ("mean", "low", "high", "seconds", "seconds_per_epoch"):
+        row[field] = summary.get(field)
+    return row
+
+
+def _comparison(
+    step: Step,
+    summary: dict[str, Any],
+    reference: Step,
+    reference_summary: dict[str, Any],
+    context: _Context,
+    against_first: bool,
+) -> dict[str, Any]:
+    """This step against its reference: the ladder's previous rung (this minus it), or the
+    final recipe (it minus this: what the switched-off technique adds)."""
+    assert step.recipe is not None and reference.recipe is not None
+    out: dict[str, Any] = {
+        "compared_to": reference.name,
+        "changes": _changes(reference, step),
+    }
+    seconds, ref_seconds = summary.get("seconds"), reference_summary.get("seconds")
+    if seconds is not None and ref_seconds is not None:
+        out["extra_seconds"] = ref_seconds - seconds if against_first else seconds - ref_seconds
+    if not (summary["complete"] and reference_summary["complete"]):
+        return out
+    new, old = summary["scores"], reference_summary["scores"]
+    if against_first:
+        new, old = old, new
+    result = stats.compare(new, old, test_train_ratio=context.ratio, level=context.level)
+    out.update(
+        difference=result.difference.mean,
+        difference_low=result.difference.low,
+        difference_high=result.difference.high,
+        p_value=result.p_value,
+    )
+    return out
+
+
+def _changes(reference: Step, step: Step) -> dict[str, Any]:
+    """The dotted config fields ``step`` sets differently from ``reference`` (and the stage
+    it adds on top)."""
+    assert step.recipe is not None and reference.recipe is not None
+    old, new = _flat(measured_fields(reference.recipe)), _flat(measured_fields(step.recipe))
+    names = sorted(set(old) | set(new))
+    changed = {name: new.get(name) for name in names if old.get(name) != new.get(name)}
+    if step.stage is not None:
+        changed["stage"] = step.stage.name
+    return changed
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _holm(rows: list[dict[str, Any]], context: _Context) -> None:
+    """Holm-correct the p-values of one view, and give each tested step its verdict."""
+    tested = [row for row in rows if row.get("p_value") is not None]
+    adjusted = stats.holm([row["p_value"] for row in tested])
+    for row, p_holm in zip(tested, adjusted, strict=True):
+        row["p_holm"] = p_holm
+        row["verdict"] = stats.verdict(
+            row["difference"],
+            p_holm,
+            alpha=context.alpha,
+            greater_is_better=context.greater_is_better,
+        )

@@ -1,0 +1,366 @@
+"""Which variants the ladder measures, in which order, and why a rung is skipped.
+
+The *final recipe* is the config with the study's best parameters applied. The ladder climbs
+to it from the *baseline*: the config's own hyperparameters with every measured technique
+switched off (``spec.off``; for transfer learning that is ``strategy: scratch``, so the
+baseline shows what pretraining is worth). Each rung switches one more thing on:
+
+    baseline → + tuned → + regularization → + early_stopping → + batch_norm
+             → + augmentation → + finetuning → + weight_averaging → + ensemble
+
+The techniques come from the registry (``techniques.specs()``): one added there appears here
+without an edit, after those in ``PRACTITIONER_ORDER``. A rung is skipped, with the reason,
+when its technique is off in the final recipe or does nothing for this model (no
+pretrained weights, no batch-norm layers); a technique that is not measured (skipped, or
+left out of ``ladder.rungs``) keeps its final-recipe state in every variant, so the top rung
+is the final recipe itself.
+
+The leave-one-out view measures the final recipe with each technique switched off in turn.
+
+Example::
+
+    untuned, final = recipes(cfg, params)
+    steps = plan(cfg, params, probe).ladder
+    [(step.label, step.reason) for step in steps]
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tunelab.config import ModelConfig, RunConfig, apply_params
+from tunelab.errors import ConfigError
+from tunelab.registry import Registry
+from tunelab.techniques import DataFacts, TechniqueSpec, specs
+
+if TYPE_CHECKING:
+    from tunelab.evaluation.prepare import Prepared
+
+TUNED = "tuned"
+BASELINE = "baseline"
+FINAL = "final"
+
+# the order a practitioner climbs (the issue's): names not registered are left out, and a
+# technique that is registered but not named here comes after the named ones
+PRACTITIONER_ORDER = (
+    TUNED,
+    "regularization",
+    "early_stopping",
+    "batch_norm",
+    "augmentation",
+    "finetuning",
+    "weight_averaging",
+    "ensemble",
+)
+
+# model sources whose weights are pretrained by construction; timm: and torchvision: have
+# them when model.pretrained is true; builtin: and py: build fresh weights
+PRETRAINED_SOURCES = ("file", "hf", "st")
+OPTIONALLY_PRETRAINED_SOURCES = ("timm", "torchvision")
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage rung gets to measure itself on top of a recipe.
+
+    Attributes:
+        recipe: the recipe of the rung below (the stage acts on top of it).
+        prepared: the loaded data.
+        splits: the ladder's (train, validation) rows; the stage's scores are per split,
+            in this order, so they pair with the other rungs'.
+        run_dir: the run directory (the study, its artifacts).
+    """
+
+    recipe: RunConfig
+    prepared: Prepared
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A rung that is a stage on top of the recipe rather than a config switch (ensembles).
+
+    This is the extension point for stages built later: register a ``Stage`` whose
+    ``measure`` returns one score per split of the context (the stage fitted on that split's
+    training rows, scored on its validation rows), and the ladder measures it like any rung.
+
+    Attributes:
+        name: its name in ``ladder.rungs``.
+        measure: the stage's fold scores, or None while the stage does not exist.
+        missing: the reason the rung is skipped while ``measure`` is None.
+    """
+
+    name: str
+    measure: Callable[[StageContext], Sequence[float]] | None = None
+    missing: str = "not available"
+
+
+STAGES: Registry[Stage] = Registry("ladder stage")
+STAGES.register("ensemble")(
+    Stage(name="ensemble", missing="no ensemble stage: tunelab builds no ensembles yet")
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the final recipe's freshly built model tells about which rungs apply.
+
+    Attributes:
+        facts: what the techniques' ``build`` is given for a fit of the final recipe.
+        batch_norm_layers: BN layers in that model.
+    """
+
+    facts: DataFacts
+    batch_norm_layers: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of a view: a variant to measure, or a rung skipped with the reason.
+
+    Attributes:
+        name: ``baseline``, ``tuned``, a technique's section name, a stage's name; in the
+            leave-one-out view ``final`` or the technique switched off.
+        label: how tables show it (``+ regularization``, ``without augmentation``).
+        recipe: the variant's config; None when skipped.
+        reason: why the rung is skipped; None when it is measured.
+        stage: the stage measured on top of ``recipe``, for a stage's rung.
+    """
+
+    name: str
+    label: str
+    recipe: RunConfig | None = None
+    reason: str | None = None
+    stage: Stage | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Both views of one ladder (``leave_one_out`` empty when it is switched off)."""
+
+    final: RunConfig
+    ladder: list[Step]
+    leave_one_out: list[Step]
+
+
+def rung_names(cfg: RunConfig) -> list[str]:
+    """The rungs after the baseline: ``ladder.rungs`` checked, or the default order.
+
+    Raises:
+        ConfigError: a name that is no rung (the message lists the valid ones).
+    """
+    valid = _default_order()
+    chosen = cfg.ladder.rungs
+    if chosen is None:
+        return valid
+    for name in chosen:
+        if name == BASELINE:
+            raise ConfigError(
+                "ladder.rungs: 'baseline' is always the first rung (every technique off); "
+                "list only the rungs after it"
+            )
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"ladder.rungs: got {name!r}, which is no rung; valid: {', '.join(valid)}.{hint}"
+            )
+    stages = [i for i, name in enumerate(chosen) if name in STAGES]
+    if stages and stages[0] < len(chosen) - len(stages):
+        raise ConfigError(
+            f"ladder.rungs: {chosen[stages[0]]!r} is a stage on top of the recipe, so it comes "
+            f"after every recipe rung; move it to the end: {_moved_to_end(chosen)}"
+        )
+    return list(chosen)
+
+
+def _moved_to_end(chosen: list[str]) -> list[str]:
+    return [n for n in chosen if n not in STAGES] + [n for n in chosen if n in STAGES]
+
+
+def _default_order() -> list[str]:
+    techniques = [spec.name for spec in specs()]
+    stages = list(STAGES)
+    known = [n for n in PRACTITIONER_ORDER if n == TUNED or n in techniques]
+    added = [n for n in techniques if n not in PRACTITIONER_ORDER]
+    ordered_stages = [n for n in PRACTITIONER_ORDER if n in stages]
+    return [*known, *added, *ordered_stages, *(n for n in stages if n not in ordered_stages)]
+
+
+def recipes(cfg: RunConfig, params: dict[str, Any] | None) -> tuple[RunConfig, RunConfig]:
+    """(untuned, final): the config with the techniques' tuned fields only, and with every
+    tuned parameter; both with ``ladder.epochs`` when it is set.
+
+    A parameter belongs to a technique when it is a field of the technique's section
+    (``regularization.dropout``); the others (``train.lr``, ``model.depth``) are the
+    hyperparameters that the ``tuned`` rung switches on.
+    """
+    params = params or {}
+    sections = {spec.name for spec in specs()}
+    technique = {k: v for k, v in params.items() if k.split(".")[0] in sections}
+    epochs = {} if cfg.ladder.epochs is None else {"train.epochs": cfg.ladder.epochs}
+    untuned = apply_params(cfg, {**technique, **epochs}) if technique or epochs else cfg
+    final = apply_params(cfg, {**params, **epochs}) if params or epochs else cfg
+    return untuned, final
+
+
+def switched_off(cfg: RunConfig, names: Sequence[str]) -> RunConfig:
+    """``cfg`` with the named techniques' off states applied."""
+    overrides: dict[str, Any] = {}
+    for spec in specs():
+        if spec.name in names:
+            overrides.update(spec.off)
+    return apply_params(cfg, overrides) if overrides else cfg
+
+
+def has_pretrained_weights(model: ModelConfig) -> bool:
+    """Whether the model source loads pretrained weights (what transfer learning needs)."""
+    prefix = model.source.partition(":")[0]
+    if prefix in OPTIONALLY_PRETRAINED_SOURCES:
+        return model.pretrained
+    return prefix in PRETRAINED_SOURCES
+
+
+def _no_pretrained_weights(final: RunConfig, probe: Probe) -> str | None:
+    if has_pretrained_weights(final.model):
+        return None
+    return (
+        f"the model {final.model.source} has no pretrained weights to transfer (file:, hf:, "
+        "st:, or timm:/torchvision: with model.pretrained have them)"
+    )
+
+
+def _no_batch_norm_layers(final: RunConfig, probe: Probe) -> str | None:
+    if probe.batch_norm_layers or final.batch_norm.head:
+        return None
+    return "the model has no batch-norm layers and batch_norm.head is false"
+
+
+# techniques whose effect depends on the model, not only on the config: why they do
+# nothing for this one (a technique not listed applies whenever it is on)
+_DOES_NOTHING_FOR: dict[str, Callable[[RunConfig, Probe], str | None]] = {
+    "finetuning": _no_pretrained_weights,
+    "batch_norm": _no_batch_norm_layers,
+}
+
+
+def skip_reason(spec: TechniqueSpec, final: RunConfig, probe: Probe) -> str | None:
+    """Why the technique's rung is skipped for the final recipe, or None when it is measured."""
+    if switched_off(final, [spec.name]) == final:
+        fields = ", ".join(f"{name}: {_plain(value)}" for name, value in spec.off.items())
+        return f"off in the final recipe ({fields})"
+    if spec.build(final, probe.facts) is None:
+        return f"nothing of {spec.name} is switched on in the final recipe"
+    check = _DOES_NOTHING_FOR.get(spec.name)
+    return check(final, probe) if check is not None else None
+
+
+def plan(cfg: RunConfig, params: dict[str, Any] | None, probe: Probe) -> Plan:
+    """The steps of both views (pure: nothing is trained).
+
+    Args:
+        cfg: the config, with its ``ladder`` section.
+        params: the study's best parameters (dotted names), or None without a study.
+        probe: what the final recipe's model tells (see ``Probe``).
+
+    Raises:
+        ConfigError: ``ladder.rungs`` names no rung.
+    """
+    names = rung_names(cfg)
+    untuned, final = recipes(cfg, params)
+    by_name = {spec.name: spec for spec in specs()}
+    reasons = {
+        name: skip_reason(spec, final, probe) for name, spec in by_name.items() if name in names
+    }
+    reasons[TUNED] = _tuned_skip_reason(params, untuned, final) if TUNED in names else None
+    measured = [name for name in names if name in by_name and reasons[name] is None]
+    ladder = _climb(names, untuned, final, measured, reasons)
+    leave_one_out = (
+        _leave_one_out(names, untuned, final, reasons) if cfg.ladder.leave_one_out else []
+    )
+    return Plan(final=final, ladder=ladder, leave_one_out=leave_one_out)
+
+
+def _tuned_skip_reason(
+    params: dict[str, Any] | None, untuned: RunConfig, final: RunConfig
+) -> str | None:
+    if params is None:
+        return (
+            "no study: nothing was tuned (tunelab run measures the ladder after its study; "
+            "or pass --params best_params.json)"
+        )
+    if untuned == final:
+        return "the study's best values change no hyperparameter outside the techniques' sections"
+    return None
+
+
+def _climb(
+    names: list[str],
+    untuned: RunConfig,
+    final: RunConfig,
+    measured: list[str],
+    reasons: dict[str, str | None],
+) -> list[Step]:
+    tuned = TUNED not in names or reasons[TUNED] is not None  # held at the final values
+    climbed: list[str] = []
+    recipe = switched_off(final if tuned else untuned, measured)
+    steps = [Step(BASELINE, BASELINE, recipe=recipe)]
+    stages = set(STAGES)
+    for name in names:
+        if name in stages:
+            stage = STAGES.get(name)
+            if stage.measure is None:
+                steps.append(Step(name, f"+ {_title(name)}", reason=stage.missing))
+            else:
+                steps.append(Step(name, f"+ {_title(name)}", recipe=recipe, stage=stage))
+            continue
+        label = "+ tuned hyperparameters" if name == TUNED else f"+ {_title(name)}"
+        reason = reasons[name]
+        if reason is not None:
+            steps.append(Step(name, label, reason=reason))
+            continue
+        if name == TUNED:
+            tuned = True
+        else:
+            climbed.append(name)
+        base = final if tuned else untuned
+        recipe = switched_off(base, [n for n in measured if n not in climbed])
+        steps.append(Step(name, label, recipe=recipe))
+    return steps
+
+
+def _leave_one_out(
+    names: list[str], untuned: RunConfig, final: RunConfig, reasons: dict[str, str | None]
+) -> list[Step]:
+    steps = [Step(FINAL, "final recipe", recipe=final)]
+    for name in names:
+        if name in STAGES:
+            continue  # a stage acts on top of the recipe; the recipe is what is taken apart
+        if name == TUNED:
+            label = "without tuned hyperparameters"
+            recipe = untuned
+        else:
+            label = f"without {_title(name)}"
+            recipe = switched_off(final, [name])
+        reason = reasons[name]
+        steps.append(Step(name, label, reason=reason) if reason else Step(name, label, recipe))
+    return steps
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

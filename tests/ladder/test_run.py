@@ -1,0 +1,174 @@
+"""Real ladders on iris: planted effects, resuming, and what ``ladder.json`` holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_config
+from tunelab.config import RunConfig
+from tunelab.ladder import Watcher, run_ladder
+from tunelab.ladder.rungs import STAGES, Stage, StageContext
+from tunelab.results.rundir import RunDir, open_run_dir
+from tunelab.techniques import TECHNIQUES, TechniqueSpec
+from tunelab.training.hooks import Technique
+
+SMALL = {"folds": 3, "repeats": 1, "leave_one_out": False}
+
+
+class Counter(Watcher):
+    """Counts the folds a ladder trains."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.trained = 0
+        self.stop_after = stop_after
+        self.planned_folds: int | None = None
+
+    def planned(self, *, folds: int, reused: int, metric: str) -> None:
+        self.planned_folds = folds
+
+    def fold_done(self, label: str, fold: int, folds: int, score: float) -> None:
+        self.trained += 1
+        if self.stop_after is not None and self.trained >= self.stop_after:
+            raise KeyboardInterrupt
+
+
+def ladder(cfg: RunConfig, out: Path, watcher: Watcher | None = None) -> dict[str, Any]:
+    run = open_run_dir(cfg, out, resume=lambda run: True)
+    return run_ladder(cfg, run, watcher=watcher)
+
+
+def rows(doc: dict[str, Any], view: str = "ladder") -> dict[str, dict[str, Any]]:
+    return {row["name"]: row for row in doc[view]}
+
+
+class Nothing(Technique):
+    name = "noop"
+
+
+def plant(monkeypatch: pytest.MonkeyPatch, name: str, off: dict[str, Any]) -> None:
+    """Register a technique whose only effect is its off state's overrides."""
+    spec = TechniqueSpec(name=name, order=90, off=off, build=lambda cfg, facts: Nothing())
+    monkeypatch.setitem(TECHNIQUES._items, name, spec)
+
+
+def test_a_planted_effect_helps_and_a_no_op_gets_no_evidence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "planted": switched off, the model barely learns (lr 1e-6); "reseed": switched off,
+    # only the initial weights and batch order change (another seed): noise, no effect
+    plant(monkeypatch, "planted", {"train.lr": 1e-6})
+    plant(monkeypatch, "reseed", {"seed": 1})
+    cfg = make_config(
+        train={"epochs": 15, "lr": 0.02},
+        ladder={"rungs": ["planted", "reseed"], "folds": 5, "repeats": 2},
+    )
+    doc = ladder(cfg, tmp_path / "run")
+    steps = rows(doc)
+    assert steps["planted"]["verdict"] == "helps"
+    assert steps["planted"]["difference"] > 0.3 and steps["planted"]["p_holm"] < 0.05
+    assert steps["planted"]["changes"] == {"train.lr": 0.02}
+    assert steps["reseed"]["verdict"] == "no evidence"
+    assert steps["reseed"]["difference"] != 0.0  # real, different fits: noise only
+    out = rows(doc, "leave_one_out")
+    assert out["planted"]["verdict"] == "helps" and out["reseed"]["verdict"] == "no evidence"
+    assert doc["complete"] and doc["metric"] == "accuracy" and doc["greater_is_better"]
+    # the ladder's top rung is the final recipe the leave-one-out view starts from: one variant
+    assert steps["reseed"]["variant"] == out["final"]["variant"]
+    assert len(doc["variants"]) == 4
+    for variant in doc["variants"].values():
+        assert len(variant["folds"]) == 10
+        assert variant["summary"]["seconds_per_epoch"] > 0
+
+
+def test_for_an_error_metric_a_lower_score_helps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant(monkeypatch, "planted", {"train.lr": 1e-6})
+    cfg = make_config(
+        data={"source": "sklearn:diabetes"},
+        train={"epochs": 10, "lr": 0.02},
+        ladder={**SMALL, "rungs": ["planted"]},
+    )
+    doc = ladder(cfg, tmp_path / "run")
+    assert doc["metric"] == "rmse" and doc["greater_is_better"] is False
+    planted = rows(doc)["planted"]
+    assert planted["difference"] < 0 and planted["verdict"] == "helps"
+
+
+def test_a_variant_that_diverges_is_recorded_as_failed_and_the_ladder_goes_on(
+    tmp_path: Path,
+) -> None:
+    # plain SGD at lr 1 diverges on diabetes without gradient clipping (the baseline's
+    # regularization is off); the final recipe clips
+    cfg = make_config(
+        data={"source": "sklearn:diabetes"},
+        train={"epochs": 3, "optimizer": "sgd", "lr": 1.0, "schedule": "constant"},
+        regularization={"grad_clip": 0.5},
+        ladder={**SMALL, "rungs": ["regularization", "batch_norm"], "leave_one_out": True},
+    )
+    doc = ladder(cfg, tmp_path / "run")
+    baseline = rows(doc)["baseline"]
+    assert baseline["status"] == "failed"
+    assert baseline["reason"].startswith("fold 1 of 3: non-finite loss at epoch")
+    climbed = rows(doc)["regularization"]
+    assert climbed["status"] == "measured" and "difference" not in climbed  # nothing below
+    assert rows(doc)["batch_norm"]["compared_to"] == "regularization"
+    assert rows(doc, "leave_one_out")["regularization"]["status"] == "failed"
+    assert doc["complete"]
+    retried = Counter()  # a failure is tried again on the next run
+    ladder(cfg, tmp_path / "run", retried)
+    assert retried.trained == 0 and retried.planned_folds == 2 * 3
+
+
+def test_a_second_run_measures_nothing_and_a_changed_config_measures_again(
+    tmp_path: Path,
+) -> None:
+    cfg = make_config(ladder={**SMALL, "rungs": ["regularization", "batch_norm"]})
+    first = Counter()
+    doc = ladder(cfg, tmp_path / "run", first)
+    assert first.trained == first.planned_folds == 9
+    again = Counter()
+    assert ladder(cfg, tmp_path / "run", again) == doc
+    assert again.trained == again.planned_folds == 0
+    stricter = Counter()  # the significance level changes no measurement
+    rungs = ["regularization", "batch_norm"]
+    ladder(make_config(ladder={**SMALL, "rungs": rungs, "alpha": 0.01}), tmp_path / "run", stricter)
+    assert stricter.trained == 0
+    changed = Counter()
+    other = make_config(train={"lr": 0.005}, ladder={**SMALL, "rungs": ["regularization"]})
+    ladder(other, tmp_path / "run", changed)
+    assert changed.trained == changed.planned_folds == 6
+
+
+def test_an_interrupted_ladder_keeps_its_measured_folds(tmp_path: Path) -> None:
+    cfg = make_config(ladder={**SMALL, "rungs": ["regularization"]})
+    with pytest.raises(KeyboardInterrupt):
+        ladder(cfg, tmp_path / "run", Counter(stop_after=4))
+    saved = json.loads(RunDir(tmp_path / "run").ladder.read_text())
+    assert sum(len(v["folds"]) for v in saved["variants"].values()) == 4
+    assert not saved["complete"]
+    resumed = Counter()
+    doc = ladder(cfg, tmp_path / "run", resumed)
+    assert resumed.trained == 2 and doc["complete"]
+
+
+def test_a_stage_registered_later_is_measured_on_the_same_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+
+    def perfect(context: StageContext) -> list[float]:
+        seen.append(len(context.splits))
+        return [1.0] * len(context.splits)
+
+    monkeypatch.setitem(STAGES._items, "ensemble", Stage(name="ensemble", measure=perfect))
+    cfg = make_config(ladder={**SMALL, "rungs": ["regularization", "ensemble"]})
+    steps = rows(ladder(cfg, tmp_path / "run"))
+    assert seen == [3]
+    assert steps["ensemble"]["mean"] == 1.0
+    assert steps["ensemble"]["changes"] == {"stage": "ensemble"}
+    assert steps["ensemble"]["compared_to"] == "regularization"
