@@ -190,3 +190,38 @@ def test_the_budget_leaves_time_for_the_refit_and_the_members() -> None:
     capped = Budget(end=1000.0, timeout_end=900.0, refits_after=3.0, rows_ratio=1.25, folds=5)
     assert capped.stop_time(study) == 900.0
     assert Budget(None, None, 1.0, 1.0, 1).stop_time(study) is None
+
+
+def test_the_ladder_measures_the_kept_ensemble_on_its_own_splits(forced: Path) -> None:
+    from tunelab.ladder.run import run_ladder
+    from tunelab.results.rundir import RunDir
+
+    cfg = study_config(keep="ensemble").model_copy(
+        update={
+            "ladder": study_config().ladder.model_copy(
+                update={"folds": 3, "repeats": 1, "leave_one_out": False, "rungs": ["ensemble"]}
+            )
+        }
+    )
+    doc = run_ladder(cfg, RunDir(forced), params={"train.lr": 0.01})
+    steps = {row["name"]: row for row in doc["ladder"]}
+    assert steps["ensemble"].get("failed") is None, steps["ensemble"]
+    assert 0.5 < steps["ensemble"]["mean"] <= 1.0
+    assert steps["ensemble"]["compared_to"] == "baseline"
+
+
+def test_without_a_kept_ensemble_the_ladder_says_so(tmp_path: Path) -> None:
+    from tunelab.ladder.run import run_ladder
+    from tunelab.results.rundir import open_run_dir
+
+    cfg = study_config().model_copy(
+        update={
+            "ladder": study_config().ladder.model_copy(
+                update={"folds": 2, "repeats": 1, "leave_one_out": False, "rungs": ["ensemble"]}
+            )
+        }
+    )
+    doc = run_ladder(cfg, open_run_dir(cfg, tmp_path / "run"))
+    steps = {row["name"]: row for row in doc["ladder"]}
+    assert steps["ensemble"]["status"] == "failed"
+    assert "no ensemble in this run" in steps["ensemble"]["reason"]

@@ -57,6 +57,7 @@ class Decision:
     metric: str
     trials: list[int] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
+    params: list[dict[str, Any]] = field(default_factory=list)
     score: float | None = None
     best_single_score: float | None = None
     best_single_trial: int | None = None
@@ -71,7 +72,8 @@ class Decision:
             "metric": self.metric,
             "out_of_fold_rows": self.rows,
             "members": [
-                {"trial": t, "weight": w} for t, w in zip(self.trials, self.weights, strict=True)
+                {"trial": t, "weight": w, "params": p}
+                for t, w, p in zip(self.trials, self.weights, self.params, strict=True)
             ],
             "out_of_fold": {"ensemble": self.score, "best_single": self.best_single_score},
             "best_single_trial": self.best_single_trial,
@@ -146,6 +148,7 @@ def decide(
         metric=metric,
         trials=[t.number for t in found.trials],
         weights=[float(w) for w in choice.weights],
+        params=[decode(cfg.search.space, t.params) for t in found.trials],
         score=choice.score,
         best_single_score=singles[best],
         best_single_trial=found.trials[best].number,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.config import DataConfig, RunConfig
+from tunelab.ensembles.stage import StageUnavailable
 from tunelab.errors import ConfigError, DataError, FatalError, TrialFailed
 from tunelab.evaluation.crossval import Splits, cross_validate, cv_splits
 from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows
@@ -155,7 +156,13 @@ class _Measure:
         assert step.recipe is not None
         if step.stage is not None and step.stage.measure is not None:
             context = StageContext(step.recipe, self._data(step.recipe), self.splits, self.run_dir)
-            record["folds"] = [{"score": float(score)} for score in step.stage.measure(context)]
+            try:
+                scores = step.stage.measure(context)
+            except StageUnavailable as exc:  # measured again when the run has one
+                record["failed"] = str(exc)
+                save()
+                return
+            record["folds"] = [{"score": float(score)} for score in scores]
             if len(record["folds"]) != len(self.splits):
                 raise FatalError(
                     f"the {step.stage.name} stage gave {len(record['folds'])} fold scores for "

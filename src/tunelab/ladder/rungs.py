@@ -103,9 +103,15 @@ class Stage:
 
 
 STAGES: Registry[Stage] = Registry("ladder stage")
-STAGES.register("ensemble")(
-    Stage(name="ensemble", missing="no ensemble stage: tunelab builds no ensembles yet")
-)
+
+
+def _ensemble(context: StageContext) -> Sequence[float]:
+    from tunelab.ensembles.stage import measure
+
+    return measure(context)
+
+
+STAGES.register("ensemble")(Stage(name="ensemble", measure=_ensemble))
 
 
 @dataclass(frozen=True)
