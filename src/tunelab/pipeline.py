@@ -20,6 +20,7 @@ from tunelab.evaluation.crossval import CrossValidation, cross_validate
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.report import report_or_log
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
 from tunelab.training.loop import EpochCallback
 
@@ -46,8 +47,8 @@ def train(
     """Fine-tune once on the train rows, evaluate once on the test rows, write the run.
 
     Writes ``config.yaml``, ``history.json``, ``metrics.json``, ``test_inputs.csv``,
-    ``test_predictions.csv`` and ``final/`` (the predictor); with ``cv.strategy: kfold``
-    also ``folds.json`` and ``oof.npz``.
+    ``test_predictions.csv``, ``final/`` (the predictor) and ``report.html``; with
+    ``cv.strategy: kfold`` also ``folds.json`` and ``oof.npz``.
 
     Args:
         callbacks: called after every epoch of the final fit.
@@ -65,6 +66,7 @@ def train(
         cfg, prepared, split.train, split.validation, callbacks=callbacks, trust_code=trust_code
     )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
+    report_or_log(run.path)
     return TrainSummary(run_dir=run.path, metrics=metrics, fitted=fitted)
 
 

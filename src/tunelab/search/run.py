@@ -25,6 +25,7 @@ from tunelab.errors import FatalError
 from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.report import report_or_log
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
@@ -102,6 +103,9 @@ def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArt
     prepared = prepare(cfg)
     url = storage_url(cfg, run.path)
     study = open_study(cfg, make_storage(url, cfg.search), metric=prepared.metric)
+    with warnings.catch_warnings():  # experimental in Optuna; the dashboard shows the name
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([prepared.metric])
     study.set_user_attr("metric", prepared.metric)
     study.set_user_attr("storage", redact(url))
     return prepared, study, TrialArtifacts(run.artifacts)
@@ -143,8 +147,10 @@ def run_study(
             raise
         write_study_results(run, study, cfg.search.space)
         if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            report_or_log(run.path, study=study)
             return StudyResult(run.path, study, reason, None, failed=failed)
         metrics = refit_best(cfg, prepared, study, run)
+        report_or_log(run.path, study=study)
         return StudyResult(run.path, study, reason, metrics)
 
 
