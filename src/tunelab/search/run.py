@@ -40,6 +40,7 @@ from tunelab.search.optimize import (
 from tunelab.search.space import apply_params, decode
 from tunelab.search.study import make_storage, open_study, redact, storage_url
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
+from tunelab.tracking import Tracking, final_record
 
 log = logging.getLogger("tunelab")
 
@@ -72,7 +73,8 @@ def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
             update={
                 "search": previous.search.model_copy(
                     update={"n_trials": cfg.search.n_trials, "timeout": cfg.search.timeout}
-                )
+                ),
+                "tracking": cfg.tracking,  # trackers may be added to a running study
             }
         )
         if same != cfg:
@@ -134,11 +136,13 @@ def run_study(
             study.user_attrs.get("storage"),
         )
         deadline = time.time() + cfg.search.timeout if cfg.search.timeout else None
+        tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
         try:
             if jobs > 1:
                 reason, failed = _with_workers(run, jobs, study, deadline=deadline, poll=poll)
             else:
                 objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
+                hooks = [*(hooks or []), tracking.on_trial]
                 reason, failed = optimize(study, objective, cfg, hooks=hooks, deadline=deadline)
         except KeyboardInterrupt:
             # what finished is in the storage already; write the tables so the run can be read
@@ -146,10 +150,12 @@ def run_study(
             write_study_results(run, study, cfg.search.space)
             raise
         write_study_results(run, study, cfg.search.space)
+        tracking.on_trial(study)  # the trials --jobs workers ran, or a callback missed
         if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             report_or_log(run.path, study=study)
             return StudyResult(run.path, study, reason, None, failed=failed)
         metrics = refit_best(cfg, prepared, study, run)
+        tracking.final(final_record(metrics))
         report_or_log(run.path, study=study)
         return StudyResult(run.path, study, reason, metrics)
 
