@@ -126,6 +126,19 @@ def test_a_train_run_writes_a_report_with_the_sections_that_apply(train_run: Pat
     assert "single fit (tunelab train)" in (train_run / "report.html").read_text()
 
 
+def test_a_regression_run_with_kfold_shows_residuals_and_its_fold_scores(
+    tmp_path: Path, config_factory: Any
+) -> None:
+    cfg = config_factory(data={"source": "sklearn:diabetes"}, cv={"strategy": "kfold", "folds": 3})
+    train(cfg, out=tmp_path / "run")
+    parts = sections((tmp_path / "run" / "report.html").read_text())
+    assert figures(parts["predictions"]) == 1
+    assert "mean residual" in parts["predictions"]
+    assert figures(parts["folds"]) == 1  # the three folds' spread
+    assert '<td>cross-validation</td><td class="num">3</td>' in parts["folds"]
+    assert "cross-validation (rmse)" in parts["summary"]
+
+
 def test_the_run_records_its_environment_and_the_report_shows_it(train_run: Path) -> None:
     recorded = json.loads((train_run / "environment.json").read_text())
     assert recorded["python"] == sys.version.split()[0]
@@ -291,3 +304,24 @@ def test_the_report_reads_only_the_run_directory(train_run: Path, tmp_path: Path
     shutil.copytree(train_run, moved)
     strip = re.compile(r"report built [^&]*|run directory [^&]*")
     assert strip.sub("", build_report(moved)) == strip.sub("", build_report(train_run))
+
+
+def test_the_report_reads_results_and_imports_no_other_stage() -> None:
+    """DESIGN.md: the report is built only from the run directory and the study."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "src" / "tunelab" / "report"
+    stages = ("data", "models", "training", "techniques", "evaluation", "search", "pipeline")
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                assert not name.startswith(tuple(f"tunelab.{s}" for s in stages)), (
+                    f"report/{path.name} imports {name}"
+                )

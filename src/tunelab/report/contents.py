@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,9 @@ def _text(path: Path, problems: list[str]) -> str | None:
         return None
 
 
-def _parse(path: Path, content: str | None, parse: Any, problems: list[str]) -> Any:
+def _parse(
+    path: Path, content: str | None, parse: Callable[[str], Any], problems: list[str]
+) -> Any:
     if content is None:
         return None
     try:
@@ -154,8 +157,8 @@ def _load_study(run: RunDir, config: dict[str, Any], problems: list[str]) -> opt
     """
     if not run.artifacts.is_dir():  # tunelab train makes no artifacts folder
         return None
-    search = config.get("search") if isinstance(config.get("search"), dict) else {}
-    assert isinstance(search, dict)
+    search = config.get("search")
+    search = search if isinstance(search, dict) else {}
     url = search.get("storage")
     if not url:
         if not run.study_db.is_file():

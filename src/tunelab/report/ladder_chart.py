@@ -140,7 +140,7 @@ def rung_table(rungs: list[Rung], metric: str) -> str:
         )
         classes.append(rung.verdict if rung.verdict in VERDICT_COLOURS else "")
     numeric = [False, True, True, True, True, True, True, True, False]
-    return table(header, rows, numeric=numeric, classes=[c or "" for c in classes])
+    return table(header, rows, numeric=numeric, classes=classes)
 
 
 def _interval(low: float | None, high: float | None) -> str:

@@ -49,7 +49,7 @@ def _cell(value: Any) -> str:
     return number(value) if isinstance(value, float) else str(value)
 
 
-# (title, Optuna plot, why it may be missing) in the order the page shows them
+# (study, metric name) -> one of Optuna's plotly figures
 PlotMaker = Callable[[optuna.Study, str], Any]
 
 
@@ -84,6 +84,7 @@ def study_section(contents: RunContents, page: Page) -> Section:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     searched = {name for trial in complete for name in trial.params}
     reported = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    # (title, figure, why it cannot be drawn or None) in the order the page shows them
     plots: list[tuple[str, PlotMaker, str | None]] = [
         ("optimization history", _history, None if complete else "no complete trial yet"),
         ("parameter importances", _importances, _importances_missing(complete, searched)),
@@ -134,7 +135,9 @@ def folds_section(contents: RunContents, page: Page) -> Section:
     metric = contents.metric or "score"
     scores = _fold_scores(contents)
     if not scores:
-        section.parts.append(note("no fold scores in this run (no study and no cv: kfold)"))
+        section.parts.append(
+            note("no fold scores in this run (a study's trials, or tunelab train with cv: kfold)")
+        )
         return section
     if all(len(values) == 1 for values in scores.values()):
         section.parts.append(

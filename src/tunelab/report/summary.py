@@ -196,8 +196,8 @@ def config_section(contents: RunContents) -> Section:
             )
         )
         recorded = environment()
-    packages = recorded.get("packages") if isinstance(recorded.get("packages"), dict) else {}
-    assert isinstance(packages, dict)
+    packages = recorded.get("packages")
+    packages = packages if isinstance(packages, dict) else {}
     rows = [(k, _cell(v)) for k, v in recorded.items() if k != "packages"]
     rows += [(name, version or "not installed") for name, version in packages.items()]
     section.parts.append(table(["", "version"], rows))
