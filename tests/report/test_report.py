@@ -139,6 +139,17 @@ def test_a_regression_run_with_kfold_shows_residuals_and_its_fold_scores(
     assert "cross-validation (rmse)" in parts["summary"]
 
 
+def test_leaderboard_counts_stay_counts_when_pruned_trials_leave_them_empty(
+    train_run: Path,
+) -> None:
+    (train_run / "leaderboard.csv").write_text(
+        "trial,state,value,std,folds,seconds\n0,complete,0.9,0.01,5,3.5\n1,pruned,0.5,,,1.0\n"
+    )
+    board = sections(build_report(train_run))["leaderboard"]
+    assert '<td class="num">5</td>' in board and "5.0000" not in board
+    assert '<td class="num">0.0100</td>' in board
+
+
 def test_the_run_records_its_environment_and_the_report_shows_it(train_run: Path) -> None:
     recorded = json.loads((train_run / "environment.json").read_text())
     assert recorded["python"] == sys.version.split()[0]

@@ -30,9 +30,8 @@ def leaderboard_section(contents: RunContents) -> Section:
     for column in shown.columns:  # counts read back as floats (NaN rows): show them as counts
         values = pd.to_numeric(frame[column], errors="coerce").dropna()
         if frame[column].dtype.kind == "f" and len(values) and (values % 1 == 0).all():
-            shown[column] = [
-                int(v) if v == v else None for v in frame[column].head(LEADERBOARD_ROWS)
-            ]
+            counts = [int(v) if v == v else None for v in frame[column].head(LEADERBOARD_ROWS)]
+            shown[column] = pd.Series(counts, index=shown.index, dtype=object)
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
     rows = [[_cell(v) for v in row] for row in shown.itertuples(index=False)]
     section.parts.append(table(list(shown.columns), rows, numeric=numeric))
