@@ -119,6 +119,7 @@ def train(
     for note in summary.metrics["notes"]:
         view.print(f"note: {note}", highlight=False)
     Console(quiet=quiet).print(summary_table(summary.metrics, str(summary.run_dir)))
+    _point_to_report(view, summary.run_dir)
     typer.echo(str(summary.run_dir))
 
 
@@ -170,6 +171,7 @@ def run(
         out_console.print(part, soft_wrap=True)
     if result.metrics is not None and cfg.ladder.enabled:
         print_ladder(read_ladder(result.run_dir), console=out_console)
+    _point_to_report(view, result.run_dir)
     if result.metrics is None:
         what = "the study stopped" if result.failed else "no trial completed"
         console.print(
@@ -179,6 +181,33 @@ def run(
         )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
+
+
+def _point_to_report(view: Console, run_dir: Path) -> None:
+    from tunelab.results.rundir import RunDir
+
+    report = RunDir(run_dir).report
+    if report.is_file():
+        view.print(f"report: {escape(str(report))}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (tunelab train or run)")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="[default: RUN/report.html]")
+    ] = None,
+) -> None:
+    """Write the run's report: one HTML file that opens offline (no training, no network)."""
+    from tunelab.report import write_report
+
+    try:
+        if output is not None:
+            _check_output(output)
+        path = write_report(run_dir, output=output)
+    except TunelabError as exc:
+        _fail(exc)
+    typer.echo(str(path))
 
 
 @app.command()

@@ -424,6 +424,24 @@ class LadderConfig(Section):
         return value
 
 
+class TrackingConfig(Section):
+    """Experiment trackers that also get each trial's per-epoch curves, parameters and
+    scores, and the final test metrics. Paths are read from the working directory, like
+    every path in a config; tunelab writes there and nowhere else outside the run."""
+
+    mlflow: str | None = Field(
+        None,
+        min_length=1,
+        description="an MLflow tracking URI: sqlite:///mlflow.db, http://HOST:5000, file:mlruns",
+    )
+    experiment: str | None = Field(
+        None, min_length=1, description="the MLflow experiment; default the run's name"
+    )
+    tensorboard: str | None = Field(
+        None, min_length=1, description="a TensorBoard log folder, e.g. runs/tensorboard"
+    )
+
+
 class RunConfig(Section):
     """A whole run: name, seed and one section per stage."""
 
@@ -448,6 +466,7 @@ class RunConfig(Section):
         "stops early enough for the rest to fit",
     )
     ladder: LadderConfig = LadderConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("name")
     @classmethod
@@ -725,7 +744,13 @@ _SEARCHABLE_WHEN: dict[str, tuple[Any, str]] = {
 def _fixed_per_study(dotted: str) -> bool:
     if dotted in SEARCHABLE_DATA_FIELDS:
         return False
-    return dotted == "name" or dotted.split(".")[0] in ("data", "search", "cv", "ladder")
+    return dotted == "name" or dotted.split(".")[0] in (
+        "data",
+        "search",
+        "cv",
+        "ladder",
+        "tracking",
+    )
 
 
 def _home_of(dotted: str) -> str | None:

@@ -20,7 +20,9 @@ from tunelab.evaluation.crossval import CrossValidation, cross_validate
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.report import report_or_log
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
+from tunelab.tracking import Tracking, final_record
 from tunelab.training.loop import EpochCallback
 
 FoldEpochHook = Callable[[int, dict[str, Any]], None]
@@ -46,8 +48,9 @@ def train(
     """Fine-tune once on the train rows, evaluate once on the test rows, write the run.
 
     Writes ``config.yaml``, ``history.json``, ``metrics.json``, ``test_inputs.csv``,
-    ``test_predictions.csv`` and ``final/`` (the predictor); with ``cv.strategy: kfold``
-    also ``folds.json`` and ``oof.npz``.
+    ``test_predictions.csv``, ``final/`` (the predictor) and ``report.html``; with
+    ``cv.strategy: kfold`` also ``folds.json`` and ``oof.npz``. The trackers of
+    ``cfg.tracking`` get the fit's curves and test scores.
 
     Args:
         callbacks: called after every epoch of the final fit.
@@ -56,6 +59,7 @@ def train(
     """
     run = open_run_dir(cfg, out, overwrite=overwrite)
     prepared = prepared or prepare(cfg)
+    tracking = Tracking.open(cfg, run, metric=prepared.metric)  # fails before training
     extra: dict[str, Any] = {}
     if cfg.cv.strategy == "kfold":
         cv = cross_validate(cfg, prepared, on_epoch=on_fold_epoch, trust_code=trust_code)
@@ -65,6 +69,8 @@ def train(
         cfg, prepared, split.train, split.validation, callbacks=callbacks, trust_code=trust_code
     )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
+    tracking.final(final_record(metrics, history=fitted.result.history))
+    report_or_log(run.path)
     return TrainSummary(run_dir=run.path, metrics=metrics, fitted=fitted)
 
 

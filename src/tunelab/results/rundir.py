@@ -20,6 +20,7 @@ from typing import Any
 from tunelab import __version__
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
+from tunelab.results.environment import environment
 
 MARKER = ".tunelab"
 
@@ -42,6 +43,11 @@ class RunDir:
     @property
     def log(self) -> Path:
         return self.path / "run.log"
+
+    @property
+    def environment(self) -> Path:
+        """Python, platform and package versions of the run (for the report)."""
+        return self.path / "environment.json"
 
     # -- the final predictor and its one evaluation on the test rows ----------------------------
     @property
@@ -170,6 +176,7 @@ def open_run_dir(
         if not run.marker.is_file():
             write_json(run.marker, {"tunelab": __version__, "created": _now()})
         run.config.write_text(cfg.to_yaml())
+        write_json(run.environment, environment())
     except OSError as exc:
         raise FatalError(f"cannot write the run directory {str(run.path)!r}: {exc}") from None
     return run

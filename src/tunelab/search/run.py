@@ -27,6 +27,7 @@ from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.refit import refit
 from tunelab.ladder import Watcher, run_ladder
+from tunelab.report import report_or_log
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.predictor import AnyPredictor
@@ -43,6 +44,7 @@ from tunelab.search.optimize import (
 from tunelab.search.space import decode
 from tunelab.search.study import make_storage, open_study, redact, storage_url
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
+from tunelab.tracking import Tracking, final_record
 from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
 
 log = logging.getLogger("tunelab")
@@ -81,6 +83,7 @@ def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
                 "ensemble": cfg.ensemble,
                 "budget": cfg.budget,
                 "ladder": cfg.ladder,
+                "tracking": cfg.tracking,  # trackers may be added to a running study
             }
         )
         if same != cfg:
@@ -111,6 +114,9 @@ def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArt
     prepared = prepare(cfg)
     url = storage_url(cfg, run.path)
     study = open_study(cfg, make_storage(url, cfg.search), metric=prepared.metric)
+    with warnings.catch_warnings():  # experimental in Optuna; the dashboard shows the name
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([prepared.metric])
     study.set_user_attr("metric", prepared.metric)
     study.set_user_attr("storage", redact(url))
     return prepared, study, TrialArtifacts(run.artifacts)
@@ -143,11 +149,13 @@ def run_study(
             study.user_attrs.get("storage"),
         )
         budget = _budget(cfg, prepared, started)
+        tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
         try:
             if jobs > 1:
                 reason, failed = _with_workers(run, jobs, study, budget=budget, poll=poll)
             else:
                 objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
+                hooks = [*(hooks or []), tracking.on_trial]
                 reason, failed = optimize(study, objective, cfg, hooks=hooks, budget=budget)
         except KeyboardInterrupt:
             # what finished is in the storage already; write the tables so the run can be read
@@ -155,12 +163,16 @@ def run_study(
             write_study_results(run, study, cfg.search.space)
             raise
         write_study_results(run, study, cfg.search.space)
+        tracking.on_trial(study)  # the trials --jobs workers ran, or a callback missed
         if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            report_or_log(run.path, study=study)
             return StudyResult(run.path, study, reason, None, failed=failed)
         metrics = finish(cfg, prepared, study, artifacts, run)
+        tracking.final(final_record(metrics))
         if cfg.ladder.enabled:  # what each technique of the best recipe contributed
             params = decode(cfg.search.space, ranked(study)[0].params)
             run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)
+        report_or_log(run.path, study=study)
         return StudyResult(run.path, study, reason, metrics)
 
 

@@ -1,0 +1,203 @@
+"""The summary (the final score against the baseline and the best single trial), the
+ensemble, and the resolved config with the environment it ran in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunelab.report.contents import RunContents
+from tunelab.report.html import Page, Section, cards, note, number, paragraph, pre, table
+from tunelab.results.environment import environment
+from tunelab.results.leaderboard import ranked
+
+
+def summary_section(contents: RunContents) -> Section:
+    """Headline numbers, what the run did, and the files that could not be read."""
+    section = Section("summary", "Summary")
+    metric = contents.metric or "score"
+    section.parts.append(
+        cards([_final(contents, metric), _best(contents, metric), _baseline(contents)])
+    )
+    section.parts += [paragraph(line) for line in _facts(contents)]
+    section.parts += [note(f"not shown: {problem}") for problem in contents.problems]
+    return section
+
+
+def _final(contents: RunContents, metric: str) -> tuple[str, str, str]:
+    metrics = contents.metrics
+    if metrics is None:
+        return (
+            f"test {metric}",
+            "none",
+            "no final predictor: the study stopped before a refit (see the leaderboard)",
+        )
+    score = (metrics.get("test") or {}).get(metric)
+    interval = metrics.get("test_interval") or {}
+    rows = (metrics.get("rows") or {}).get("test")
+    level = interval.get("level")
+    detail = (
+        f"{number(100 * level, 0) if isinstance(level, float) else '95'}% interval "
+        f"[{number(interval.get('low'))}, {number(interval.get('high'))}]"
+        if interval
+        else "no interval recorded"
+    )
+    if rows:
+        detail += f", {rows} test rows"
+    return f"test {metric} (final predictor)", number(score), detail
+
+
+def _best(contents: RunContents, metric: str) -> tuple[str, str, str]:
+    study = contents.study
+    if study is not None and (best := ranked(study)):
+        trial = best[0]
+        folds = len(trial.user_attrs.get("fold_scores") or []) or 1
+        spread = trial.user_attrs.get("std")
+        detail = f"trial {trial.number}, mean of {folds} fold{'s' if folds > 1 else ''}"
+        if spread is not None:
+            detail += f", std {number(spread)}"
+        return f"best single trial ({metric}, validation)", number(trial.value), detail
+    metrics = contents.metrics or {}
+    cv = metrics.get("cross_validation")
+    if isinstance(cv, dict):
+        return (
+            f"cross-validation ({metric})",
+            number(cv.get("mean")),
+            f"{cv.get('folds')} folds, std {number(cv.get('std'))}",
+        )
+    validation = (metrics.get("validation") or {}).get(metric)
+    return f"validation {metric} (best epoch)", number(validation), "no study in this run"
+
+
+def _baseline(contents: RunContents) -> tuple[str, str, str]:
+    ladder = contents.ladder
+    baseline = ladder.baseline if ladder is not None else None
+    if baseline is None:
+        return "baseline (ladder)", "-", "no ladder in this run"
+    detail = f"{baseline.name}: interval [{number(baseline.low)}, {number(baseline.high)}]"
+    return "baseline (ladder)", number(baseline.mean), detail
+
+
+def _facts(contents: RunContents) -> list[str]:
+    """One line each: the trials, the rows, the refit, the time."""
+    lines: list[str] = []
+    metrics = contents.metrics or {}
+    trials = metrics.get("trials")
+    if isinstance(trials, dict):
+        lines.append(
+            "Trials: "
+            + ", ".join(f"{count} {_STATES.get(state, state)}" for state, count in trials.items())
+            + "."
+        )
+    elif contents.study is not None:
+        lines.append(f"Trials: {len(contents.study.trials)} (no refit).")
+    rows = metrics.get("rows")
+    if isinstance(rows, dict):
+        lines.append(
+            f"Rows: {rows.get('train')} train, {rows.get('validation')} validation, "
+            f"{rows.get('test')} test (the test rows were used once, for the final score)."
+        )
+    if metrics.get("refit_epochs") is not None:
+        lines.append(
+            f"The best parameters were refit on all non-test rows for "
+            f"{metrics['refit_epochs']} epochs (the best trial's folds' median)."
+        )
+    elif metrics.get("stop_reason"):
+        lines.append(
+            f"The final fit ran {metrics.get('epochs_run')} epochs and stopped: "
+            f"{metrics['stop_reason']} (best epoch {_one_based(metrics.get('best_epoch'))})."
+        )
+    if contents.ensemble is not None:
+        kept = contents.ensemble.get("kept")
+        verdict = "is the final predictor" if kept else "was not kept"
+        lines.append(
+            f"An ensemble of the study's best trials {verdict}: "
+            f"{contents.ensemble.get('reason')} (see Ensemble)."
+        )
+    return lines
+
+
+_STATES = {"fail": "failed"}
+
+
+def _one_based(epoch: Any) -> str:
+    return str(epoch + 1) if isinstance(epoch, int) and epoch >= 0 else "-"
+
+
+def ensemble_section(contents: RunContents, page: Page) -> Section:
+    """The ensemble stage's decision (``ensemble.json``): why it was kept or not, the members
+    and their weights, and the test comparison with the best single trial."""
+    section = Section("ensemble", "Ensemble")
+    data = contents.ensemble
+    if data is None:
+        section.parts.append(note("no ensemble in this run"))
+        return section
+    section.parts.append(paragraph(str(data.get("reason", ""))))
+    members = [m for m in data.get("members") or [] if isinstance(m, dict)]
+    if members:
+        rows = [
+            [
+                f"trial {m.get('trial')}",
+                _cell(m.get("weight")),
+                ", ".join(f"{k}={v}" for k, v in (m.get("params") or {}).items()),
+            ]
+            for m in members
+        ]
+        section.parts.append(
+            table(["member", "weight", "parameters"], rows, numeric=[False, True, False])
+        )
+    test = data.get("test")
+    if isinstance(test, dict):
+        ensemble, single = test.get("ensemble") or {}, test.get("best_single") or {}
+        section.parts.append(
+            table(
+                ["test metric", "ensemble", "best single trial"],
+                [[k, _cell(v), _cell(single.get(k))] for k, v in ensemble.items()],
+                numeric=[False, True, True],
+            )
+        )
+        d = test.get("difference") or {}
+        section.parts.append(
+            paragraph(
+                f"ensemble - best single trial, {d.get('metric')}: "
+                f"{_cell(d.get('ensemble_minus_single'))}, 95% interval "
+                f"[{_cell(d.get('low'))}, {_cell(d.get('high'))}] (paired bootstrap over the "
+                "test rows)"
+            )
+        )
+    weights = [m.get("weight") for m in members]
+    if page.charts and members and all(isinstance(w, int | float) for w in weights):
+        import plotly.graph_objects as go
+
+        labels = [f"trial {m.get('trial')}" for m in members]
+        fig = go.Figure(go.Bar(x=labels, y=weights))
+        fig.update_layout(title="member weights", xaxis_type="category", height=320)
+        section.parts.append(page.figure(fig))
+    return section
+
+
+def _cell(value: Any) -> str:
+    return number(value) if isinstance(value, float) else str(value if value is not None else "-")
+
+
+def config_section(contents: RunContents) -> Section:
+    """``config.yaml`` as it ran, and the environment it ran in."""
+    section = Section("config", "Config and environment")
+    if contents.config_text is not None:
+        section.parts.append(pre(contents.config_text))
+    else:
+        section.parts.append(note("no config.yaml in this run directory"))
+    recorded = contents.environment
+    if recorded is None:
+        section.parts.append(
+            note(
+                "the run recorded no environment (environment.json); shown: the machine "
+                "that built this report"
+            )
+        )
+        recorded = environment()
+    packages = recorded.get("packages")
+    packages = packages if isinstance(packages, dict) else {}
+    rows = [(k, _cell(v)) for k, v in recorded.items() if k != "packages"]
+    rows += [(name, version or "not installed") for name, version in packages.items()]
+    section.parts.append(table(["", "version"], rows))
+    return section
