@@ -33,7 +33,7 @@ from tunelab.results.leaderboard import leaderboard
 from tunelab.results.rundir import write_json
 from tunelab.search.objective import EpochHook, Objective
 from tunelab.search.space import apply_params
-from tunelab.search.study import make_storage, open_study, redact, storage_url
+from tunelab.search.study import artifact_store, make_storage, open_study, redact, storage_url
 
 TrialHook = Callable[[optuna.Study, FrozenTrial], None]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -190,7 +190,7 @@ def setup(cfg: RunConfig, run_dir: Path) -> tuple[Prepared, optuna.Study, FileSy
     study = open_study(cfg, make_storage(url, cfg.search), metric=prepared.metric)
     study.set_user_attr("metric", prepared.metric)
     study.set_user_attr("storage", redact(url))
-    return prepared, study, FileSystemArtifactStore(str(run_dir / "artifacts"))
+    return prepared, study, artifact_store(cfg, run_dir)
 
 
 def run_study(
