@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -34,3 +35,61 @@ def make_config(**sections: Any) -> RunConfig:
 @pytest.fixture
 def config_factory() -> Any:
     return make_config
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A PostgreSQL database for the storage tests.
+
+    ``url`` is what a user writes in ``search.storage``: the password as a
+    ``${TUNELAB_TEST_DB_PASSWORD}`` reference, the variable set for this test (and the
+    processes it starts). ``direct`` holds the password, for the test's own connections.
+    """
+
+    url: str
+    direct: str
+    password: str
+
+
+def postgres_problem(url: str | None) -> str | None:
+    """Why the tests cannot use the PostgreSQL server at ``url``, or None."""
+    if not url:
+        return "TUNELAB_TEST_POSTGRES_URL is not set (.ci/run starts a server and sets it)"
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed: pip install -c constraints.txt -e '.[postgres]'"
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        return f"no PostgreSQL server at TUNELAB_TEST_POSTGRES_URL ({type(exc).__name__})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """TUNELAB_TEST_POSTGRES_URL when it reaches a server; otherwise the test is skipped
+    with the reason, or fails where TUNELAB_REQUIRE_POSTGRES=1 (CI)."""
+    url = os.environ.get("TUNELAB_TEST_POSTGRES_URL")
+    problem = postgres_problem(url)
+    if problem is not None:
+        if os.environ.get("TUNELAB_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"TUNELAB_REQUIRE_POSTGRES=1 but {problem}")
+        pytest.skip(problem)
+    assert url is not None
+    return url
+
+
+@pytest.fixture
+def postgres(postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> Postgres:
+    import sqlalchemy
+
+    direct = sqlalchemy.engine.make_url(postgres_server)
+    password = str(direct.password or "")
+    monkeypatch.setenv("TUNELAB_TEST_DB_PASSWORD", password)
+    port = f":{direct.port}" if direct.port else ""
+    url = (
+        f"postgresql://{direct.username}:${{TUNELAB_TEST_DB_PASSWORD}}@{direct.host}{port}/"
+        f"{direct.database}"
+    )
+    return Postgres(url=url, direct=direct.render_as_string(hide_password=False), password=password)

@@ -368,7 +368,14 @@ class SearchConfig(Section):
     pruner: Literal[
         "median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"
     ] = "median"
-    storage: str | None = Field(None, description="Optuna storage URL; default SQLite in the run")
+    storage: str | None = Field(
+        None,
+        description="default SQLite in the run directory; journal (a journal file there), "
+        "journal:PATH, or a database URL such as postgresql://USER:${PASSWORD_VARIABLE}@HOST/DB",
+    )
+    artifacts: str | None = Field(
+        None, description="folder for trial artifacts; default RUN/artifacts (shared by workers)"
+    )
     study_name: str | None = Field(None, description="default: the run's name")
     heartbeat_interval: int = Field(10, ge=1, description="seconds between trial heartbeats")
     grace_period: int | None = Field(None, ge=1, description="stale after; default 2x heartbeat")
@@ -376,6 +383,52 @@ class SearchConfig(Section):
     max_consecutive_failures: int = Field(5, ge=1)
     keep_top_k: int = Field(3, ge=1, description="trial checkpoints kept")
     space: dict[str, ParamSpec] = Field(default_factory=dict)
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifacts(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            raise ValueError(
+                "expected a folder, not a URL; to keep artifacts in S3 or an S3-compatible "
+                "store, mount the bucket (mountpoint-s3, s3fs) and give the mount's folder"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _storage(self) -> SearchConfig:
+        # a model validator, not a field one: its error never echoes the URL's password
+        problem = _storage_problem(self.storage) if self.storage is not None else None
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def _storage_problem(storage: str) -> str | None:
+    """What is wrong with a ``search.storage`` value, or None."""
+    if storage == "journal" or (storage.startswith("journal:") and storage != "journal:"):
+        return None
+    if "://" not in storage:
+        shown = re.sub(r":[^:@/]*@", ":***@", storage)
+        return (
+            f"storage {shown!r} is not a storage; write a database URL (sqlite:///PATH, "
+            "postgresql://USER@HOST/DB), journal:PATH for a journal file, or journal for one "
+            "in the run directory"
+        )
+    import sqlalchemy  # only for URLs: keeps loading a config light
+
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        return None  # opening the storage names what is wrong with it
+    if url.password is None or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", str(url.password)):
+        return None
+    shown = url.render_as_string(hide_password=True)
+    return (
+        f"storage {shown!r} holds a password, which would be written to RUN/config.yaml and "
+        "printed by tunelab check; write ${NAME} in its place and export NAME (for example "
+        f"{shown.replace(':***@', ':${TUNELAB_DB_PASSWORD}@', 1)!r}), or leave it out and "
+        "export PGPASSWORD for PostgreSQL"
+    )
 
 
 class CrossValidationConfig(Section):

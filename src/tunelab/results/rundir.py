@@ -85,6 +85,11 @@ class RunDir:
         return self.path / "study.db"
 
     @property
+    def study_log(self) -> Path:
+        """The study as an Optuna journal file (``search.storage: journal``)."""
+        return self.path / "study.log"
+
+    @property
     def artifacts(self) -> Path:
         return self.path / "artifacts"
 
@@ -122,7 +127,8 @@ class RunDir:
     def started_study(self) -> bool:
         """Whether a study has begun here (its database or a trial's artifacts exist)."""
         artifacts = self.artifacts
-        return self.study_db.is_file() or (artifacts.is_dir() and any(artifacts.iterdir()))
+        stored = self.study_db.is_file() or self.study_log.is_file()
+        return stored or (artifacts.is_dir() and any(artifacts.iterdir()))
 
 
 _FILE_PROPERTIES = [

@@ -42,7 +42,13 @@ from tunelab.search.optimize import (
     trailing_failures,
 )
 from tunelab.search.space import decode
-from tunelab.search.study import make_storage, open_study, redact, storage_url
+from tunelab.search.study import (
+    artifact_folder,
+    make_storage,
+    open_study,
+    redact,
+    storage_url,
+)
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
 from tunelab.tracking import Tracking, final_record
 from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
@@ -119,7 +125,7 @@ def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArt
         study.set_metric_names([prepared.metric])
     study.set_user_attr("metric", prepared.metric)
     study.set_user_attr("storage", redact(url))
-    return prepared, study, TrialArtifacts(run.artifacts)
+    return prepared, study, TrialArtifacts(artifact_folder(cfg, run.path))
 
 
 def run_study(

@@ -1,12 +1,18 @@
 """Optuna's own storage, samplers and pruners, chosen by name (tunelab re-implements none).
 
-The storage is a URL: SQLite inside the run directory by default, PostgreSQL (or any
-RDB URL Optuna takes) for studies shared by workers on many machines. Heartbeats mark a
-trial whose process died as failed, and ``RetryHeartbeatStaleTrialCallback`` re-queues it.
+The storage is a URL: SQLite inside the run directory by default, Optuna's journal file for
+many processes on one machine, PostgreSQL (or any RDB URL Optuna takes) for studies shared
+by workers on many machines. Heartbeats mark a trial whose process died as failed, and
+``RetryHeartbeatStaleTrialCallback`` re-queues it. Trial artifacts go to a folder: the run
+directory's by default, a shared one when workers run on several machines.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +20,14 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig, SearchConfig
 from tunelab.errors import ConfigError, FatalError
+from tunelab.results.rundir import RunDir
 from tunelab.search.space import grid
 from tunelab.training.metrics import GREATER_IS_BETTER
 
@@ -60,7 +70,101 @@ PRUNERS: dict[str, Callable[[RunConfig], optuna.pruners.BasePruner]] = {
 
 
 def storage_url(cfg: RunConfig, run_dir: Path) -> str:
-    return cfg.search.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    """The storage as configured (``${NAME}`` references unexpanded), defaults filled in."""
+    storage, run = cfg.search.storage, RunDir(run_dir)
+    if storage is None:
+        return f"sqlite:///{run.study_db.resolve()}"
+    if storage == "journal":
+        return f"journal:{run.study_log.resolve()}"
+    return storage
+
+
+def make_storage(url: str, cfg: SearchConfig) -> optuna.storages.BaseStorage:
+    """The storage behind ``url``, with heartbeats so a dead worker's trial is retried.
+
+    ``journal:PATH`` is Optuna's journal file (many processes on one machine); anything else
+    is an SQLAlchemy URL for Optuna's RDB storage: SQLite, PostgreSQL (``postgresql://``
+    uses psycopg 3), MySQL. ``${NAME}`` in the URL is replaced by the environment variable
+    NAME here, at connection time, so a password never sits in a config or a log.
+    """
+    if url.startswith("journal:"):
+        return journal_storage(Path(expand_environment(url.removeprefix("journal:"))), cfg)
+    return rdb_storage(url, cfg)
+
+
+def rdb_storage(url: str, cfg: SearchConfig) -> RDBStorage:
+    """An RDB storage with heartbeats; SQLite waits for locks instead of failing."""
+    engine: dict[str, Any] = {}
+    sqlite = url.startswith("sqlite")
+    if sqlite and _in_memory(url):
+        raise ConfigError(
+            f"search.storage: {url!r} is an in-memory SQLite database, which lives in one "
+            "connection: heartbeats, resuming and --jobs workers need a database they can "
+            "reopen. Leave search.storage empty (SQLite in the run directory) or give a file"
+        )
+    if sqlite:
+        # several local worker processes write to one file: wait for the lock (default 5 s)
+        engine = {"connect_args": {"timeout": 120}}
+    connect = resolve_url(url)
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(
+                connect,
+                engine_kwargs=engine,
+                heartbeat_interval=cfg.heartbeat_interval,
+                grace_period=_grace_period(cfg),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=cfg.max_retry
+                ),
+            )
+        if sqlite:
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+            storage.engine.dispose()  # the pooled connections predate the listener
+        return storage
+    except Exception as exc:
+        raise FatalError(_cannot_open(url, connect, exc)) from None
+
+
+def _grace_period(cfg: SearchConfig) -> int:
+    return cfg.grace_period or 2 * cfg.heartbeat_interval
+
+
+def _cannot_open(url: str, connect: str, exc: Exception) -> str:
+    """Why a storage did not open, with the fix, and with no password in it."""
+    missing = _missing_module(exc)
+    if missing is not None:
+        hint = DRIVER_HINTS.get(missing, f"pip install {missing}")
+        return (
+            f"search.storage: {redact(url)!r} needs the database driver {missing!r}, which is "
+            f"not installed: {hint}"
+        )
+    detail = f"{type(exc).__name__}: {exc}"
+    password = _password(connect)
+    if password:  # drivers may echo the connection string
+        detail = detail.replace(password, "***")
+    return (
+        f"search.storage: cannot open {redact(url)!r} ({detail}); check the URL, that the "
+        "database server runs and accepts this user, and that the password is right"
+    )
+
+
+# the module SQLAlchemy imports for a URL's dialect -> how to install it
+DRIVER_HINTS = {
+    "psycopg": "pip install -c constraints.txt -e '.[postgres]' (psycopg 3, which "
+    "postgresql:// uses)",
+    "psycopg2": "pip install psycopg2-binary, or write postgresql:// and install tunelab's "
+    "postgres extra (pip install -c constraints.txt -e '.[postgres]')",
+}
+
+
+def _missing_module(exc: BaseException | None) -> str | None:
+    """The top-level name of a module whose import failed somewhere in ``exc``'s causes."""
+    while exc is not None:
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            return exc.name.split(".")[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
@@ -82,67 +186,179 @@ def _in_memory(url: str) -> bool:
     return database in (None, "", ":memory:") or "mode=memory" in url
 
 
-def make_storage(url: str, cfg: SearchConfig) -> RDBStorage:
-    """An RDB storage with heartbeats; SQLite waits for locks instead of failing."""
-    engine: dict[str, Any] = {}
-    sqlite = url.startswith("sqlite")
-    if sqlite and _in_memory(url):
+def journal_storage(path: Path, cfg: SearchConfig) -> JournalStorage:
+    """Optuna's journal file: appends under a file lock, the storage Optuna recommends for
+    many processes on one machine. The file needs a local disk (its lock is not safe on
+    every network file system); use PostgreSQL across machines."""
+    if not path.parent.is_dir():
         raise ConfigError(
-            f"search.storage: {url!r} is an in-memory SQLite database, which lives in one "
-            "connection: heartbeats, resuming and --jobs workers need a database they can "
-            "reopen. Leave search.storage empty (SQLite in the run directory) or give a file"
+            f"search.storage: the folder of the journal file {str(path)!r} does not exist; "
+            "create it or give another path (journal alone keeps it in the run directory)"
         )
-    if sqlite:
-        # several local worker processes write to one file: wait for the lock (default 5 s)
-        engine = {"connect_args": {"timeout": 120}}
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed
+        with warnings.catch_warnings():  # the retry callback is "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=cfg.heartbeat_interval,
-                grace_period=cfg.grace_period or 2 * cfg.heartbeat_interval,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=cfg.max_retry
-                ),
-            )
-        if sqlite:
-            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
-            storage.engine.dispose()  # the pooled connections predate the listener
-        return storage
-    except Exception as exc:
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
+        return HeartbeatJournalStorage(
+            JournalFileBackend(str(path)),
+            heartbeat_interval=cfg.heartbeat_interval,
+            grace_period=_grace_period(cfg),
+            stale_trial_callback=retry,
+        )
+    except (OSError, ValueError) as exc:
         raise FatalError(
-            f"search.storage: cannot open {redact(url)!r} ({type(exc).__name__}: {exc}); check "
-            "the URL, that the database server runs, and that its driver is installed "
-            "(PostgreSQL: pip install psycopg2-binary)"
+            f"search.storage: cannot open the journal file {str(path)!r} "
+            f"({type(exc).__name__}: {exc}); check that it is a tunelab or Optuna journal"
         ) from None
+
+
+StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """Optuna's ``JournalStorage`` with the heartbeats its RDB storage has (Optuna 5.1's
+    journal has none, optuna/optuna#6615): each running trial's last beat is a system
+    attribute in the journal, so Optuna's own heartbeat thread, ``fail_stale_trials`` and
+    ``RetryHeartbeatStaleTrialCallback`` retry a trial whose process died, as they do on
+    SQLite and PostgreSQL. ``BaseHeartbeat`` is Optuna's interface for a storage's
+    heartbeats (a private module: a test kills a worker to catch a change)."""
+
+    def __init__(
+        self,
+        backend: JournalFileBackend,
+        *,
+        heartbeat_interval: int,
+        grace_period: int,
+        stale_trial_callback: StaleTrialCallback,
+    ) -> None:
+        super().__init__(backend)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.stale_trial_callback = stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        # another worker may have failed the trial already (a pause past the grace period)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+            if beat is None:  # like the RDB storage: a trial that never beat is not judged
+                continue
+            # a retried trial inherits its dead original's last beat; its own start counts
+            started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+            if now - max(float(beat), started) > self.grace_period:
+                stale.append(self.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+        return stale
+
+    def get_heartbeat_interval(self) -> int:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> StaleTrialCallback:
+        return self.stale_trial_callback
+
+
+HEARTBEAT_ATTR = "tunelab:heartbeat"
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_environment(text: str) -> str:
+    """``text`` with each ``${NAME}`` replaced by the environment variable NAME."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(
+                f"search.storage: the environment variable {name} (named in the URL as "
+                f"${{{name}}}) is not set; export it in the shell that starts tunelab (on "
+                "every machine that runs a worker)"
+            )
+        return os.environ[name]
+
+    return _REFERENCE.sub(value, text)
+
+
+def resolve_url(url: str) -> str:
+    """The URL to connect with: ``${NAME}`` references replaced by their values, the
+    password URL-escaped, so it may hold any character."""
+    if "${" not in url:
+        return url
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return expand_environment(url)  # RDBStorage reports the malformed URL
+
+    def expand(part: str | None) -> str | None:
+        return expand_environment(part) if part else part
+
+    expanded = parsed.set(
+        username=expand(parsed.username),
+        password=expand(str(parsed.password) if parsed.password else None),
+        host=expand(parsed.host),
+        database=expand(parsed.database),
+    )
+    return expanded.render_as_string(hide_password=False)
+
+
+def _password(url: str) -> str | None:
+    try:
+        password = sqlalchemy.engine.make_url(url).password
+    except sqlalchemy.exc.ArgumentError:
+        return None
+    return str(password) if password else None
+
+
+def redact(url: str) -> str:
+    """The URL for messages and logs: a literal password shown as ``***``; a URL with no
+    password, or with a ``${NAME}`` reference in its place, shown as it is."""
+    if "://" not in url:
+        return url
+    password = _password(url)
+    if password is None:
+        # unparsable: hide whatever sits between "user:" and "@" all the same
+        return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    if _REFERENCE.fullmatch(password):
+        return url
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def direction(metric: str) -> str:
     return "maximize" if GREATER_IS_BETTER.get(metric, False) else "minimize"
 
 
-def open_study(cfg: RunConfig, storage: RDBStorage, *, metric: str) -> optuna.Study:
+def open_study(
+    cfg: RunConfig, storage: optuna.storages.BaseStorage, *, metric: str
+) -> optuna.Study:
     """Create the study, or load it when it exists (this is how runs resume)."""
     name = cfg.search.study_name or cfg.name
+    sampler = SAMPLERS[cfg.search.sampler](cfg.search, cfg.seed)
+    pruner = PRUNERS[cfg.search.pruner](cfg)
     try:
-        storage.get_study_id_from_name(name)
-        existed = True
-    except KeyError:
-        existed = False
-    try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            sampler=SAMPLERS[cfg.search.sampler](cfg.search, cfg.seed),
-            pruner=PRUNERS[cfg.search.pruner](cfg),
-            direction=direction(metric),  # type: ignore[arg-type]
-            load_if_exists=True,
-        )
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=name,
+                sampler=sampler,
+                pruner=pruner,
+                direction=direction(metric),  # type: ignore[arg-type]
+            )
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner
+            )
+            created = False
     except ValueError as exc:
         raise ConfigError(f"search: {exc}") from None
-    if existed:  # a resumed run or a worker: never replay the first run's sequence
+    # a resumed run or a worker never replays the first run's sequence; asking the storage
+    # whether the study exists before creating it would let workers started together all
+    # see "no study" and all draw the seed's sequence
+    if not created:
         study.sampler.reseed_rng()
     wanted = (
         optuna.study.StudyDirection.MAXIMIZE
@@ -157,11 +373,14 @@ def open_study(cfg: RunConfig, storage: RDBStorage, *, metric: str) -> optuna.St
     return study
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+def artifact_folder(cfg: RunConfig, run_dir: Path) -> Path:
+    """Where trials keep their artifacts: ``search.artifacts``, else ``RUN/artifacts``."""
+    folder = Path(cfg.search.artifacts) if cfg.search.artifacts else RunDir(run_dir).artifacts
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FatalError(
+            f"search.artifacts: cannot create the folder {str(folder)!r} ({exc.strerror}); "
+            "give a folder every worker can write to"
+        ) from None
+    return folder

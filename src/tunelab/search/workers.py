@@ -66,10 +66,13 @@ def worker_config_path(run_dir: Path) -> Path:
             "start the study with 'tunelab run CONFIG' and give its run directory"
         )
     cfg = load_config(path)
-    if not RunDir(run_dir).artifacts.is_dir() or not cfg.search.space:
+    run = RunDir(run_dir)
+    trained_once = run.final.is_dir() and not run.study_db.exists()
+    if not cfg.search.space or (trained_once and cfg.search.storage is None):
         raise FatalError(
-            f"{str(run_dir)!r} holds a 'tunelab train' run, not a study (no artifacts/ folder "
-            "or no search.space); tunelab worker joins a study started with 'tunelab run CONFIG'"
+            f"{str(run_dir)!r} holds a 'tunelab train' run, not a study (no search.space, "
+            "or a final model without a study); tunelab worker joins a study started with "
+            "'tunelab run CONFIG'"
         )
     return path
 
