@@ -8,6 +8,7 @@ from typing import Any
 from tunelab.config import ModelConfig
 from tunelab.models import builtin, local, text, vision
 from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.classical import rebuild_head
 
 __all__ = ["BuiltModel", "ModelRequest", "build_model", "rebuild_model"]
 _ = (builtin, local, text, vision)  # importing them registers their sources
@@ -29,4 +30,6 @@ def rebuild_model(spec: dict[str, Any], directory: Path, *, trust_code: bool = F
             without it such a spec is refused and nothing is imported.
     """
     rebuild = MODEL_REBUILDERS.get(str(spec.get("kind")), field="predictor.json model.kind")
-    return rebuild(spec, directory, trust_code=trust_code)
+    built = rebuild(spec, directory, trust_code=trust_code)
+    rebuild_head(built.module, spec)  # a scikit-learn head saved as tensors (model.head hgb)
+    return built
