@@ -8,6 +8,7 @@ that do not look like the training inputs.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -187,7 +188,11 @@ def _tokenizer_text(encoder: TextEncoder) -> str:
     special tokens."""
     backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return str(backend.to_str())
+        # without the padding and truncation state, which every call sets anew
+        definition = json.loads(backend.to_str())
+        definition.pop("padding", None)
+        definition.pop("truncation", None)
+        return json.dumps(definition, sort_keys=True)
     vocab = sorted(encoder.tokenizer.get_vocab().items())
     return repr((vocab, encoder.tokenizer.all_special_tokens))
 

@@ -57,6 +57,7 @@ FEATURE_AUGMENTATIONS = ("noise", "mixup")
 _MEMORY_ENTRIES = 8
 _memory: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
 _data_digests: dict[int, tuple[weakref.ref[Any], str]] = {}
+_weight_digests: dict[tuple[tuple[str, int, int], ...], tuple[list[torch.Tensor], str]] = {}
 
 Tensors = tuple[torch.Tensor, ...]
 
@@ -159,15 +160,27 @@ def data_fingerprint(raw: RawData) -> str:
 
 
 def weights_fingerprint(model: nn.Module) -> str:
-    """A digest of every tensor of the model except its head's (freshly initialized)."""
+    """A digest of every tensor of the model except its head's (freshly initialized).
+
+    Remembered for tensors that have not changed since (same storage, same version
+    counter), so a backbone lent to many fits is hashed once.
+    """
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    identity = tuple((k, v.data_ptr(), v._version) for k, v in state.items())
+    known = _weight_digests.get(identity)
+    if known is not None:
+        return known[1]
     hasher = hashlib.sha1()
-    for name, tensor in model.state_dict().items():
-        if name.startswith("head."):
-            continue
+    for name, tensor in state.items():
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         hasher.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         hasher.update(flat.view(torch.uint8).numpy().data)
-    return hasher.hexdigest()
+    value = hasher.hexdigest()
+    if len(_weight_digests) >= 2:
+        _weight_digests.clear()
+    # the tensors are kept alive with their digest, so no other tensor can take their place
+    _weight_digests[identity] = (list(state.values()), value)
+    return value
 
 
 def _encoding_fingerprint(encoder: Encoder) -> str:
@@ -410,7 +423,9 @@ def _head_on_features(
 ) -> TrainingInputs:
     model = built.module
     first = backbone_features(cfg, prepared, encoder, built, train_rows)
-    frozen = [p for p in model.backbone.parameters() if p.requires_grad]
+    backbone = model.backbone
+    assert isinstance(backbone, nn.Module)
+    frozen = [p for p in backbone.parameters() if p.requires_grad]
     for param in frozen:  # as the live linear probe leaves it: no gradients, ever
         param.requires_grad_(False)
     notes = [_note(first, len(prepared.raw))]

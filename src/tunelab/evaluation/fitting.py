@@ -170,15 +170,17 @@ def build_encoder_and_model(
         )
 
     train_inputs = take(raw.inputs, train_rows)
+    # a backbone that is never changed (linear probe) is loaded once per process
+    share = cfg.finetuning.strategy == "linear_probe" and cfg.batch_norm.backbone != "reestimate"
     if raw.modality == "text":
         # the tokenizer comes with the model, so the model is built first
-        built = build_model(cfg.model, request((cfg.data.max_length,)))
+        built = build_model(cfg.model, request((cfg.data.max_length,)), share_backbone=share)
         encoder = fit_encoder(
             "text", train_inputs, tokenizer=built.tokenizer, max_length=cfg.data.max_length
         )
     else:
         encoder = fit_encoder(raw.modality, train_inputs, categorical=cfg.data.categorical)
-        built = build_model(cfg.model, request(encoder.input_shape))
+        built = build_model(cfg.model, request(encoder.input_shape), share_backbone=share)
     return encoder, built
 
 
