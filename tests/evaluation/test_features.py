@@ -74,9 +74,7 @@ def probe_study(name: str, out: Path, *, cache: bool) -> Any:
     return run_study(cfg, out=out)
 
 
-def test_a_linear_probe_study_runs_the_backbone_once_per_row(
-    counting: str, tmp_path: Path
-) -> None:
+def test_a_linear_probe_study_runs_the_backbone_once_per_row(counting: str, tmp_path: Path) -> None:
     module = __import__(counting)
     result = probe_study(counting, tmp_path / "run", cache=True)
     assert result.metrics is not None
