@@ -76,6 +76,8 @@ class CachedUntilUnfrozen(nn.Module):
         table: the cached features of every row of the dataset, indexed by row number.
     """
 
+    table: torch.Tensor
+
     def __init__(self, model: nn.Module, table: torch.Tensor) -> None:
         super().__init__()
         backbone, head = model.backbone, model.head
@@ -84,14 +86,13 @@ class CachedUntilUnfrozen(nn.Module):
         self.head: nn.Module = head
         # a plain list keeps the model out of the submodules: one set of state-dict names
         self._model = [model]
-        self._table = table
+        # a buffer moves with the model to its device; not persistent: no state-dict entry
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, *features: torch.Tensor) -> Any:
         *inputs, rows = features
         if self._frozen():
-            if self._table.device != rows.device:
-                self._table = self._table.to(rows.device)
-            return self.head(self._table.index_select(0, rows))
+            return self.head(self.table.index_select(0, rows))
         return self._model[0](*inputs)
 
     def _frozen(self) -> bool:
