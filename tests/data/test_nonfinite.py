@@ -208,6 +208,6 @@ def test_text_encoder_refuses_missing_texts_at_predict_time() -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(gt_minilm.get_model_path()))
     encoder = TextEncoder(tokenizer, max_length=8)
     ids, mask = encoder.transform(np.array(["fine", "good"], dtype=object))
-    assert ids.shape == mask.shape == (2, 8)
+    assert ids.shape == mask.shape == (2, 3)  # padded to the longest text, not max_length
     with pytest.raises(DataError, match=r"missing or blank in 2 row\(s\) \(rows 1, 2, e.g. None\)"):
         encoder.transform(np.array(["fine", None, float("nan")], dtype=object))

@@ -7,6 +7,8 @@ that do not look like the training inputs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -106,9 +108,11 @@ class ArrayEncoder:
 
 
 class TextEncoder:
-    """Text -> (input_ids, attention_mask), tokenized once to a fixed length.
+    """Text -> (input_ids, attention_mask), truncated to ``max_length`` tokens.
 
-    Padding every text to the same length lets training slice in-memory tensors.
+    The texts of one call are padded (on the right) to the longest of them, not to
+    ``max_length``: short texts cost short sequences, and the training batches cut each
+    batch to its own longest text (``TensorData.lengths``).
     """
 
     kind = "text"
@@ -117,6 +121,17 @@ class TextEncoder:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.notes: list[str] = []
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the tokenizer and ``max_length``: equal digests tokenize equally
+        (the key of cached tokens and features)."""
+        if self._fingerprint is None:
+            self._fingerprint = _digest(
+                type(self.tokenizer).__name__, str(self.max_length), _tokenizer_text(self)
+            )
+        return self._fingerprint
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -137,11 +152,17 @@ class TextEncoder:
         texts = [str(t) for t in values]
         encoded = self.tokenizer(
             texts,
-            padding="max_length",
+            padding="longest",
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
         )
+        if self.tokenizer.padding_side != "right":
+            raise DataError(
+                f"the tokenizer pads on the {self.tokenizer.padding_side}; tunelab cuts "
+                "batches to their longest text and needs padding on the right: set "
+                "padding_side to 'right' in the model's tokenizer_config.json"
+            )
         return (encoded["input_ids"], encoded["attention_mask"])
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +176,33 @@ class TextEncoder:
             str(directory / data["tokenizer"]), trust_remote_code=False
         )
         return cls(tokenizer, max_length=int(data["max_length"]))
+
+
+def token_lengths(features: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The real length of each row of ``TextEncoder`` output (its attention mask's sum)."""
+    return features[1].sum(dim=1)
+
+
+def _tokenizer_text(encoder: TextEncoder) -> str:
+    """The tokenizer's whole definition: a fast tokenizer's JSON, else its vocabulary and
+    special tokens."""
+    backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # without the padding and truncation state, which every call sets anew
+        definition = json.loads(backend.to_str())
+        definition.pop("padding", None)
+        definition.pop("truncation", None)
+        return json.dumps(definition, sort_keys=True)
+    vocab = sorted(encoder.tokenizer.get_vocab().items())
+    return repr((vocab, encoder.tokenizer.all_special_tokens))
+
+
+def _digest(*parts: str) -> str:
+    digest = hashlib.sha1()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _is_missing(value: Any) -> bool:

@@ -1,10 +1,12 @@
 """``py:module:function``: your own loader, called with the entries of ``data.options``.
 
 It returns ``(inputs, target)`` or a dict with the keys ``inputs`` and ``target`` and,
-optionally, ``modality`` and ``groups``. The inputs decide the modality unless
-``modality`` (or ``data.modality``) says otherwise: a DataFrame or a 2-D array is a table,
-a 3-D array signals (N, C, L), a 4-D array images (N, C, H, W), a list or 1-D array of
-strings text.
+optionally, ``modality`` and ``groups``; or a Hugging Face ``datasets.Dataset`` (or
+``DatasetDict``), read like an ``hfds:`` source (``data.target``, ``data.text_column``,
+``data.split``). A ``Dataset`` given as the inputs is read as a table. The inputs decide
+the modality unless ``modality`` (or ``data.modality``) says otherwise: a DataFrame or a
+2-D array is a table, a 3-D array signals (N, C, L), a 4-D array images (N, C, H, W), a
+list or 1-D array of strings text.
 
 Example::
 
@@ -54,6 +56,8 @@ def load_py(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawDa
         )
     _check_options(function, cfg.options, origin)
     result = function(**cfg.options)
+    if _is_hf_dataset(result):
+        return _from_hf_dataset(result, cfg, origin)
     inputs, target, said, groups = _unpack(result, origin)
     modality = _modality(said, cfg, origin)
     shaped_modality, shaped = _shape_inputs(inputs, modality, cfg, origin)
@@ -68,6 +72,25 @@ def load_py(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawDa
         origin=origin,
         groups=group_array,
     )
+
+
+def _is_hf_dataset(value: Any) -> bool:
+    # by module, so that datasets is imported only when the function returned one of its own
+    return type(value).__module__.split(".")[0] == "datasets"
+
+
+def _from_hf_dataset(dataset: Any, cfg: DataConfig, origin: str) -> RawData:
+    from tunelab.data.hfds import dataset_rows, splits_of
+    from tunelab.data.test_source import append_test_rows
+
+    if not hasattr(dataset, "features") and not hasattr(dataset, "keys"):
+        raise DataError(f"{origin} returned a {type(dataset).__name__}; {_ACCEPTED}")
+    train, test = splits_of(dataset, cfg.split, origin=origin)
+    raw = dataset_rows(train[1], cfg, origin=origin)
+    if test is None:
+        return raw
+    rows = dataset_rows(test[1], cfg, origin=f"{origin} [{test[0]}]")
+    return append_test_rows(raw, rows, categorical=cfg.categorical)
 
 
 def _check_options(function: Callable[..., Any], options: dict[str, Any], origin: str) -> None:
@@ -123,6 +146,10 @@ def _modality(said: str | None, cfg: DataConfig, origin: str) -> Modality | None
 def _shape_inputs(
     inputs: Any, modality: Modality | None, cfg: DataConfig, origin: str
 ) -> tuple[Modality, Inputs]:
+    if _is_hf_dataset(inputs) and hasattr(inputs, "features"):
+        from tunelab.data.hfds import dataset_frame
+
+        inputs = dataset_frame(inputs, origin=origin)
     if isinstance(inputs, pd.DataFrame):
         return _table_inputs(inputs, modality, cfg, origin)
     if cfg.text_column is not None:

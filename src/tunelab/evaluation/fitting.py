@@ -21,6 +21,8 @@ import torch
 from tunelab.config import RunConfig
 from tunelab.data import take
 from tunelab.data.encoding import Encoder, fit_encoder
+from tunelab.evaluation.classical import fit_classical_head
+from tunelab.evaluation.features import TrainingInputs, training_inputs
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.trees import fit_trees, is_tree_model
 from tunelab.models import ModelRequest, build_model
@@ -32,9 +34,11 @@ from tunelab.results.predictor import (
     outputs_to_predictions,
 )
 from tunelab.techniques import DataFacts, build_techniques, describe
+from tunelab.techniques.finetuning import merge_lora
 from tunelab.techniques.regularization import effective
 from tunelab.training.batching import TensorData
-from tunelab.training.loop import EpochCallback, FitResult, Validation, fit
+from tunelab.training.hooks import Technique
+from tunelab.training.loop import EpochCallback, FitResult, Validation, fit, resolve_device
 from tunelab.training.losses import loss_function
 from tunelab.training.metrics import compute_metrics
 
@@ -75,41 +79,84 @@ def fit_on_rows(
         DataError: inputs the encoder cannot take.
     """
     started = time.perf_counter()
+    lr_notes: list[str] = []
+    if cfg.train.lr == "auto":
+        # imported here: lr_find builds its fits with this module's helpers
+        from tunelab.evaluation.lr_find import resolve_lr
+
+        cfg, lr_notes = resolve_lr(cfg, prepared, train_rows, trust_code=trust_code)
     seed_everything(cfg.seed)
     if is_tree_model(cfg):
         trees, result = fit_trees(cfg, prepared, train_rows, validation_rows, callbacks=callbacks)
         return Fitted(predictor=trees, result=result, seconds=time.perf_counter() - started)
     encoder, built = build_encoder_and_model(cfg, prepared, train_rows, trust_code=trust_code)
-    target, modality = prepared.target, prepared.raw.modality
+    scale = prepared.target.scale(train_rows)
+    if cfg.model.head != "linear":  # a scikit-learn head on the frozen features, no loop
+        fitted = fit_classical_head(cfg, prepared, encoder, built, train_rows, validation_rows)
+        about = {"notes": [*built.notes, *encoder.notes, *fitted.notes], "techniques": {}}
+        predictor = make_predictor(cfg, prepared, built, encoder, scale, about)
+        return Fitted(predictor, fitted.result, seconds=time.perf_counter() - started)
+    setup = set_up_fit(cfg, prepared, encoder, built, train_rows, validation_rows, scale)
+    validation = setup.validation
+    size_mb = (setup.train.nbytes + (validation.data.nbytes if validation else 0)) / 2**20
+    result = fit(
+        setup.inputs.model,
+        setup.train,
+        validation,
+        train_cfg=cfg.train,
+        loss_fn=loss_function(prepared.target.task),
+        seed=cfg.seed,
+        stream=size_mb > cfg.data.stream_above_mb,
+        techniques=setup.techniques,
+        callbacks=callbacks,
+    )
+    merge_lora(built.module)  # the saved model is the plain architecture
+    built.module.to(resolve_device(cfg.train.device))  # a head trained alone joins its backbone
+    notes = [*built.notes, *encoder.notes, *setup.inputs.notes, *lr_notes]
+    events = describe(setup.techniques, result.events)
+    info: dict[str, Any] = {"notes": notes, "techniques": events}
+    predictor = make_predictor(cfg, prepared, built, encoder, scale, info)
+    return Fitted(predictor=predictor, result=result, seconds=time.perf_counter() - started)
+
+
+@dataclass
+class FitSetup:
+    """What the loop gets: the model and its inputs, the techniques, the tensors."""
+
+    inputs: TrainingInputs
+    techniques: list[Technique]
+    train: TensorData
+    validation: Validation | None
+
+
+def set_up_fit(
+    cfg: RunConfig,
+    prepared: Prepared,
+    encoder: Encoder,
+    built: BuiltModel,
+    train_rows: np.ndarray,
+    validation_rows: np.ndarray | None,
+    scale: Scale,
+) -> FitSetup:
+    """The model the loop trains (the head alone on cached features when the backbone stays
+    frozen), the active techniques, and the training and validation tensors."""
+    inputs = training_inputs(cfg, prepared, encoder, built, train_rows)
     facts = DataFacts(
-        task=target.task, modality=modality, encoder=encoder, tokenizer=built.tokenizer
+        task=prepared.target.task,
+        modality=inputs.modality,
+        encoder=inputs.encoder,
+        tokenizer=built.tokenizer,
     )
     techniques = build_techniques(cfg, facts)
-    scale = target.scale(train_rows)
-    train = _tensors(prepared, encoder, train_rows, scale)
+    train = _tensors(prepared, inputs, train_rows, scale)
     validation = None
     if validation_rows is not None:
         validation = Validation(
-            data=_tensors(prepared, encoder, validation_rows, scale),
+            data=_tensors(prepared, inputs, validation_rows, scale),
             score=_scorer(prepared, validation_rows, scale),
             metric=prepared.metric,
         )
-    size_mb = (train.nbytes + (validation.data.nbytes if validation else 0)) / 2**20
-    result = fit(
-        built.module,
-        train,
-        validation,
-        train_cfg=cfg.train,
-        loss_fn=loss_function(target.task),
-        seed=cfg.seed,
-        stream=size_mb > cfg.data.stream_above_mb,
-        techniques=techniques,
-        callbacks=callbacks,
-    )
-    notes = [*built.notes, *encoder.notes]
-    info: dict[str, Any] = {"notes": notes, "techniques": describe(techniques, result.events)}
-    predictor = make_predictor(cfg, prepared, built, encoder, scale, info)
-    return Fitted(predictor=predictor, result=result, seconds=time.perf_counter() - started)
+    return FitSetup(inputs, techniques, train, validation)
 
 
 def build_encoder_and_model(
@@ -132,21 +179,27 @@ def build_encoder_and_model(
         )
 
     train_inputs = take(raw.inputs, train_rows)
+    # a backbone that is never changed (linear probe) is loaded once per process
+    share = cfg.finetuning.strategy == "linear_probe" and cfg.batch_norm.backbone != "reestimate"
     if raw.modality == "text":
         # the tokenizer comes with the model, so the model is built first
-        built = build_model(cfg.model, request((cfg.data.max_length,)))
+        built = build_model(cfg.model, request((cfg.data.max_length,)), share_backbone=share)
         encoder = fit_encoder(
             "text", train_inputs, tokenizer=built.tokenizer, max_length=cfg.data.max_length
         )
     else:
         encoder = fit_encoder(raw.modality, train_inputs, categorical=cfg.data.categorical)
-        built = build_model(cfg.model, request(encoder.input_shape))
+        built = build_model(cfg.model, request(encoder.input_shape), share_backbone=share)
     return encoder, built
 
 
-def _tensors(prepared: Prepared, encoder: Encoder, rows: np.ndarray, scale: Scale) -> TensorData:
+def _tensors(
+    prepared: Prepared, inputs: TrainingInputs, rows: np.ndarray, scale: Scale
+) -> TensorData:
     values = prepared.target.training_values(rows, scale)
-    return TensorData(encoder.transform(take(prepared.raw.inputs, rows)), torch.from_numpy(values))
+    features, lengths = inputs.tensors(rows)
+    target = torch.from_numpy(values)
+    return TensorData(features, target, lengths=lengths, buckets=inputs.buckets)
 
 
 def _scorer(prepared: Prepared, rows: np.ndarray, scale: Scale) -> Any:

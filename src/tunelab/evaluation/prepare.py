@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -14,12 +15,17 @@ from tunelab.training.metrics import check_metric, default_metric
 
 @dataclass(frozen=True)
 class Prepared:
-    """The loaded data, its encoded target and the split; shared by every fit."""
+    """The loaded data, its encoded target and the split; shared by every fit.
+
+    ``cache_dir``: where work done once per row (tokens, a frozen backbone's features) is
+    kept for every fit of the run (the run's ``features/``); None keeps it in memory only.
+    """
 
     raw: RawData
     target: Target
     split: Split
     metric: str
+    cache_dir: Path | None = None
 
     @property
     def input_columns(self) -> list[str]:

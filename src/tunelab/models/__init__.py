@@ -2,21 +2,67 @@
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from tunelab.config import ModelConfig
 from tunelab.models import builtin, local, text, vision
 from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.classical import rebuild_head
 
 __all__ = ["BuiltModel", "ModelRequest", "build_model", "rebuild_model"]
 _ = (builtin, local, text, vision)  # importing them registers their sources
 
 
-def build_model(cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
-    """Build a fresh model (with pretrained weights where the source has them)."""
+# sources whose loading reads weights from disk: worth keeping loaded for frozen backbones
+_LOADED = ("hf", "st", "timm", "torchvision", "file")
+_MEMORY_MODELS = 2
+_loaded: OrderedDict[str, BuiltModel] = OrderedDict()
+
+
+def build_model(
+    cfg: ModelConfig, request: ModelRequest, *, share_backbone: bool = False
+) -> BuiltModel:
+    """Build a fresh model (with pretrained weights where the source has them).
+
+    ``share_backbone``: the caller never changes the backbone's tensors (a frozen backbone
+    in eval mode: ``linear_probe``), so a pretrained model loaded earlier in this process
+    lends them instead of being read from disk again; the head and every module object
+    are new, as from a fresh build.
+    """
     prefix, _, value = cfg.source.partition(":")
-    return MODEL_SOURCES.get(prefix, field="model.source")(value, cfg, request)
+    source = MODEL_SOURCES.get(prefix, field="model.source")
+    if not share_backbone or prefix not in _LOADED:
+        return source(value, cfg, request)
+    key = cfg.model_dump_json() + repr(request)
+    if key not in _loaded:
+        _loaded[key] = source(value, cfg, request)
+    _loaded.move_to_end(key)
+    while len(_loaded) > _MEMORY_MODELS:
+        _loaded.popitem(last=False)
+    return _lend_backbone(_loaded[key])
+
+
+def _lend_backbone(loaded: BuiltModel) -> BuiltModel:
+    """A copy of ``loaded`` whose backbone tensors are the same objects (not copied)."""
+    head = getattr(loaded.module, "head", None)
+    own = {id(t) for t in (head.parameters() if isinstance(head, nn.Module) else ())}
+    own |= {id(t) for t in (head.buffers() if isinstance(head, nn.Module) else ())}
+    memo: dict[int, Any] = {id(loaded.tokenizer): loaded.tokenizer}
+    for tensor in [*loaded.module.parameters(), *loaded.module.buffers()]:
+        if id(tensor) not in own:
+            memo[id(tensor)] = tensor
+    module = copy.deepcopy(loaded.module, memo)
+    return BuiltModel(
+        module=module,
+        tokenizer=loaded.tokenizer,
+        spec=copy.deepcopy(loaded.spec),
+        notes=list(loaded.notes),
+    )
 
 
 def rebuild_model(spec: dict[str, Any], directory: Path, *, trust_code: bool = False) -> BuiltModel:
@@ -29,4 +75,6 @@ def rebuild_model(spec: dict[str, Any], directory: Path, *, trust_code: bool = F
             without it such a spec is refused and nothing is imported.
     """
     rebuild = MODEL_REBUILDERS.get(str(spec.get("kind")), field="predictor.json model.kind")
-    return rebuild(spec, directory, trust_code=trust_code)
+    built = rebuild(spec, directory, trust_code=trust_code)
+    rebuild_head(built.module, spec)  # a scikit-learn head saved as tensors (model.head hgb)
+    return built

@@ -31,8 +31,12 @@ class Classifier(nn.Module):
         self.backbone = backbone
         self.head = head
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the head reads (what a frozen backbone's cache holds)."""
+        return self.backbone(x)  # type: ignore[no-any-return]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))  # type: ignore[no-any-return]
+        return self.head(self.embed(x))  # type: ignore[no-any-return]
 
 
 def _norm(kind: str, channels: int, enabled: bool) -> nn.Module:

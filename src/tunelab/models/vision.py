@@ -52,9 +52,13 @@ class VisionClassifier(nn.Module):
         self.backbone = backbone
         self.head = Head(num_features, num_outputs, dropout=dropout)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head reads (what a frozen backbone's cache holds)."""
+        return self.backbone(x)  # type: ignore[no-any-return]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (or regression outputs) of shape (batch, num_outputs)."""
-        return self.head(self.backbone(x))  # type: ignore[no-any-return]
+        return self.head(self.embed(x))  # type: ignore[no-any-return]
 
 
 def _need_images(prefix: str, request: ModelRequest) -> None:

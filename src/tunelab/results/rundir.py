@@ -79,6 +79,20 @@ class RunDir:
     def folds(self) -> Path:
         return self.path / "folds.json"
 
+    @property
+    def lr_find(self) -> Path:
+        """``tunelab lr-find``: the sweep's learning rates, losses and suggestion."""
+        return self.path / "lr_find.json"
+
+    @property
+    def lr_find_plot(self) -> Path:
+        return self.path / "lr_find.png"
+
+    @property
+    def features(self) -> Path:
+        """Tokens and frozen-backbone features computed once per row, shared by every fit."""
+        return self.path / "features"
+
     # -- the study -------------------------------------------------------------------------
     @property
     def study_db(self) -> Path:

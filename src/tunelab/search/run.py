@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArtifacts]:
     """Load the data and open the study and its artifacts (main process and workers)."""
-    prepared = prepare(cfg)
+    prepared = replace(prepare(cfg), cache_dir=run.features)  # shared by the trials
     url = storage_url(cfg, run.path)
     study = open_study(cfg, make_storage(url, cfg.search), metric=prepared.metric)
     with warnings.catch_warnings():  # experimental in Optuna; the dashboard shows the name

@@ -9,6 +9,11 @@ the head is always trained at the full learning rate.
   lr x ``backbone_lr_mult``; with ``gradual``, one more group per epoch, top first.
 - ``discriminative``: the backbone trains at lr x ``backbone_lr_mult``.
 - ``llrd``: group i of L (0 = nearest the input) trains at lr x ``layer_decay`` ** (L - i).
+- ``lora``: the backbone's weights stay frozen; low-rank adapters (``peft``'s LoRA, rank
+  ``lora_rank``, scale ``lora_alpha / lora_rank``, dropout ``lora_dropout``) on the layers
+  ``lora_target_modules`` names train with the head. After training the adapters are merged
+  into the weights (``merge_lora``), so the saved model is the plain architecture: it
+  predicts without ``peft`` and loads like any other.
 - ``scratch``: weights re-initialized, then trained as ``full``: what pretraining is worth.
 """
 
@@ -19,11 +24,11 @@ from typing import Any
 from torch import nn
 
 from tunelab.config import FinetuningConfig, RunConfig
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, MissingDependency
 from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
 from tunelab.training.hooks import FitState, Technique
 
-NEEDS_BACKBONE = ("linear_probe", "freeze_then_unfreeze", "discriminative", "llrd")
+NEEDS_BACKBONE = ("linear_probe", "freeze_then_unfreeze", "discriminative", "llrd", "lora")
 
 
 def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
@@ -134,6 +139,63 @@ def reinitialize(model: nn.Module) -> int:
     return count
 
 
+def add_lora(model: nn.Module, cfg: FinetuningConfig) -> str:
+    """Wrap ``model.backbone`` in peft's LoRA adapters (its own weights frozen); returns
+    what was done, for the run's events.
+
+    Raises:
+        MissingDependency: peft is not installed.
+        ConfigError: ``lora_target_modules`` names no layer of the backbone, or peft cannot
+            choose the layers for this architecture (the message lists candidates).
+    """
+    try:
+        import peft
+    except ImportError:
+        raise MissingDependency("peft", extra="lora", purpose="finetuning.strategy lora") from None
+    backbone = backbone_of(model)
+    config = peft.LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        bias="none",
+    )
+    try:
+        wrapped = peft.get_peft_model(backbone, config)
+    except ValueError as exc:
+        candidates = sorted(
+            {name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if _adaptable(m)}
+        )
+        raise ConfigError(
+            f"finetuning.lora_target_modules: got {cfg.lora_target_modules}; peft found no "
+            f"layers to adapt ({str(exc).splitlines()[0]}). Name some of the backbone's "
+            f"linear or convolution layers: {', '.join(candidates[:12]) or 'none found'}"
+        ) from None
+    model.backbone = wrapped
+    trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in wrapped.parameters())
+    targets = sorted(getattr(wrapped.peft_config["default"], "target_modules", None) or [])
+    return (
+        f"finetuning: lora rank {cfg.lora_rank}, alpha {cfg.lora_alpha} on "
+        f"{', '.join(map(str, targets))}: {trainable} of {total} backbone parameters train"
+    )
+
+
+def _adaptable(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Embedding)
+
+
+def merge_lora(model: nn.Module) -> bool:
+    """Merge LoRA adapters into the backbone's weights and drop peft's wrapper (the model is
+    then its plain architecture again); False when the backbone has none."""
+    backbone = getattr(model, "backbone", None)
+    merge = getattr(backbone, "merge_and_unload", None)
+    if not callable(merge):
+        return False
+    model.backbone = merge()
+    return True
+
+
 class Finetuning(Technique):
     """The transfer strategy: re-initialize (scratch), freeze and unfreeze layer groups,
     and give the backbone its own learning rates."""
@@ -150,6 +212,8 @@ class Finetuning(Technique):
         check_model(model, cfg)
         if cfg.strategy == "scratch":
             fit.note(f"finetuning: scratch, re-initialized {reinitialize(model)} layers")
+        if cfg.strategy == "lora":
+            fit.note(add_lora(model, cfg))
         frozen = frozen_at_start(model, cfg)
         if frozen:
             for _, params in frozen:

@@ -359,7 +359,7 @@ def _scores(record: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in record.items() if k not in skip}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: nn.Module, batches: Batches, *, loss_fn: LossFn, amp_dtype: torch.dtype | None = None
 ) -> tuple[np.ndarray, float]:
@@ -376,7 +376,7 @@ def evaluate(
     return torch.cat(outputs).cpu().numpy(), total / max(rows, 1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_outputs(
     model: nn.Module,
     features: tuple[torch.Tensor, ...],

@@ -70,7 +70,7 @@ def parameter_groups(
 def _sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         groups,
-        lr=cfg.lr,
+        lr=cfg.lr_value,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
         foreach=True,
@@ -80,15 +80,15 @@ def _sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimize
 def _adam(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     # Each group carries its own weight_decay: for Adam and SGD it is the coupled L2 term
     # (the gradient of a 0.5*wd*||w||^2 loss penalty); for AdamW it is decoupled.
-    return torch.optim.Adam(groups, lr=cfg.lr, foreach=True)
+    return torch.optim.Adam(groups, lr=cfg.lr_value, foreach=True)
 
 
 def _adamw(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr_value, foreach=True)
 
 
 def _rmsprop(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=True)
+    return torch.optim.RMSprop(groups, lr=cfg.lr_value, momentum=cfg.momentum, foreach=True)
 
 
 OPTIMIZERS: dict[str, Callable[[list[dict[str, Any]], TrainConfig], torch.optim.Optimizer]] = {

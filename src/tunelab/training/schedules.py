@@ -16,7 +16,7 @@ def lr_at(step: int, *, total_steps: int, steps_per_epoch: int, cfg: TrainConfig
       ``warmup_fraction`` (0.3 when 0) of the steps, then cosine down to lr/1e4.
     - step: multiply by ``step_gamma`` every ``step_every_epochs`` epochs.
     """
-    lr, total = cfg.lr, max(total_steps, 1)
+    lr, total = cfg.lr_value, max(total_steps, 1)
     warmup = int(cfg.warmup_fraction * total)
     if cfg.schedule == "onecycle":
         # the same phase boundaries as torch's OneCycleLR, so results carry over
