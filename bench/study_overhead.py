@@ -9,8 +9,8 @@ rotates every round):
   predictions and history as Optuna artifacts, and the study keeps the top-k checkpoints.
 * ``optuna``: ``optuna.create_study`` in memory (TPE with the same seed, no pruner) and an
   objective that suggests the same parameters and calls
-  ``tunelab.pipeline.fit_on_rows(apply_params(cfg, params), prepared, split.train,
-  split.validation)``, returning the selection metric at the best epoch.
+  ``tunelab.evaluation.fitting.fit_on_rows(apply_params(cfg, params), prepared,
+  split.train, split.validation)``, returning the selection metric of the kept weights.
 * ``optuna+sqlite``: the same bare objective on a SQLite study opened exactly as tunelab
   opens its own (``tunelab.search.study.make_storage``, heartbeats included): it separates
   the cost of persistent storage from the work tunelab itself adds per trial.
@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import logging
 import math
 import platform
 import resource
@@ -74,11 +73,13 @@ import yaml
 from optuna.trial import FrozenTrial
 
 import tunelab
+import tunelab.evaluation.crossval as crossval_module
 import tunelab.search.objective as objective_module
 from tunelab.config import RunConfig, apply_params, config_from_dict
 from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.prepare import Prepared, prepare
-from tunelab.search.run import FailureGuard, TopCheckpoints, run_study
+from tunelab.search.optimize import FailureGuard, TopCheckpoints
+from tunelab.search.run import run_study
 from tunelab.search.study import make_storage
 
 CONTENDERS = {
@@ -141,17 +142,6 @@ def make_config(problem: Problem, *, epochs: int, n_trials: int) -> RunConfig:
     return config_from_dict(raw, source=f"study_overhead {problem.name}")
 
 
-def _drop_file_handlers() -> None:
-    """run_study adds a FileHandler per run directory to the tunelab and optuna loggers and
-    never removes it; close them so that repeated studies in one process do not pile up."""
-    for name in ("tunelab", "optuna"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if isinstance(handler, logging.FileHandler):
-                logger.removeHandler(handler)
-                handler.close()
-
-
 # --- where the time goes: wrappers that add up the seconds of a few functions --------------
 
 SPENT: dict[str, float] = defaultdict(float)
@@ -173,11 +163,12 @@ def _timed(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 def breakdown() -> Iterator[None]:
     """Time tunelab's per-trial parts (the wrappers cost about a microsecond a call)."""
     patches: list[tuple[Any, str, Any]] = [
-        (objective_module, "fit_on_rows", "train (fit_on_rows, epoch reports included)"),
+        (crossval_module, "fit_on_rows", "train (fit_on_rows, epoch reports included)"),
         (optuna.trial.Trial, "report", "trial.report per epoch"),
         (optuna.trial.Trial, "should_prune", "trial.should_prune per epoch"),
-        (objective_module.Objective, "_predictions", "validation predictions (oof)"),
-        (objective_module.Objective, "_store", "artifacts (predictor zip, oof, history)"),
+        (crossval_module, "_predictions", "validation predictions (oof)"),
+        (objective_module, "oof_metrics", "out-of-fold metrics"),
+        (objective_module.Objective, "_store", "artifacts (fold models zip, oof, history)"),
         (TopCheckpoints, "__call__", "TopCheckpoints callback"),
         (FailureGuard, "__call__", "FailureGuard callback"),
     ]
@@ -216,10 +207,7 @@ def run_tunelab(cfg: RunConfig, workdir: Path) -> StudyTiming:
         values.append(float(trial.value) if trial.value is not None else math.nan)
 
     out = Path(tempfile.mkdtemp(prefix="tunelab-", dir=workdir))
-    try:
-        run_study(cfg, out=out, hooks=[hook])
-    finally:
-        _drop_file_handlers()
+    run_study(cfg, out=out, hooks=[hook])  # its log handler is removed when it ends
     wall, cpu = _gaps(stamps)
     return StudyTiming(wall, cpu, values)
 
@@ -247,8 +235,7 @@ def run_optuna(cfg: RunConfig, problem: Problem, prepared: Prepared,
                                                           *problem.dropout),
         }
         fitted = fit_on_rows(apply_params(cfg, params), prepared, split.train, split.validation)
-        result = fitted.result
-        return float(result.history[result.best_epoch][metric])
+        return float(fitted.result.final[metric])
 
     stamps: list[tuple[float, float]] = []
 

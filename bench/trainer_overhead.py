@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 import tunelab
-from tunelab.config import EarlyStoppingConfig, TrainConfig
+from tunelab.config import TrainConfig
 from tunelab.models.base import ModelRequest
 from tunelab.models.builtin import make_builtin
 from tunelab.training.batching import TensorData
@@ -159,16 +159,13 @@ def run_tunelab(model: nn.Module, work: Workload, epochs: int, batch_size: int) 
         device="cpu",
         threads=torch.get_num_threads(),
     )
-    early_cfg = EarlyStoppingConfig(enabled=False, restore_best=False)
+    # no techniques: early stopping is off, as in the baseline
     result = fit(
         model,
         TensorData((work.x,), work.y),
         None,
         train_cfg=train_cfg,
-        early_cfg=early_cfg,
         loss_fn=nn.CrossEntropyLoss(),
-        score=lambda outputs: {},
-        metric="accuracy",
         seed=SEED,
     )
     return float(result.history[-1]["train_loss"])
