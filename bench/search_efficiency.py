@@ -73,6 +73,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 import tunelab
+from tunelab import registry
 from tunelab.config import RunConfig, config_from_dict
 from tunelab.search import study as study_module
 from tunelab.search.run import run_study
@@ -80,7 +81,7 @@ from tunelab.search.run import run_study
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.5
 MAX_TRIALS = 10_000  # the budget is time; this only bounds it
-TUNELAB_SHA = study_module.PRUNERS["successive_halving"]
+TUNELAB_SHA = study_module.successive_halving_pruner
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def sha_pruner(min_fraction: float | None, reduction_factor: int | None) -> None
     before making it in src); ``None`` for both restores tunelab's own. ``min_fraction`` 0
     means Optuna's ``min_resource='auto'``."""
     if min_fraction is None and reduction_factor is None:
-        study_module.PRUNERS["successive_halving"] = TUNELAB_SHA
+        registry.PRUNERS._items["successive_halving"] = TUNELAB_SHA
         return
 
     def factory(cfg: RunConfig) -> optuna.pruners.BasePruner:
@@ -245,7 +246,7 @@ def sha_pruner(min_fraction: float | None, reduction_factor: int | None) -> None
         return optuna.pruners.SuccessiveHalvingPruner(
             min_resource=min_resource, reduction_factor=reduction_factor or 3)
 
-    study_module.PRUNERS["successive_halving"] = factory
+    registry.PRUNERS._items["successive_halving"] = factory  # this process only
 
 
 def run_one(problem: Problem, contender: str, seed: int, *, epochs: int,

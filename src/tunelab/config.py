@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from pathlib import Path
@@ -29,20 +28,18 @@ from pydantic import (
 )
 
 from tunelab.errors import ConfigError
-
-DATA_PREFIXES = ("sklearn", "csv", "parquet", "jsonl", "npz", "images", "hfds", "py")
-MODEL_PREFIXES = ("builtin", "py", "file", "hf", "st", "timm", "torchvision", "sklearn")
-CLASSIFICATION_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "log_loss",
-    "roc_auc",
-    "brier",
-    "ece",
+from tunelab.registry import (
+    DATA_SOURCES,
+    MODEL_SOURCES,
+    PRUNERS,
+    SAMPLERS,
+    closest,
+    did_you_mean,
 )
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+from tunelab.training.metrics import METRICS
+
+DATA_PREFIXES = tuple(DATA_SOURCES.names())
+MODEL_PREFIXES = tuple(MODEL_SOURCES.names())
 
 Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -59,7 +56,7 @@ def _check_prefix(value: str, prefixes: tuple[str, ...], example: str) -> str:
             f"expected 'prefix:value' such as {example!r}; prefixes: {', '.join(prefixes)}"
         )
     if prefix not in prefixes:
-        close = difflib.get_close_matches(prefix, prefixes, n=1)
+        close = closest(prefix, prefixes)
         hint = f" Did you mean '{close[0]}:'?" if close else ""
         raise ValueError(f"unknown prefix {prefix!r}; valid: {', '.join(prefixes)}.{hint}")
     return value
@@ -221,8 +218,7 @@ class TrainConfig(Section):
     @classmethod
     def _metric(cls, value: str | None) -> str | None:
         if value is not None and value not in METRICS:
-            close = difflib.get_close_matches(value, METRICS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(value, METRICS)
             raise ValueError(f"unknown metric; valid: {', '.join(METRICS)}.{hint}")
         return value
 
@@ -329,8 +325,7 @@ class EarlyStoppingConfig(Section):
     def _monitor(cls, value: str) -> str:
         allowed = ("metric", "val_loss", "train_loss", *METRICS)
         if value not in allowed:
-            close = difflib.get_close_matches(value, allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(value, allowed)
             raise ValueError(f"use 'metric', 'val_loss', 'train_loss' or a metric name.{hint}")
         return value
 
@@ -385,14 +380,9 @@ class EnsembleConfig(Section):
     @classmethod
     def _metric(cls, value: str) -> str:
         if value != "auto" and value not in METRICS:
-            close = difflib.get_close_matches(value, METRICS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(value, METRICS)
             raise ValueError(f"use 'auto' or a metric: {', '.join(METRICS)}.{hint}")
         return value
-
-
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc", "gp")
-PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none")
 
 
 class ParamSpec(Section):
@@ -434,10 +424,8 @@ class SearchConfig(Section):
 
     n_trials: int = Field(20, ge=1, description="finished (complete or pruned) trials wanted")
     timeout: float | None = Field(None, gt=0, description="seconds for the whole search")
-    sampler: Literal["tpe", "random", "grid", "cmaes", "qmc", "gp"] = "tpe"
-    pruner: Literal[
-        "median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"
-    ] = "median"
+    sampler: str = Field("tpe", description=f"Optuna's: {', '.join(SAMPLERS.names())}")
+    pruner: str = Field("median", description=f"Optuna's: {', '.join(PRUNERS.names())}")
     storage: str | None = Field(
         None,
         description="default SQLite in the run directory; journal (a journal file there), "
@@ -453,6 +441,16 @@ class SearchConfig(Section):
     max_consecutive_failures: int = Field(5, ge=1)
     keep_top_k: int = Field(3, ge=1, description="trial checkpoints kept")
     space: dict[str, ParamSpec] = Field(default_factory=dict)
+
+    @field_validator("sampler", "pruner")
+    @classmethod
+    def _named(cls, value: str, info: Any) -> str:
+        registry = SAMPLERS if info.field_name == "sampler" else PRUNERS
+        if value not in registry:
+            raise ValueError(
+                f"use one of {', '.join(registry.names())}.{did_you_mean(value, registry)}"
+            )
+        return value
 
     @field_validator("artifacts")
     @classmethod
@@ -852,8 +850,7 @@ def _unknown_field(loc: list[str]) -> str:
         else:
             break
     valid = list(model.model_fields)
-    close = difflib.get_close_matches(loc[-1], valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(loc[-1], valid)
     return f"{'.'.join(loc)}: unknown field; valid fields here: {', '.join(valid)}.{hint}"
 
 
@@ -934,5 +931,4 @@ def _near(dotted: str) -> str:
     if home is not None and " or " not in home:
         return f" Did you mean {home!r}?"
     names = [name for name in _leaf_fields() if "." in name]
-    close = difflib.get_close_matches(dotted, names, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(dotted, names)

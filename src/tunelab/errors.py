@@ -51,5 +51,5 @@ class MissingDependency(FatalError):
     def __init__(self, package: str, *, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs the package '{package}', which is not installed. "
-            f"Install it with: pip install 'tunelab[{extra}]'"
+            f"Install it with: pip install -c constraints.txt 'tunelab[{extra}]'"
         )

@@ -34,7 +34,7 @@ def test_missing_package_names_the_install_command(
         build_model(ModelConfig(source=f"{package}:resnet18"), IMAGES)
     message = str(excinfo.value)
     assert f"'{package}'" in message
-    assert "pip install 'tunelab[vision]'" in message
+    assert "pip install -c constraints.txt 'tunelab[vision]'" in message
 
 
 @pytest.mark.parametrize("package", ["timm", "torchvision"])
@@ -165,7 +165,7 @@ def test_torchvision_refusals(torchvision_calls: list[dict[str, Any]]) -> None:
     gray = ModelRequest(input_shape=(1, 8, 8), num_outputs=2, modality="image")
     with pytest.raises(ConfigError, match=r"data\.image_mode: .*takes 3-channel images"):
         build_model(cfg, gray)
-    with pytest.raises(ConfigError, match=r"Did you mean resnet_tiny"):
+    with pytest.raises(ConfigError, match=r"Did you mean 'resnet_tiny'"):
         build_model(ModelConfig(source="torchvision:resnet_tyni", pretrained=False), IMAGES)
     with pytest.raises(ConfigError, match=r"no final Linear layer"):
         build_model(ModelConfig(source="torchvision:squeezenet_tiny", pretrained=False), IMAGES)
@@ -232,7 +232,7 @@ def test_timm_backbone_gives_pre_logits_features_and_rebuilds(
 
 def test_timm_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", fake_timm([], offline=True))
-    with pytest.raises(ConfigError, match=r"Did you mean tinynet"):
+    with pytest.raises(ConfigError, match=r"Did you mean 'tinynet'"):
         build_model(ModelConfig(source="timm:tinynte"), IMAGES)
     with pytest.raises(ConfigError) as excinfo:
         build_model(ModelConfig(source="timm:tinynet"), IMAGES)

@@ -18,8 +18,9 @@ from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.config import ParamSpec, RunConfig, apply_params
 from tunelab.errors import ConfigError
+from tunelab.registry import SAMPLERS
 from tunelab.search.space import grid, grid_size, suggest
-from tunelab.search.study import SAMPLERS, make_storage, open_study
+from tunelab.search.study import make_storage, open_study
 
 CONDITIONAL = {
     "train.optimizer": {"type": "categorical", "choices": ["adamw", "sgd"]},
@@ -213,7 +214,7 @@ def test_grid_sampler_refuses_a_float_without_step() -> None:
         }
     )
     with pytest.raises(ConfigError) as refused:
-        SAMPLERS["grid"](cfg.search, cfg.seed)
+        SAMPLERS.get("grid")(cfg)
     message = str(refused.value)
     assert "search.space.train.lr" in message
     assert "step" in message

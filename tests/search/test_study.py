@@ -26,11 +26,11 @@ from typer.testing import CliRunner
 
 import tunelab
 from tests.conftest import make_config
-from tunelab import config as config_module
 from tunelab.cli import app
 from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, FatalError
 from tunelab.evaluation.prepare import prepare
+from tunelab.registry import PRUNERS, SAMPLERS
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard
 from tunelab.results.rundir import RunDir, open_run_dir
@@ -38,7 +38,7 @@ from tunelab.search.objective import Objective
 from tunelab.search.optimize import TopCheckpoints, finished, optimize
 from tunelab.search.run import resumable, run_study, setup
 from tunelab.search.space import suggest
-from tunelab.search.study import PRUNERS, SAMPLERS, make_storage, open_study, storage_url
+from tunelab.search.study import make_storage, open_study, storage_url
 
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
 SPACE = {"train.lr": LR, "regularization.dropout": {"type": "float", "low": 0.0, "high": 0.5}}
@@ -129,9 +129,18 @@ def write_nan_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "py:nan_net:net"
 
 
-def test_every_configurable_sampler_and_pruner_has_a_factory() -> None:
-    assert set(SAMPLERS) == set(config_module.SAMPLERS)
-    assert set(PRUNERS) == set(config_module.PRUNERS)
+def test_every_registered_sampler_and_pruner_builds_its_optuna_class() -> None:
+    cfg = search_config(search={"space": GRID_SPACE})
+    assert set(SAMPLERS) == set(SAMPLER_CLASSES) and set(PRUNERS) == set(PRUNER_CLASSES)
+    for name in SAMPLERS:
+        assert isinstance(SAMPLERS.get(name)(cfg), SAMPLER_CLASSES[name])
+    for name in PRUNERS:
+        assert isinstance(PRUNERS.get(name)(cfg), PRUNER_CLASSES[name])
+
+
+def test_an_unknown_sampler_lists_the_registered_ones() -> None:
+    with pytest.raises(ConfigError, match=r"search.sampler: got 'tpee'.*tpe.*Did you mean 'tpe'"):
+        search_config(search={"sampler": "tpee"})
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLER_CLASSES))

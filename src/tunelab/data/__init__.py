@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from tunelab.config import DataConfig
-from tunelab.data import files, hfds, images, pysource, sklearn_source
-from tunelab.data.base import DATA_SOURCES, RawData, take
+from tunelab.data.base import RawData, take
 from tunelab.data.checks import check_loaded
 from tunelab.data.prepare import Split, Target, check_target_values, encode_target, make_split
 from tunelab.data.test_source import append_test_rows
+from tunelab.registry import DATA_SOURCES
 
 __all__ = ["RawData", "Split", "Target", "encode_target", "load_data", "make_split", "take"]
-_ = (files, hfds, images, pysource, sklearn_source)  # importing them registers their sources
 
 
 def load_data(cfg: DataConfig) -> RawData:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from tunelab.config import DataConfig
-from tunelab.registry import Registry
 
 Modality = Literal["tabular", "image", "signal", "text"]
 Task = Literal["binary", "multiclass", "regression"]
@@ -67,6 +66,3 @@ class SourceFn(Protocol):
     def __call__(
         self, value: str, cfg: DataConfig, /, *, field: str = "data.source"
     ) -> RawData: ...
-
-
-DATA_SOURCES: Registry[SourceFn] = Registry("data source")

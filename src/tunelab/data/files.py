@@ -11,7 +11,6 @@ An ``.npz`` file holds the inputs as ``X`` (or ``x``, ``inputs``) and the target
 
 from __future__ import annotations
 
-import difflib
 import math
 import zipfile
 from collections.abc import Callable, Sequence
@@ -22,14 +21,14 @@ import numpy as np
 import pandas as pd
 
 from tunelab.config import DataConfig
-from tunelab.data.base import DATA_SOURCES, Inputs, Modality, RawData
+from tunelab.data.base import Inputs, Modality, RawData
 from tunelab.errors import ConfigError, DataError
+from tunelab.registry import closest
 
 _INPUT_KEYS = ("X", "x", "inputs")
 _TARGET_KEYS = ("y", "target")
 
 
-@DATA_SOURCES.register("csv")
 def load_csv(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A comma-separated file with a header row."""
     path = existing_file(value, prefix="csv", field=field)
@@ -38,7 +37,6 @@ def load_csv(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawD
     return table_data(frame, cfg, origin=str(path), prefix="csv")
 
 
-@DATA_SOURCES.register("parquet")
 def load_parquet(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """An Apache Parquet file."""
     path = existing_file(value, prefix="parquet", field=field)
@@ -46,7 +44,6 @@ def load_parquet(value: str, cfg: DataConfig, *, field: str = "data.source") -> 
     return table_data(frame, cfg, origin=str(path), prefix="parquet")
 
 
-@DATA_SOURCES.register("jsonl")
 def load_jsonl(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """One JSON object per line, each with the same keys."""
     path = existing_file(value, prefix="jsonl", field=field)
@@ -55,7 +52,6 @@ def load_jsonl(value: str, cfg: DataConfig, *, field: str = "data.source") -> Ra
     return table_data(frame, cfg, origin=str(path), prefix="jsonl")
 
 
-@DATA_SOURCES.register("npz")
 def load_npz(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A numpy ``.npz`` archive holding the inputs and the target as arrays."""
     path = existing_file(value, prefix="npz", field=field)
@@ -204,7 +200,7 @@ def check_columns(names: Sequence[str], columns: Sequence[str], *, field: str, o
         return
     hints = []
     for name in unknown:
-        close = difflib.get_close_matches(name, list(columns), n=1)
+        close = closest(name, columns)
         if close:
             hints.append(f"{close[0]!r} for {name!r}")
     hint = f" Did you mean {', '.join(hints)}?" if hints else ""

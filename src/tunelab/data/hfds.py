@@ -24,13 +24,13 @@ from typing import Any
 import pandas as pd
 
 from tunelab.config import DataConfig
-from tunelab.data.base import DATA_SOURCES, RawData
+from tunelab.data.base import RawData
 from tunelab.data.files import table_data
 from tunelab.data.test_source import append_test_rows
-from tunelab.errors import ConfigError, DataError, MissingDependency
+from tunelab.errors import ConfigError, DataError
+from tunelab.optional import optional_import
 
 
-@DATA_SOURCES.register("hfds")
 def load_hfds(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """Load the dataset folder ``value`` (written by ``save_to_disk``)."""
     origin = f"hfds:{value}"
@@ -49,10 +49,7 @@ def load_hfds(value: str, cfg: DataConfig, *, field: str = "data.source") -> Raw
 
 
 def _load_from_disk(value: str, *, field: str) -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise MissingDependency("datasets", extra="hf", purpose="hfds: sources") from None
+    datasets = optional_import("datasets", package="datasets", extra="hf", purpose="hfds: sources")
     path = Path(value).expanduser()
     if not path.is_dir():
         raise DataError(

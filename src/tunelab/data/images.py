@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from tunelab.config import DataConfig
-from tunelab.data.base import DATA_SOURCES, RawData
+from tunelab.data.base import RawData
 from tunelab.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -27,7 +27,6 @@ _PIL_MODES = {"rgb": "RGB", "grayscale": "L", "RGB": "RGB", "L": "L"}
 _SHOWN_BAD_FILES = 10
 
 
-@DATA_SOURCES.register("images")
 def load_images(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A folder of class folders of images (see the module docstring)."""
     if cfg.modality not in ("auto", "image"):

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from tunelab.config import DataConfig
-from tunelab.data.base import DATA_SOURCES, Inputs, Modality, RawData
+from tunelab.data.base import Inputs, Modality, RawData
 from tunelab.data.files import array_inputs, check_columns, mark_categorical, text_inputs
 from tunelab.errors import ConfigError, DataError
 
@@ -41,7 +41,6 @@ _ACCEPTED = (
 )
 
 
-@DATA_SOURCES.register("py")
 def load_py(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """Call the user's ``module:function`` and check what it returns."""
     # Imported here: tunelab.models is heavy (torch.nn) and may import tunelab.data itself.

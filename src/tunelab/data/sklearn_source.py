@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn import datasets
 
 from tunelab.config import DataConfig
-from tunelab.data.base import DATA_SOURCES, RawData
+from tunelab.data.base import RawData
 from tunelab.errors import ConfigError
 
 _LOADERS: dict[str, Callable[..., Any]] = {
@@ -25,7 +25,6 @@ _LOADERS: dict[str, Callable[..., Any]] = {
 }
 
 
-@DATA_SOURCES.register("sklearn")
 def load_sklearn(name: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """One of scikit-learn's bundled datasets, by name."""
     if name not in _LOADERS:

@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tunelab.data.base import Inputs
 from tunelab.data.checks import stray_text_message
 from tunelab.errors import DataError
+from tunelab.registry import closest
 
 # A categorical column is noted in the run's notes when it has more categories than this,
 # or (with 10 or more) fewer than this many training rows per category on average.
@@ -236,7 +236,7 @@ class TabularEncoder:
             present = [str(c) for c in frame.columns]
             hints = []
             for name in missing:
-                close = difflib.get_close_matches(name, present, n=1)
+                close = closest(name, present)
                 if close:
                     hints.append(f"{close[0]!r} for {name!r}")
             hint = f" Did you mean {', '.join(hints)}?" if hints else ""

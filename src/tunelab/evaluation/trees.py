@@ -38,6 +38,15 @@ HGB_OPTIONS = (
 )
 
 
+def not_a_network(value: str, cfg: Any, request: Any) -> Any:
+    """The ``sklearn:`` model source: trees are fitted by ``fit_trees``, never built as a
+    network (``fit_on_rows`` sends them there first)."""
+    raise ConfigError(
+        f"model.source: sklearn:{value} is a tree model; it trains through tunelab train or "
+        "run, not as a network (no finetuning, no export as a torch module)"
+    )
+
+
 def is_tree_model(cfg: RunConfig) -> bool:
     return cfg.model.source.startswith("sklearn:")
 

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 
 from tunelab.config import ModelConfig, RunConfig, apply_params
 from tunelab.errors import ConfigError
-from tunelab.registry import Registry
+from tunelab.registry import Registry, did_you_mean
 from tunelab.techniques import DataFacts, TechniqueSpec, specs
 
 if TYPE_CHECKING:
@@ -173,8 +172,7 @@ def rung_names(cfg: RunConfig) -> list[str]:
                 "list only the rungs after it"
             )
         if name not in valid:
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, valid)
             raise ConfigError(
                 f"ladder.rungs: got {name!r}, which is no rung; valid: {', '.join(valid)}.{hint}"
             )

@@ -10,12 +10,11 @@ from typing import Any
 from torch import nn
 
 from tunelab.config import ModelConfig
-from tunelab.models import builtin, local, text, vision
-from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.base import BuiltModel, ModelRequest
 from tunelab.models.classical import rebuild_head
+from tunelab.registry import MODEL_REBUILDERS, MODEL_SOURCES
 
 __all__ = ["BuiltModel", "ModelRequest", "build_model", "rebuild_model"]
-_ = (builtin, local, text, vision)  # importing them registers their sources
 
 
 # sources whose loading reads weights from disk: worth keeping loaded for frozen backbones

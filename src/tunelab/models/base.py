@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from torch import nn
 
 from tunelab.config import ModelConfig
-from tunelab.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,3 @@ class RebuildFn(Protocol):
     def __call__(
         self, spec: dict[str, Any], directory: Path, *, trust_code: bool
     ) -> BuiltModel: ...
-
-
-MODEL_SOURCES: Registry[SourceFn] = Registry("model source")
-MODEL_REBUILDERS: Registry[RebuildFn] = Registry("model rebuilder")

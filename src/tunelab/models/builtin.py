@@ -19,7 +19,7 @@ from torch import nn
 
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError
-from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.base import BuiltModel, ModelRequest
 from tunelab.models.heads import Head
 
 
@@ -191,11 +191,9 @@ def request_from_spec(spec: dict[str, Any]) -> ModelRequest:
     )
 
 
-@MODEL_SOURCES.register("builtin")
 def load_builtin(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     return make_builtin(name, builtin_options(cfg), request)
 
 
-@MODEL_REBUILDERS.register("builtin")
 def rebuild_builtin(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     return make_builtin(spec["name"], spec["options"], request_from_spec(spec))

@@ -28,7 +28,7 @@ from torch import nn
 
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError
-from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.models.base import BuiltModel, ModelRequest
 from tunelab.models.builtin import builtin_options, make_builtin
 from tunelab.models.trust import NamedInFile, allow_function, allow_named_code, check_module
 
@@ -121,12 +121,10 @@ def make_py(
     return BuiltModel(module=module, spec=spec)
 
 
-@MODEL_SOURCES.register("py")
 def load_py(target: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     return make_py(target, dict(cfg.options), request)
 
 
-@MODEL_REBUILDERS.register("py")
 def rebuild_py(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     """The architecture ``predictor.json`` names: code, so only with ``trust_code``."""
     named_in = NamedInFile(
@@ -139,7 +137,6 @@ def rebuild_py(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> Bu
     return make_py(spec["target"], spec.get("options", {}), request, named_in=named_in)
 
 
-@MODEL_SOURCES.register("file")
 def load_file_weights(path_text: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     path = Path(path_text)
     if not path.is_file():

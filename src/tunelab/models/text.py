@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.config import ModelConfig
-from tunelab.errors import ConfigError, FatalError, MissingDependency
-from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.errors import ConfigError, FatalError
+from tunelab.models.base import BuiltModel, ModelRequest
 from tunelab.models.heads import Head
+from tunelab.optional import optional_import
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -128,10 +129,9 @@ def _hidden_size(backbone: PreTrainedModel) -> int:
 
 
 def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError:
-        raise MissingDependency("transformers", extra="hf", purpose="hf: models") from None
+    transformers = optional_import(
+        "transformers", package="transformers", extra="hf", purpose="hf: models"
+    )
     return transformers
 
 
@@ -268,7 +268,6 @@ def _build(
     return BuiltModel(module=module, tokenizer=tokenizer, spec=spec)
 
 
-@MODEL_SOURCES.register("hf")
 def load_hf(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     """``hf:PATH_OR_ID``: a transformers encoder pooled as ``model.pooling`` says."""
     transformers = _transformers()
@@ -303,17 +302,15 @@ def load_hf(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     )
 
 
-@MODEL_SOURCES.register("st")
 def load_st(value: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     """``st:PATH_OR_ID``: a sentence-transformers model; its pooling and normalization are kept.
 
     ``model.pooling`` is ignored: the model's own Pooling module decides, so that the pooled
     embedding equals ``SentenceTransformer.encode``.
     """
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise MissingDependency("sentence-transformers", extra="hf", purpose="st: models") from None
+    SentenceTransformer = optional_import(  # noqa: N806 (the class, as the package names it)
+        "sentence_transformers", package="sentence-transformers", extra="hf", purpose="st: models"
+    ).SentenceTransformer
     _need_text("st", request)
     st_model = _load(
         "st",
@@ -439,7 +436,6 @@ def _refusing_remote_code(folder: Path) -> Iterator[None]:
         ) from None
 
 
-@MODEL_REBUILDERS.register("hf")
 def rebuild_hf(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     """The saved architecture from ``backbone/`` and ``tokenizer/`` (no pretrained weights)."""
     transformers = _transformers()

@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,9 +25,11 @@ import torch
 from torch import nn
 
 from tunelab.config import ModelConfig
-from tunelab.errors import ConfigError, MissingDependency
-from tunelab.models.base import MODEL_REBUILDERS, MODEL_SOURCES, BuiltModel, ModelRequest
+from tunelab.errors import ConfigError
+from tunelab.models.base import BuiltModel, ModelRequest
 from tunelab.models.heads import Head
+from tunelab.optional import optional_import
+from tunelab.registry import did_you_mean
 
 # Where torchvision models keep their final classifier, in the order tried.
 TORCHVISION_HEADS = ("fc", "classifier", "heads", "head")
@@ -81,10 +82,7 @@ def _offline_hint(prefix: str, name: str, fix: str) -> str:
 
 
 def _timm() -> Any:
-    try:
-        import timm
-    except ImportError:
-        raise MissingDependency("timm", extra="vision", purpose="timm: models") from None
+    timm = optional_import("timm", package="timm", extra="vision", purpose="timm: models")
     return timm
 
 
@@ -101,8 +99,7 @@ def make_timm(
     timm = _timm()
     # "hf-hub:" and "local-dir:" names are resolved by create_model itself.
     if ":" not in name and not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, timm.list_models(), n=3)
         raise ConfigError(
             f"model.source: timm:{name} is not a timm model; list them with "
             f"timm.list_models('*pattern*').{hint}"
@@ -138,7 +135,6 @@ def make_timm(
     )
 
 
-@MODEL_SOURCES.register("timm")
 def load_timm(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     """``timm:NAME``: ``timm.create_model(NAME, ...)`` with ``model.options`` as kwargs."""
     _timm()
@@ -171,7 +167,6 @@ def architecture_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in TIMM_WEIGHT_OPTIONS}
 
 
-@MODEL_REBUILDERS.register("timm")
 def rebuild_timm(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     """The saved timm architecture, without pretrained weights."""
     module = make_timm(
@@ -189,13 +184,9 @@ def rebuild_timm(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> 
 
 
 def _torchvision() -> Any:
-    try:
-        import torchvision
-    except ImportError:
-        raise MissingDependency(
-            "torchvision", extra="vision", purpose="torchvision: models"
-        ) from None
-    return torchvision
+    return optional_import(
+        "torchvision", package="torchvision", extra="vision", purpose="torchvision: models"
+    )
 
 
 def _cached_weights(name: str, models: Any) -> Any:
@@ -253,8 +244,7 @@ def make_torchvision(
     """A torchvision model with its final Linear layer replaced by a new head."""
     models = _torchvision().models
     if name not in models.list_models():
-        close = difflib.get_close_matches(name, models.list_models(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, models.list_models(), n=3)
         raise ConfigError(
             f"model.source: torchvision:{name} is not a torchvision model; list them with "
             f"torchvision.models.list_models().{hint}"
@@ -270,7 +260,6 @@ def make_torchvision(
     return VisionClassifier(model, num_features=features, num_outputs=num_outputs, dropout=dropout)
 
 
-@MODEL_SOURCES.register("torchvision")
 def load_torchvision(name: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
     """``torchvision:NAME``: ``torchvision.models.get_model(NAME)``, DEFAULT weights."""
     _torchvision()
@@ -300,7 +289,6 @@ def load_torchvision(name: str, cfg: ModelConfig, request: ModelRequest) -> Buil
     return BuiltModel(module=module, spec=spec)
 
 
-@MODEL_REBUILDERS.register("torchvision")
 def rebuild_torchvision(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> BuiltModel:
     """The saved torchvision architecture, without pretrained weights."""
     module = make_torchvision(

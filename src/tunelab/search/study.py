@@ -27,23 +27,39 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig, SearchConfig
 from tunelab.errors import ConfigError, FatalError
+from tunelab.registry import PRUNERS, SAMPLERS
 from tunelab.results.rundir import RunDir
 from tunelab.search.space import grid
 from tunelab.training.metrics import GREATER_IS_BETTER
 
-SamplerFactory = Callable[[SearchConfig, int], optuna.samplers.BaseSampler]
-
-SAMPLERS: dict[str, SamplerFactory] = {
-    "tpe": lambda cfg, seed: optuna.samplers.TPESampler(seed=seed),
-    "random": lambda cfg, seed: optuna.samplers.RandomSampler(seed=seed),
-    "grid": lambda cfg, seed: optuna.samplers.GridSampler(grid(cfg.space), seed=seed),
-    "cmaes": lambda cfg, seed: optuna.samplers.CmaEsSampler(seed=seed),
-    "qmc": lambda cfg, seed: optuna.samplers.QMCSampler(seed=seed),
-    "gp": lambda cfg, seed: optuna.samplers.GPSampler(seed=seed),
-}
+# Samplers and pruners by name: ``tunelab.registry`` lists the names and points at these.
 
 
-def successive_halving(cfg: RunConfig) -> optuna.pruners.SuccessiveHalvingPruner:
+def tpe_sampler(cfg: RunConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=cfg.seed)
+
+
+def random_sampler(cfg: RunConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=cfg.seed)
+
+
+def grid_sampler(cfg: RunConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GridSampler(grid(cfg.search.space), seed=cfg.seed)
+
+
+def cmaes_sampler(cfg: RunConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.CmaEsSampler(seed=cfg.seed)
+
+
+def qmc_sampler(cfg: RunConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.QMCSampler(seed=cfg.seed)
+
+
+def gp_sampler(cfg: RunConfig) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=cfg.seed)
+
+
+def successive_halving_pruner(cfg: RunConfig) -> optuna.pruners.BasePruner:
     """The first rung after a tenth of ``train.epochs``, the best third promoted at each.
 
     Optuna's defaults (``min_resource='auto'``: 1 epoch below 200; reduction factor 4) judge
@@ -57,16 +73,24 @@ def successive_halving(cfg: RunConfig) -> optuna.pruners.SuccessiveHalvingPruner
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
 
 
-PRUNERS: dict[str, Callable[[RunConfig], optuna.pruners.BasePruner]] = {
-    "median": lambda cfg: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-    "percentile": lambda cfg: optuna.pruners.PercentilePruner(
-        25.0, n_startup_trials=3, n_warmup_steps=1
-    ),
-    "successive_halving": successive_halving,
-    "hyperband": lambda cfg: optuna.pruners.HyperbandPruner(),
-    "wilcoxon": lambda cfg: optuna.pruners.WilcoxonPruner(p_threshold=0.1),
-    "none": lambda cfg: optuna.pruners.NopPruner(),
-}
+def median_pruner(cfg: RunConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+
+
+def percentile_pruner(cfg: RunConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1)
+
+
+def hyperband_pruner(cfg: RunConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.HyperbandPruner()
+
+
+def wilcoxon_pruner(cfg: RunConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+
+
+def none_pruner(cfg: RunConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.NopPruner()
 
 
 def storage_url(cfg: RunConfig, run_dir: Path) -> str:
@@ -336,8 +360,8 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it when it exists (this is how runs resume)."""
     name = cfg.search.study_name or cfg.name
-    sampler = SAMPLERS[cfg.search.sampler](cfg.search, cfg.seed)
-    pruner = PRUNERS[cfg.search.pruner](cfg)
+    sampler = SAMPLERS.get(cfg.search.sampler, field="search.sampler")(cfg)
+    pruner = PRUNERS.get(cfg.search.pruner, field="search.pruner")(cfg)
     try:
         try:
             study = optuna.create_study(

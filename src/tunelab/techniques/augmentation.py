@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tunelab.config import AugmentationConfig, RunConfig
-from tunelab.errors import ConfigError, DataError, MissingDependency
+from tunelab.errors import ConfigError, DataError
+from tunelab.optional import optional_import
 from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
 from tunelab.training.hooks import Batch, FitState, Technique
 
@@ -420,13 +421,12 @@ def _randaugment_policy(context: AugmentContext) -> list[Any] | None:
 
 
 def _kornia() -> Any:
-    try:
-        import kornia.augmentation
-    except ImportError:
-        raise MissingDependency(
-            "kornia", extra="augment", purpose="augmentation.color_jitter and augmentation.policy"
-        ) from None
-    return kornia.augmentation
+    return optional_import(
+        "kornia.augmentation",
+        package="kornia",
+        extra="augment",
+        purpose="augmentation.color_jitter and augmentation.policy",
+    )
 
 
 # -- signals and tables ------------------------------------------------------------------

@@ -24,7 +24,8 @@ from typing import Any
 from torch import nn
 
 from tunelab.config import FinetuningConfig, RunConfig
-from tunelab.errors import ConfigError, MissingDependency
+from tunelab.errors import ConfigError
+from tunelab.optional import optional_import
 from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
 from tunelab.training.hooks import FitState, Technique
 
@@ -148,10 +149,7 @@ def add_lora(model: nn.Module, cfg: FinetuningConfig) -> str:
         ConfigError: ``lora_target_modules`` names no layer of the backbone, or peft cannot
             choose the layers for this architecture (the message lists candidates).
     """
-    try:
-        import peft
-    except ImportError:
-        raise MissingDependency("peft", extra="lora", purpose="finetuning.strategy lora") from None
+    peft = optional_import("peft", package="peft", extra="lora", purpose="finetuning.strategy lora")
     backbone = backbone_of(model)
     config = peft.LoraConfig(
         r=cfg.lora_rank,

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tunelab.errors import FatalError
+from tunelab.optional import optional_import
 from tunelab.tracking.trackers import FinalRecord, TrialRecord, epoch_values
 
 # MLflow's limits per log_batch call, and on a parameter's value
@@ -42,13 +43,9 @@ class MlflowTracker:
         params: dict[str, str],
         tags: dict[str, str],
     ) -> None:
-        try:
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise FatalError(
-                "tracking.mlflow needs MLflow: pip install -c constraints.txt 'tunelab[mlflow]' "
-                "(or remove tracking.mlflow)"
-            ) from None
+        MlflowClient = optional_import(  # noqa: N806 (the class, as MLflow names it)
+            "mlflow.tracking", package="mlflow-skinny", extra="mlflow", purpose="tracking.mlflow"
+        ).MlflowClient
         self.key = key
         try:
             self.client = MlflowClient(tracking_uri=uri)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import FatalError
+from tunelab.optional import optional_import
 from tunelab.tracking.trackers import FinalRecord, TrialRecord, epoch_values
 
 PREFIX = "trial_"
@@ -23,14 +24,12 @@ class TensorBoardTracker:
     name = "tensorboard"
 
     def __init__(self, folder: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise FatalError(
-                "tracking.tensorboard needs TensorBoard: pip install -c constraints.txt "
-                "'tunelab[tensorboard]' (or remove tracking.tensorboard)"
-            ) from None
-        self.writer_class = SummaryWriter
+        self.writer_class = optional_import(
+            "torch.utils.tensorboard",
+            package="tensorboard",
+            extra="tensorboard",
+            purpose="tracking.tensorboard",
+        ).SummaryWriter
         self.folder = folder
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -6,23 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tunelab.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from tunelab.errors import ConfigError
-
-# metric -> True when larger is better (the early-stopping and selection direction)
-GREATER_IS_BETTER = {
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "f1_macro": True,
-    "roc_auc": True,
-    "log_loss": False,
-    "brier": False,
-    "ece": False,
-    "rmse": False,
-    "mae": False,
-    "r2": True,
-    "val_loss": False,
-}
 
 
 def default_metric(task: str) -> str:
@@ -146,6 +130,15 @@ _REGRESSION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "mae": lambda y, p: float(np.mean(np.abs(y - p))),
     "r2": _r2,
 }
+
+
+CLASSIFICATION_METRICS = tuple(_CLASSIFICATION)
+REGRESSION_METRICS = tuple(_REGRESSION)
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+# what early stopping and selection minimize; every other metric is maximized
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "rmse", "mae", "val_loss", "train_loss"})
+# metric -> True when larger is better (the early-stopping and selection direction)
+GREATER_IS_BETTER = {name: name not in LOWER_IS_BETTER for name in (*METRICS, "val_loss")}
 
 
 def _as_values(y_true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
