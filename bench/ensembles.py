@@ -6,8 +6,8 @@ gradient-boosted trees, the model family being a searched parameter, so neural a
 members can meet), and a 1-D signal task made here (three waveforms with random phase,
 amplitude, offset and noise; a small 1-D CNN).
 
-Per task one study runs (k-fold, random sampler, seeded) with ``ensemble.method: none``, so
-its refit best trial is the "best single" row. Then every method (mean, weighted, greedy,
+Per task one study runs (k-fold, random sampler, seeded) with ``ensemble.keep: single``,
+so its refit best trial is the "best single" row. Then every method (mean, weighted, greedy,
 stacking) is decided on the study's stored out-of-fold predictions and built from its fold
 models exactly as ``tunelab run`` does (forced kept, so each can be measured), and scored
 once on the test rows: the metric with a 95% bootstrap interval, the paired bootstrap
@@ -129,7 +129,9 @@ def study_config(name: str, task: dict[str, Any], *, trials: int, folds: int) ->
                 "pruner": "none",
                 "space": task["space"],
             },
-            "ensemble": {"method": "none", "size": 5},
+            # the study's own ensemble stage keeps the best single trial (the "best single"
+            # row); "greedy" keeps every candidate's fold models for the methods below
+            "ensemble": {"method": "greedy", "keep": "single", "size": 5},
         }
     )
 

@@ -225,3 +225,15 @@ def test_without_a_kept_ensemble_the_ladder_says_so(tmp_path: Path) -> None:
     steps = {row["name"]: row for row in doc["ladder"]}
     assert steps["ensemble"]["status"] == "failed"
     assert "no ensemble in this run" in steps["ensemble"]["reason"]
+
+
+def test_a_candidate_whose_fold_models_were_pruned_is_refit(tmp_path: Path) -> None:
+    """Fold models outside the top k are deleted by whichever process ranks them; a later
+    ensemble must notice the files are gone, not trust the trial's record of them."""
+    cfg = study_config(keep="ensemble", method="mean")
+    result = run_study(cfg, out=tmp_path / "run")
+    artifacts = TrialArtifacts(tmp_path / "run" / "artifacts")
+    trial = ranked(result.study)[0]
+    assert artifacts.has_predictors(trial)
+    (tmp_path / "run" / "artifacts" / trial.user_attrs["artifacts"]["predictors"]).unlink()
+    assert not TrialArtifacts(tmp_path / "run" / "artifacts").has_predictors(trial)

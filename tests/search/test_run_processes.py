@@ -191,6 +191,7 @@ def test_sigint_stops_promptly_with_a_resume_hint_and_rerun_completes(
     assert code == 130, stderr[-3000:]
     assert waited < 10, f"took {waited:.1f} s to stop"
     assert "run the same command to resume" in stderr
+    assert "Traceback" not in stderr, "one line on Ctrl-C; tracebacks belong in run.log"
     before = {
         n: v for n, v in snapshot(load(db, "interrupted")).items() if v[0] == TrialState.COMPLETE
     }

@@ -82,8 +82,16 @@ class TrialArtifacts:
             return data
 
     def has_predictors(self, trial: FrozenTrial) -> bool:
+        """Whether the trial's fold models are still stored (the top-k pruning of any
+        process may have removed them)."""
         artifact = trial.user_attrs.get("artifacts", {}).get(PREDICTORS)
-        return artifact is not None and artifact not in self._removed
+        if artifact is None or artifact in self._removed:
+            return False
+        try:
+            self.store.open_reader(artifact).close()
+        except ArtifactNotFound:
+            return False
+        return True
 
     def predictors(self, trial: FrozenTrial, *, trust_code: bool = False) -> list[AnyPredictor]:
         """The trial's fold models, loaded (the files are unpacked into a temporary folder
