@@ -19,13 +19,9 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tunelab.errors import ConfigError
-
-if TYPE_CHECKING:  # the registries name their objects by path: nothing heavy is imported
-    from tunelab.data.base import RawData
-    from tunelab.models.base import BuiltModel
 
 T = TypeVar("T")
 
@@ -94,7 +90,9 @@ class Registry(Generic[T]):
 
 # -- the extension points a config names -----------------------------------------------------
 
-DATA_SOURCES: Registry[Callable[..., RawData]] = Registry(
+# (typed loosely: the objects live in modules this one must not import; callers say what
+# they get)
+DATA_SOURCES: Registry[Callable[..., Any]] = Registry(
     "data source",
     lazy={
         "sklearn": "tunelab.data.sklearn_source:load_sklearn",
@@ -107,7 +105,7 @@ DATA_SOURCES: Registry[Callable[..., RawData]] = Registry(
         "py": "tunelab.data.pysource:load_py",
     },
 )
-MODEL_SOURCES: Registry[Callable[..., BuiltModel]] = Registry(
+MODEL_SOURCES: Registry[Callable[..., Any]] = Registry(
     "model source",
     lazy={
         "builtin": "tunelab.models.builtin:load_builtin",
@@ -120,7 +118,7 @@ MODEL_SOURCES: Registry[Callable[..., BuiltModel]] = Registry(
         "sklearn": "tunelab.evaluation.trees:not_a_network",
     },
 )
-MODEL_REBUILDERS: Registry[Callable[..., BuiltModel]] = Registry(
+MODEL_REBUILDERS: Registry[Callable[..., Any]] = Registry(
     "model rebuilder",
     lazy={
         "builtin": "tunelab.models.builtin:rebuild_builtin",

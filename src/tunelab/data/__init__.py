@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tunelab.config import DataConfig
-from tunelab.data.base import RawData, take
+from tunelab.data.base import RawData, SourceFn, take
 from tunelab.data.checks import check_loaded
 from tunelab.data.prepare import Split, Target, check_target_values, encode_target, make_split
 from tunelab.data.test_source import append_test_rows
@@ -32,7 +32,8 @@ def load_data(cfg: DataConfig) -> RawData:
 
 def _load(source: str, cfg: DataConfig, *, field: str) -> RawData:
     prefix, _, value = source.partition(":")
-    raw = DATA_SOURCES.get(prefix, field=field)(value, cfg, field=field)
+    load: SourceFn = DATA_SOURCES.get(prefix, field=field)
+    raw = load(value, cfg, field=field)
     # checked file by file, so that messages name the file and its own row numbers
     check_loaded(raw)
     check_target_values(raw)

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from tunelab.config import ModelConfig
-from tunelab.models.base import BuiltModel, ModelRequest
+from tunelab.models.base import BuiltModel, ModelRequest, RebuildFn, SourceFn
 from tunelab.models.classical import rebuild_head
 from tunelab.registry import MODEL_REBUILDERS, MODEL_SOURCES
 
@@ -34,7 +34,7 @@ def build_model(
     are new, as from a fresh build.
     """
     prefix, _, value = cfg.source.partition(":")
-    source = MODEL_SOURCES.get(prefix, field="model.source")
+    source: SourceFn = MODEL_SOURCES.get(prefix, field="model.source")
     if not share_backbone or prefix not in _LOADED:
         return source(value, cfg, request)
     key = cfg.model_dump_json() + repr(request)
@@ -73,7 +73,9 @@ def rebuild_model(spec: dict[str, Any], directory: Path, *, trust_code: bool = F
         trust_code: import and call a ``py:`` architecture the spec names (``--trust-code``);
             without it such a spec is refused and nothing is imported.
     """
-    rebuild = MODEL_REBUILDERS.get(str(spec.get("kind")), field="predictor.json model.kind")
+    rebuild: RebuildFn = MODEL_REBUILDERS.get(
+        str(spec.get("kind")), field="predictor.json model.kind"
+    )
     built = rebuild(spec, directory, trust_code=trust_code)
     rebuild_head(built.module, spec)  # a scikit-learn head saved as tensors (model.head hgb)
     return built
