@@ -49,6 +49,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tunelab.config import config_from_dict
+from tunelab.results.trial_record import RECORD
 from tunelab.search.study import make_storage
 
 PASSWORD_VARIABLE = "TUNELAB_BENCH_DB_PASSWORD"
@@ -148,10 +149,13 @@ def storage_calls(trial: optuna.Trial) -> float:
     for epoch in range(1, EPOCHS + 1):
         trial.report(lr * epoch, epoch)
         trial.should_prune()
-    trial.set_user_attr("fold_scores", [lr])
-    trial.set_user_attr("std", 0.0)
-    trial.set_user_attr("best_epochs", [EPOCHS])
-    trial.set_user_attr("artifacts", {"oof": "a", "history": "b", "predictor": "c"})
+    trial.set_user_attr(RECORD, {  # tunelab's one record a trial
+        "fold_scores": [lr],
+        "std": 0.0,
+        "best_epochs": [EPOCHS],
+        "oof_metrics": {"accuracy": lr},
+        "artifacts": {"oof": "a", "history": "b", "predictor": "c"},
+    })
     return lr
 
 

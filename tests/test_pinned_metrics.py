@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tunelab.config import load_config
+from tunelab.results.trial_record import record
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = json.loads((ROOT / "tests" / "fixtures" / "pinned_metrics.json").read_text())
@@ -70,7 +71,7 @@ def test_study_values_are_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     _close(
         {
             "values": [t.value for t in trials],
-            "fold_scores": [t.user_attrs["fold_scores"] for t in trials],
+            "fold_scores": [record(t)["fold_scores"] for t in trials],
             "test": result.metrics["test"],
         },
         PINNED["study"],

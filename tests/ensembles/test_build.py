@@ -20,6 +20,7 @@ from tunelab.errors import FatalError
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import load_predictor
+from tunelab.results.trial_record import record
 from tunelab.search.budget import Budget
 from tunelab.search.run import run_study
 
@@ -165,7 +166,7 @@ def test_equally_accurate_trials_rank_by_out_of_fold_log_loss() -> None:
     for value, log_loss in ((0.9, 0.30), (0.95, 0.40), (0.95, 0.10), (0.95, 0.20)):
         study.add_trial(
             optuna.trial.create_trial(
-                value=value, user_attrs={"oof_metrics": {"log_loss": log_loss}}
+                value=value, user_attrs={"cv": {"oof_metrics": {"log_loss": log_loss}}}
             )
         )
     assert [t.number for t in ranked(study)] == [2, 3, 1, 0]
@@ -186,10 +187,10 @@ def test_the_budget_leaves_time_for_the_refit_and_the_members() -> None:
     budget = Budget(end=1000.0, timeout_end=None, refits_after=3.0, rows_ratio=1.25, folds=5)
     # median trial 12 s; a refit is one fold (12/5) on 1.25x the rows: 3 s; three of them,
     # a fixed 3 s, and room for one more trial
-    assert budget.stop_time(study) == pytest.approx(1000.0 - 3.0 - 3 * 3.0 - 12.0)
+    assert budget.stop_time(study.trials) == pytest.approx(1000.0 - 3.0 - 3 * 3.0 - 12.0)
     capped = Budget(end=1000.0, timeout_end=900.0, refits_after=3.0, rows_ratio=1.25, folds=5)
-    assert capped.stop_time(study) == 900.0
-    assert Budget(None, None, 1.0, 1.0, 1).stop_time(study) is None
+    assert capped.stop_time(study.trials) == 900.0
+    assert Budget(None, None, 1.0, 1.0, 1).stop_time(study.trials) is None
 
 
 def test_the_ladder_measures_the_kept_ensemble_on_its_own_splits(forced: Path) -> None:
@@ -235,5 +236,5 @@ def test_a_candidate_whose_fold_models_were_pruned_is_refit(tmp_path: Path) -> N
     artifacts = TrialArtifacts(tmp_path / "run" / "artifacts")
     trial = ranked(result.study)[0]
     assert artifacts.has_predictors(trial)
-    (tmp_path / "run" / "artifacts" / trial.user_attrs["artifacts"]["predictors"]).unlink()
+    (tmp_path / "run" / "artifacts" / record(trial)["artifacts"]["predictors"]).unlink()
     assert not TrialArtifacts(tmp_path / "run" / "artifacts").has_predictors(trial)

@@ -295,7 +295,7 @@ def hostile_run(tmp_path: Path, config_factory: Any) -> Path:
         train={"epochs": 2},
         search={
             "n_trials": 3,
-            "pruner": "none",
+            "pruner": "median",  # reports every epoch (three trials: none is pruned)
             "space": {
                 HOSTILE_PARAM: {"type": "categorical", "choices": HOSTILE_CHOICES},
                 "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},

@@ -27,6 +27,7 @@ from tests.conftest import Postgres, make_config
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
 from tunelab.results.rundir import RunDir, open_run_dir
+from tunelab.results.trial_record import record
 from tunelab.search.objective import Objective
 from tunelab.search.optimize import optimize
 from tunelab.search.run import resumable, setup
@@ -164,7 +165,9 @@ def kill_mid_trial(proc: subprocess.Popen[bytes], study: optuna.Study) -> int:
     for _ in range(50):
         proc.send_signal(signal.SIGSTOP)
         before = progress(study)
-        time.sleep(1.2)  # within the grace period (3 s): nobody fails the paused trial yet
+        # longer than REPORT_EVERY_S (running trials report an epoch at least once a second
+        # with no pruner) and within the grace period (6 s): nobody fails the paused trial yet
+        time.sleep(2.5)
         after = progress(study)
         paused = [
             number
@@ -202,7 +205,7 @@ def test_workers_on_other_machines_share_the_study_and_a_killed_ones_trial_is_re
             "storage": postgres.url,
             "artifacts": str(shared),
             "heartbeat_interval": 1,
-            "grace_period": 3,
+            "grace_period": 6,
             "space": {"train.lr": LR},
         },
     }
@@ -229,7 +232,7 @@ def test_workers_on_other_machines_share_the_study_and_a_killed_ones_trial_is_re
     assert_every_trial_accounted_for(trials, killed)
     # artifacts: all in the shared folder, none in a machine's run directory
     for trial in (t for t in trials if t.state == TrialState.COMPLETE):
-        kept = trial.user_attrs["artifacts"]  # predictors outside the top k are removed
+        kept = record(trial)["artifacts"]  # predictors outside the top k are removed
         assert (shared / kept["oof"]).is_file() and (shared / kept["history"]).is_file()
     assert (machines["a"] / "runs" / name / "metrics.json").is_file()
     for folder in machines.values():

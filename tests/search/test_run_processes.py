@@ -1,8 +1,9 @@
 """``tunelab run`` as real processes: killed, interrupted, resumed, and with worker processes.
 
 Each test starts ``python -m tunelab.cli run`` and watches the study's SQLite file; trials
-are small iris MLPs on one CPU thread, slow enough (``EPOCHS`` epochs, a storage write per
-epoch; about a third of a second a trial) to be caught while running.
+are small iris MLPs on one CPU thread, slow enough (``EPOCHS`` epochs, about a third of a
+second a trial) to be caught while running: a trial's heartbeat, written when it starts,
+says it runs (with no pruner its epochs are reported at most once a second).
 """
 
 from __future__ import annotations
@@ -59,13 +60,13 @@ def command(config: Path, out: Path, *extra: str) -> list[str]:
 
 
 def trial_states(db: Path) -> dict[int, tuple[str, int]]:
-    """Trial number -> (state, epochs reported so far), read straight from the SQLite file
-    (empty while the study is being created)."""
+    """Trial number -> (state, heartbeats recorded: 1 once it runs), read straight from the
+    SQLite file (empty while the study is being created)."""
     if not db.exists():
         return {}
     query = (
-        "SELECT number, state, (SELECT COUNT(*) FROM trial_intermediate_values AS v "
-        "WHERE v.trial_id = t.trial_id) FROM trials AS t"
+        "SELECT number, state, (SELECT COUNT(*) FROM trial_heartbeats AS h "
+        "WHERE h.trial_id = t.trial_id) FROM trials AS t"
     )
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as con:
@@ -96,11 +97,11 @@ def wait_for(
 
 
 def mid_trial(complete: int) -> Callable[[dict[int, tuple[str, int]]], bool]:
-    """At least ``complete`` trials complete and one running that has trained an epoch."""
+    """At least ``complete`` trials complete and one running (its heartbeat written)."""
 
     def condition(current: dict[int, tuple[str, int]]) -> bool:
         states = [state for state, _ in current.values()]
-        running = [epochs for state, epochs in current.values() if state == "RUNNING"]
+        running = [beats for state, beats in current.values() if state == "RUNNING"]
         return states.count("COMPLETE") >= complete and len(running) == 1 and running[0] >= 1
 
     return condition
@@ -170,6 +171,31 @@ def test_sigkill_mid_trial_then_rerun_retries_the_dead_trial_and_keeps_the_rest(
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == n_trials
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert (out / "metrics.json").is_file()
+
+
+def test_a_rerun_waits_for_a_killed_trial_to_go_stale_and_runs_it_again(
+    tmp_path: Path, started: Callable[[list[str]], subprocess.Popen[bytes]]
+) -> None:
+    """A killed trial counts as running until its heartbeat is older than the grace
+    period. A rerun started at once used to see n_trials started, refit without it and
+    leave it RUNNING for good; now it waits, marks it failed and runs it again."""
+    config = write_config(
+        tmp_path, "waits", epochs=EPOCHS, n_trials=2, heartbeat_interval=1, grace_period=8
+    )  # the rerun starts well within the grace period
+    out = tmp_path / "run"
+    db = out / "study.db"
+    cmd = command(config, out)
+    proc = started(cmd)
+    wait_for(proc, db, mid_trial(1), tmp_path / "first.err")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    study = load(db, "waits")
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert len(study.get_trials(states=(TrialState.FAIL,))) == 1, "the killed one"
     assert (out / "metrics.json").is_file()
 
 

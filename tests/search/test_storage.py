@@ -23,6 +23,7 @@ from tunelab.cli import app
 from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, FatalError
 from tunelab.results.rundir import open_run_dir
+from tunelab.results.trial_record import record
 from tunelab.search.objective import Objective
 from tunelab.search.optimize import optimize
 from tunelab.search.run import resumable, setup
@@ -155,7 +156,7 @@ def test_trial_artifacts_go_to_the_configured_folder(tmp_path: Path) -> None:
     shared = tmp_path / "shared" / "artifacts"
     study = run_trials(small_config(artifacts=str(shared)), tmp_path / "run")
     for trial in study.trials:
-        for artifact in trial.user_attrs["artifacts"].values():
+        for artifact in record(trial)["artifacts"].values():
             assert (shared / artifact).is_file()
     local = tmp_path / "run" / "artifacts"
     assert not local.exists() or not any(local.iterdir())
@@ -258,7 +259,7 @@ def journal_study(log: Path, name: str) -> optuna.Study:
 
 def wait_mid_trial(proc: subprocess.Popen[bytes], log: Path, name: str) -> int:
     """The number of the running trial once one trial is complete and the next has
-    trained an epoch."""
+    started beating (with no pruner, epochs are not reported to the study)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -270,7 +271,7 @@ def wait_mid_trial(proc: subprocess.Popen[bytes], log: Path, name: str) -> int:
                 trials = []
             complete = [t for t in trials if t.state == TrialState.COMPLETE]
             running = [t for t in trials if t.state == TrialState.RUNNING]
-            if complete and len(running) == 1 and running[0].intermediate_values:
+            if complete and len(running) == 1 and HEARTBEAT_ATTR in running[0].system_attrs:
                 return running[0].number
         time.sleep(0.05)
     pytest.fail("timed out waiting for a trial mid-way")

@@ -24,6 +24,7 @@ from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.ensemble import EnsemblePredictor
 from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import AnyPredictor
+from tunelab.results.trial_record import record
 from tunelab.search.space import decode
 from tunelab.training.metrics import GREATER_IS_BETTER
 
@@ -209,4 +210,4 @@ def _member(
         )
     tuned = apply_params(cfg, decode(cfg.search.space, trial.params))
     log.info("ensemble: refitting trial %d on all non-test rows", trial.number)
-    return refit(tuned, prepared, fold_epochs=trial.user_attrs.get("best_epochs")).predictor
+    return refit(tuned, prepared, fold_epochs=record(trial).get("best_epochs")).predictor

@@ -10,6 +10,7 @@ from typing import Any
 from tunelab.report.contents import RunContents
 from tunelab.report.html import Page, Section, no_charts, note
 from tunelab.results.leaderboard import ranked
+from tunelab.results.trial_record import record
 
 log = logging.getLogger("tunelab")
 CURVE_TRIALS = 3  # best trials whose curves are drawn
@@ -30,7 +31,7 @@ def curves_section(contents: RunContents, page: Page) -> Section:
             except Exception as exc:  # a deleted or damaged artifact: say so, draw the rest
                 section.parts.append(note(f"trial {trial.number}: no histories ({exc})"))
                 continue
-            kept = [int(e) for e in trial.user_attrs.get("best_epochs") or []]
+            kept = [int(e) for e in record(trial).get("best_epochs") or []]
             title = f"trial {trial.number} (value {trial.value:.4f})"
             section.parts.append(page.figure(curves_figure(histories, kept, metric, title)))
             drawn += 1

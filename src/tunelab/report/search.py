@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from tunelab.report.contents import RunContents
 from tunelab.report.html import Page, Section, no_charts, note, number, table
 from tunelab.results.leaderboard import ranked
+from tunelab.results.trial_record import record
 
 log = logging.getLogger("tunelab")
 LEADERBOARD_ROWS = 50  # the csv has them all
@@ -91,7 +92,9 @@ def study_section(contents: RunContents, page: Page) -> Section:
         (
             "intermediate values (per epoch; what the pruner judged)",
             _intermediate,
-            None if reported else "no trial reported intermediate values",
+            None if reported else "no trial reported intermediate values (with "
+            "search.pruner: none, epochs are reported at most once a second; the learning "
+            "curves below show every epoch)",
         ),
     ]
     for title, make, missing in plots:
@@ -169,9 +172,9 @@ def folds_section(contents: RunContents, page: Page) -> Section:
 def _fold_scores(contents: RunContents) -> dict[str, list[float]]:
     if contents.study is not None:
         return {
-            f"trial {trial.number}": [float(s) for s in trial.user_attrs.get("fold_scores") or []]
+            f"trial {trial.number}": [float(s) for s in record(trial).get("fold_scores") or []]
             for trial in ranked(contents.study)[:FOLD_TRIALS]
-            if trial.user_attrs.get("fold_scores")
+            if record(trial).get("fold_scores")
         }
     folds = contents.folds or (contents.metrics or {}).get("cross_validation")
     if isinstance(folds, dict) and isinstance(folds.get("scores"), list):

@@ -9,6 +9,7 @@ from tunelab.report.contents import RunContents
 from tunelab.report.html import Page, Section, cards, note, number, paragraph, pre, table
 from tunelab.results.environment import environment
 from tunelab.results.leaderboard import ranked
+from tunelab.results.trial_record import record
 
 
 def summary_section(contents: RunContents) -> Section:
@@ -50,8 +51,8 @@ def _best(contents: RunContents, metric: str) -> tuple[str, str, str]:
     study = contents.study
     if study is not None and (best := ranked(study)):
         trial = best[0]
-        folds = len(trial.user_attrs.get("fold_scores") or []) or 1
-        spread = trial.user_attrs.get("std")
+        folds = len(record(trial).get("fold_scores") or []) or 1
+        spread = record(trial).get("std")
         detail = f"trial {trial.number}, mean of {folds} fold{'s' if folds > 1 else ''}"
         if spread is not None:
             detail += f", std {number(spread)}"

@@ -1,6 +1,7 @@
 """What a study keeps per trial, in Optuna's artifact store (public API only).
 
-Every trial keeps its out-of-fold predictions and epoch histories (small); trials ranked in
+Every trial keeps its out-of-fold predictions and epoch histories (small: one ``trial.npz``
+with ``predictions`` and ``history``, JSON text); trials ranked in
 the top ``keep_top_k`` also keep their fold models (``predictors.zip``: one predictor folder
 per fold), which the ensembles and ``tunelab.load_predictor`` read. The store is a folder
 (``RUN/artifacts`` by default) that ``optuna-dashboard --artifact-dir`` opens as it is.
@@ -23,6 +24,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
 from tunelab.results.predictor import AnyPredictor, load_predictor
+from tunelab.results.trial_record import record
 
 log = logging.getLogger("tunelab")
 PREDICTORS, OOF, HISTORY = "predictors", "oof", "history"
@@ -47,27 +49,29 @@ class TrialArtifacts:
         oof: np.ndarray,
         histories: list[list[dict[str, Any]]],
         predictors: list[AnyPredictor] | None,
-    ) -> None:
-        """Upload the trial's files and record their ids in its ``artifacts`` user attribute."""
+    ) -> dict[str, str]:
+        """Upload the trial's files; returns their ids (the ``artifacts`` of its record)."""
         if not self.directory.is_dir():
             log.warning("artifact folder %s was missing; made it again", self.directory)
             self.directory.mkdir(parents=True, exist_ok=True)
         ids: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            files = {OOF: folder / "oof.npz", HISTORY: folder / "history.json"}
-            # a holdout's predictions are mostly NaN and compress well
-            np.savez_compressed(files[OOF], predictions=oof)
-            files[HISTORY].write_text(json.dumps(histories))
+            # one file for the small parts (one upload, one storage write): a holdout's
+            # predictions are mostly NaN and compress well; the histories are JSON text
+            small = folder / "trial.npz"
+            np.savez_compressed(small, predictions=oof, history=np.array(json.dumps(histories)))
+            ids[OOF] = ids[HISTORY] = upload_artifact(
+                artifact_store=self.store, file_path=str(small), study_or_trial=trial
+            )
             if predictors:
                 for fold, predictor in enumerate(predictors):
                     predictor.save(folder / "predictors" / f"fold_{fold}")
-                files[PREDICTORS] = zip_folder(folder / "predictors", folder / "predictors.zip")
-            for key, path in files.items():
-                ids[key] = upload_artifact(
-                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
+                archive = zip_folder(folder / "predictors", folder / "predictors.zip")
+                ids[PREDICTORS] = upload_artifact(
+                    artifact_store=self.store, file_path=str(archive), study_or_trial=trial
                 )
-        trial.set_user_attr("artifacts", ids)
+        return ids
 
     def oof(self, trial: FrozenTrial) -> np.ndarray:
         """The trial's out-of-fold predictions (rows x outputs, NaN where not validated)."""
@@ -75,16 +79,25 @@ class TrialArtifacts:
             return np.asarray(saved["predictions"])
 
     def histories(self, trial: FrozenTrial) -> list[list[dict[str, Any]]]:
+        """The trial's epoch records, per fold."""
         with tempfile.TemporaryDirectory() as tmp:
-            data: list[list[dict[str, Any]]] = json.loads(
-                self._fetch(trial, HISTORY, tmp).read_text()
-            )
+            path = self._fetch(trial, HISTORY, tmp)
+            if zipfile.is_zipfile(path):
+                with np.load(path) as saved:
+                    text = str(saved["history"])
+            else:  # a study from before the two were one file
+                text = path.read_text()
+            data: list[list[dict[str, Any]]] = json.loads(text)
             return data
+
+    def kept_predictors(self, trial: FrozenTrial) -> bool:
+        """Whether the trial stored its fold models (they may have been removed since)."""
+        return PREDICTORS in record(trial).get("artifacts", {})
 
     def has_predictors(self, trial: FrozenTrial) -> bool:
         """Whether the trial's fold models are still stored (the top-k pruning of any
         process may have removed them)."""
-        artifact = trial.user_attrs.get("artifacts", {}).get(PREDICTORS)
+        artifact = record(trial).get("artifacts", {}).get(PREDICTORS)
         if artifact is None or artifact in self._removed:
             return False
         try:
@@ -105,7 +118,7 @@ class TrialArtifacts:
 
     def drop_predictors(self, trial: FrozenTrial) -> None:
         """Delete the trial's fold models (another worker may have done it already)."""
-        artifact = trial.user_attrs.get("artifacts", {}).get(PREDICTORS)
+        artifact = record(trial).get("artifacts", {}).get(PREDICTORS)
         if artifact is None or artifact in self._removed:
             return
         with suppress(ArtifactNotFound):
@@ -113,7 +126,7 @@ class TrialArtifacts:
         self._removed.add(artifact)
 
     def _fetch(self, trial: FrozenTrial, key: str, folder: str) -> Path:
-        ids = trial.user_attrs.get("artifacts", {})
+        ids = record(trial).get("artifacts", {})
         if key not in ids:
             raise ArtifactNotFound(f"trial {trial.number} kept no {key!r} artifact")
         path = Path(folder) / key

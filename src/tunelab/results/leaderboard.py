@@ -9,6 +9,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from tunelab.results.trial_record import record
+
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
     """The complete trials, best first.
@@ -21,19 +23,22 @@ def ranked(study: optuna.Study) -> list[FrozenTrial]:
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
 
     def key(trial: FrozenTrial) -> tuple[float, float]:
-        tiebreak = trial.user_attrs.get("oof_metrics", {}).get("log_loss", float("inf"))
+        tiebreak = record(trial).get("oof_metrics", {}).get("log_loss", float("inf"))
         return sign * round(trial.value or 0.0, 12), tiebreak
 
     return sorted(complete, key=key)
 
 
-def rank_of(study: optuna.Study, value: float) -> int:
-    """How many complete trials beat ``value`` (0: it would be the best; ties count as
-    not beating it, so a tied trial keeps its fold models)."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+def rank_of(
+    trials: list[FrozenTrial], value: float, direction: optuna.study.StudyDirection
+) -> int:
+    """How many of the complete ``trials`` beat ``value`` (0: it would be the best; ties
+    count as not beating it, so a tied trial keeps its fold models)."""
+    maximize = direction == optuna.study.StudyDirection.MAXIMIZE
     return sum(
         (t.value or 0.0) > value if maximize else (t.value or 0.0) < value
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for t in trials
+        if t.state == TrialState.COMPLETE
     )
 
 
@@ -48,9 +53,9 @@ def leaderboard(study: optuna.Study) -> pd.DataFrame:
             "trial": trial.number,
             "state": trial.state.name.lower(),
             "value": trial.value,
-            "std": trial.user_attrs.get("std"),
-            "folds": len(trial.user_attrs.get("fold_scores", [])) or None,
-            "oof_log_loss": trial.user_attrs.get("oof_metrics", {}).get("log_loss"),
+            "std": record(trial).get("std"),
+            "folds": len(record(trial).get("fold_scores", [])) or None,
+            "oof_log_loss": record(trial).get("oof_metrics", {}).get("log_loss"),
             "seconds": duration,
         }
         row.update({f"params.{k}": v for k, v in trial.params.items()})

@@ -13,8 +13,7 @@ import time
 from dataclasses import dataclass
 from statistics import median
 
-import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
 
@@ -42,12 +41,13 @@ class Budget:
     rows_ratio: float
     folds: int
 
-    def stop_time(self, study: optuna.Study) -> float | None:
-        """The time after which no new trial should start (None: never for the budget)."""
+    def stop_time(self, trials: list[FrozenTrial]) -> float | None:
+        """The time after which no new trial should start (None: never for the budget),
+        given the study's trials."""
         durations = [
             t.duration.total_seconds()
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.duration is not None
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.duration is not None
         ]
         ends = [self.timeout_end] if self.timeout_end is not None else []
         if self.end is not None:
@@ -56,8 +56,8 @@ class Budget:
             ends.append(self.end - FIXED_TAIL - self.refits_after * refit - trial)
         return min(ends) if ends else None
 
-    def exhausted(self, study: optuna.Study) -> bool:
-        stop = self.stop_time(study)
+    def exhausted(self, trials: list[FrozenTrial]) -> bool:
+        stop = self.stop_time(trials)
         return stop is not None and time.time() >= stop
 
 

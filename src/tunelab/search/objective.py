@@ -9,6 +9,7 @@ its reason (the traceback goes to ``run.log``), and the study goes on.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
 from tunelab.config import RunConfig, apply_params
 from tunelab.errors import TunelabError
@@ -25,11 +27,13 @@ from tunelab.evaluation.crossval import CrossValidation, Splits, cross_validate,
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import rank_of
+from tunelab.results.trial_record import RECORD
 from tunelab.search.space import suggest
 from tunelab.training.metrics import compute_metrics
 
 # (trial number, fold, folds, epoch record) -> None: the live view's hook
 EpochHook = Callable[[int, int, int, dict[str, Any]], None]
+REPORT_EVERY_S = 1.0  # with no pruner: seconds between epoch reports (live progress only)
 log = logging.getLogger("tunelab")
 
 
@@ -41,6 +45,8 @@ class Objective:
     prepared: Prepared
     artifacts: TrialArtifacts
     on_epoch: EpochHook | None = None
+    # the study's trials as the trial loop last read them (rank_of counts the complete ones)
+    known: list[FrozenTrial] = field(default_factory=list)
     splits: Splits = field(init=False)
     _by_data: dict[str, Prepared] = field(init=False, default_factory=dict)
 
@@ -61,19 +67,23 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> float:
         params = suggest(trial, self.cfg.search.space, self.cfg)
         cfg = apply_params(self.cfg, params)
-        per_fold = self.cfg.cv.prune_on == "fold" or self.cfg.search.pruner == "wilcoxon"
+        pruner = self.cfg.search.pruner
+        per_fold = self.cfg.cv.prune_on == "fold" or pruner == "wilcoxon"
         cv = cross_validate(
             cfg,
             self._prepared_for(cfg),
             self.splits,
-            on_epoch=self._epoch_hook(trial, prune=not per_fold),
-            after_fold=self._fold_hook(trial) if per_fold else None,
+            on_epoch=self._epoch_hook(trial, prune=not per_fold and pruner != "none"),
+            after_fold=self._fold_hook(trial) if per_fold and pruner != "none" else None,
         )
-        trial.set_user_attr("fold_scores", cv.scores)
-        trial.set_user_attr("std", cv.std)
-        trial.set_user_attr("best_epochs", cv.epochs)
-        trial.set_user_attr("oof_metrics", oof_metrics(self.prepared, cv))
-        self._store(trial, cv)
+        cv_record = {
+            "fold_scores": cv.scores,
+            "std": cv.std,
+            "best_epochs": cv.epochs,
+            "oof_metrics": oof_metrics(self.prepared, cv),
+            "artifacts": self._store(trial, cv),
+        }
+        trial.set_user_attr(RECORD, cv_record)
         return cv.mean
 
     def _prepared_for(self, cfg: RunConfig) -> Prepared:
@@ -86,28 +96,37 @@ class Objective:
             self._by_data[key] = prepare(cfg)
         return self._by_data[key]
 
-    def _store(self, trial: optuna.Trial, cv: CrossValidation) -> None:
+    def _store(self, trial: optuna.Trial, cv: CrossValidation) -> dict[str, str]:
         # fold models that would not rank in the top k are never written (they would be
         # deleted at once)
-        keep = rank_of(trial.study, cv.mean) < models_kept(self.cfg)
-        self.artifacts.save(
+        # the trials known when this one started: a trial another process finished since
+        # can only lower its rank, and the top-k callback then removes its models
+        keep = rank_of(self.known, cv.mean, trial.study.direction) < models_kept(self.cfg)
+        return self.artifacts.save(
             trial, oof=cv.oof, histories=cv.histories, predictors=cv.predictors if keep else None
         )
 
     def _epoch_hook(
         self, trial: optuna.Trial, *, prune: bool
     ) -> Callable[[int, dict[str, Any]], None]:
+        """Reports the first fold's epochs to the study: every epoch when the pruner judges
+        them (the other folds have no comparable intermediate values); with no pruner, at
+        most one a second, so a dashboard still follows a long trial while short trials
+        write nothing per epoch (their curves are in the trial's history)."""
         folds, metric = len(self.splits), self.prepared.metric
+        last_report = time.monotonic()
 
         def hook(fold: int, record: dict[str, Any]) -> None:
+            nonlocal last_report
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, fold, folds, record)
-            # pruning per epoch judges the first fold (the other folds have no comparable
-            # intermediate values)
-            if prune and fold == 0 and metric in record and np.isfinite(record[metric]):
+            if fold != 0 or metric not in record or not np.isfinite(record[metric]):
+                return
+            if prune or time.monotonic() - last_report >= REPORT_EVERY_S:
                 trial.report(float(record[metric]), record["epoch"])
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
+                last_report = time.monotonic()
+            if prune and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
 
         return hook
 

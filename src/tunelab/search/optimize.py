@@ -4,6 +4,7 @@ failures in a row; keep only the top-k trials' fold models."""
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from tunelab.search.objective import Objective, models_kept
 
 TrialHook = Callable[[optuna.Study, FrozenTrial], None]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WAIT_POLL_S = 0.5  # seconds between looks at trials other processes run
 log = logging.getLogger("tunelab")
 
 
@@ -66,16 +68,21 @@ def trailing_failures(study: optuna.Study) -> list[str]:
 
 class TopCheckpoints:
     """Deletes the fold models of trials outside the best ``k`` (histories and out-of-fold
-    predictions are small and kept for every trial)."""
+    predictions are small and kept for every trial).
+
+    Only a trial that kept its fold models can push another out of the top ``k``, so the
+    study is ranked after those alone (a trial outside the top ``k`` never writes its
+    models); a pruned or failed trial drops its own."""
 
     def __init__(self, artifacts: TrialArtifacts, k: int) -> None:
         self.artifacts, self.k = artifacts, k
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        for old in ranked(study)[self.k :]:
-            self.artifacts.drop_predictors(old)
-        for other in study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL)):
-            self.artifacts.drop_predictors(other)
+        if trial.state != TrialState.COMPLETE:
+            self.artifacts.drop_predictors(trial)
+        elif self.artifacts.kept_predictors(trial):
+            for old in ranked(study)[self.k :]:
+                self.artifacts.drop_predictors(old)
 
 
 def finished(study: optuna.Study) -> int:
@@ -89,22 +96,40 @@ def optimize(
     *,
     hooks: list[TrialHook] | None = None,
     budget: Budget | None = None,
+    wait_for_running: bool = False,
 ) -> tuple[str, bool]:
     """Run trials until ``n_trials`` have finished (in any process), the time ``budget``
     leaves for the search is up, or too many failures in a row. Returns why it stopped,
-    and whether that was a failure."""
+    and whether that was a failure.
+
+    Args:
+        wait_for_running: when the study has its trials but some still run in other
+            processes, wait for them (the refit that follows then sees every trial); a
+            trial whose process died goes stale after ``search.grace_period`` and is run
+            again here.
+    """
     guard = FailureGuard(cfg.search.max_consecutive_failures)
     keep = TopCheckpoints(objective.artifacts, models_kept(cfg))
     callbacks: list[TrialHook] = [guard, keep, *(hooks or [])]
+    waiting_logged = False
     while True:
         with warnings.catch_warnings():  # experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # a dead process's trial is retried
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if finished(study) + running >= cfg.search.n_trials:
+        trials = study.get_trials(deepcopy=False)  # one read of the storage per trial
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        started = running + sum(t.state in FINISHED for t in trials)
+        if started >= cfg.search.n_trials and not (wait_for_running and running):
             return "n_trials", False
-        if budget is not None and budget.exhausted(study):
+        if budget is not None and budget.exhausted(trials):
             return "time budget", False
+        if started >= cfg.search.n_trials:  # the rest run in other processes
+            if not waiting_logged:
+                log.info("waiting for %d trials running in other processes", running)
+                waiting_logged = True
+            time.sleep(WAIT_POLL_S)
+            continue
+        objective.known = trials
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
         if guard.tripped:
             log.error(guard.message())

@@ -32,6 +32,7 @@ from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
+from tunelab.results.trial_record import record
 from tunelab.search.budget import Budget, fold_fraction, run_budget
 from tunelab.search.objective import EpochHook, Objective
 from tunelab.search.optimize import (
@@ -157,12 +158,15 @@ def run_study(
         budget = _budget(cfg, prepared, started)
         tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
         try:
+            failed = False
             if jobs > 1:
                 reason, failed = _with_workers(run, jobs, study, budget=budget, poll=poll)
-            else:
+            if not failed:  # also after --jobs: a trial of a killed worker is run again here
                 objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
                 hooks = [*(hooks or []), tracking.on_trial]
-                reason, failed = optimize(study, objective, cfg, hooks=hooks, budget=budget)
+                reason, failed = optimize(
+                    study, objective, cfg, hooks=hooks, budget=budget, wait_for_running=True
+                )
         except KeyboardInterrupt:
             # what finished is in the storage already; write the tables so the run can be read
             log.info("interrupted; %d trials finished", finished(study))
@@ -278,7 +282,7 @@ def finish(
     tuned = apply_params(cfg, params)
     if tuned.data != cfg.data:  # a searched encoding (data.image_size): load at the best
         prepared = prepare(tuned)
-    single = refit(tuned, prepared, fold_epochs=best.user_attrs.get("best_epochs"))
+    single = refit(tuned, prepared, fold_epochs=record(best).get("best_epochs"))
     decision = decide(cfg, prepared, study, artifacts)
     log.info("ensemble: %s", decision.reason)
     final: AnyPredictor = single.predictor
@@ -290,8 +294,8 @@ def finish(
     extra = {
         "best_trial": best.number,
         "best_value": best.value,
-        "best_value_std": best.user_attrs.get("std"),
-        "fold_scores": best.user_attrs.get("fold_scores"),
+        "best_value_std": record(best).get("std"),
+        "fold_scores": record(best).get("fold_scores"),
         "best_params": params,
         "refit_epochs": single.epochs,
         "bagging": cfg.ensemble.bagging.model_dump() if cfg.ensemble.bagging.seeds > 1 else None,

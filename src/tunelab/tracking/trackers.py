@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.config import RunConfig
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.rundir import RunDir
+from tunelab.results.trial_record import record
 
 log = logging.getLogger("tunelab")
 KEY_ATTR = "tracking_key"  # study user attribute: which tracker runs belong to this study
@@ -199,8 +200,8 @@ def trial_record(trial: FrozenTrial, artifacts: TrialArtifacts | None, metric: s
         state=trial.state.name.lower(),
         params=dict(trial.params),
         value=trial.value,
-        std=trial.user_attrs.get("std"),
-        fold_scores=[float(s) for s in trial.user_attrs.get("fold_scores") or []],
+        std=record(trial).get("std"),
+        fold_scores=[float(s) for s in record(trial).get("fold_scores") or []],
         curves=curves,
         fail_reason=trial.user_attrs.get("fail_reason"),
     )
