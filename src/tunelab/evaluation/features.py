@@ -46,6 +46,7 @@ from tunelab.evaluation.prepare import Prepared
 from tunelab.models.base import BuiltModel
 from tunelab.models.frozen import CachedUntilUnfrozen, HeadOnFeatures, embedding_of
 from tunelab.techniques.batchnorm import backbone_bn_layers
+from tunelab.training.cores import default_threads
 from tunelab.training.loop import resolve_device
 
 log = logging.getLogger("tunelab")
@@ -298,8 +299,7 @@ def _run_backbone(
     model = built.module
     embed = embedding_of(model)
     assert embed is not None
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(cfg.train.threads or default_threads(model))
     device = resolve_device(cfg.train.device)
     model.to(device)
     was_training = model.training

@@ -20,6 +20,7 @@ from tunelab.config import load_config
 from tunelab.errors import FatalError
 from tunelab.results.rundir import RunDir
 from tunelab.search.budget import Budget
+from tunelab.training.cores import threads_per_job
 
 log = logging.getLogger("tunelab")
 PARENT_POLL_SECONDS = 1.0
@@ -35,7 +36,7 @@ def run_workers(
 ) -> list[int]:
     """Start ``jobs`` worker processes on the study and wait; CPU threads are split
     between them. Returns their exit codes."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     command = [sys.executable, "-m", "tunelab.cli", "worker", str(run.path)]
     command += ["--threads", str(threads), "--parent", str(os.getpid())]
     if budget.timeout_end is not None:

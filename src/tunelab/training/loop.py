@@ -25,6 +25,7 @@ from torch import nn
 
 from tunelab.config import TrainConfig
 from tunelab.training.batching import Batches, TensorData
+from tunelab.training.cores import default_threads
 from tunelab.training.hooks import Batch, FitState, LossFn, Technique, overriding
 from tunelab.training.optim import add_trainable, make_optimizer
 from tunelab.training.schedules import lr_at
@@ -179,8 +180,7 @@ def _start(
 ) -> _Run:
     """Device, seeds and batches; the techniques' set-up; then the optimizer."""
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or default_threads(model))
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
