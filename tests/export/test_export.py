@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 import tunelab
+from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import FatalError, MissingDependency
 from tunelab.export import TOLERANCE, export_predictor, feed, run_exported
 from tunelab.pipeline import train
-from tests.conftest import make_config
 
 runner = CliRunner()
 
@@ -109,9 +109,7 @@ def test_codes_computed_from_the_written_vocabulary_give_the_same_outputs(
 
 
 @pytest.mark.parametrize("format", ["onnx", "torchscript"])
-def test_a_regression_model_gives_values_in_the_targets_units(
-    tmp_path: Path, format: Any
-) -> None:
+def test_a_regression_model_gives_values_in_the_targets_units(tmp_path: Path, format: Any) -> None:
     cfg = make_config(data={"source": "sklearn:diabetes"})
     run = train(cfg, out=tmp_path / "run").run_dir
     exported = export_predictor(run, format=format, output=tmp_path / f"diabetes.{format}")
@@ -139,7 +137,7 @@ def test_an_image_model_is_standardized_inside(tmp_path: Path) -> None:
 def test_boosted_trees_are_refused_with_exit_2(tmp_path: Path) -> None:
     cfg = make_config(model={"source": "sklearn:hgb"}, train={"epochs": 5})
     run = train(cfg, out=tmp_path / "run").run_dir
-    with pytest.raises(FatalError, match="export supports neural predictors; .* trees"):
+    with pytest.raises(FatalError, match=r"export supports neural predictors; .* trees"):
         export_predictor(run, format="torchscript")
     result = runner.invoke(app, ["export", str(run), "--format", "onnx"])
     assert result.exit_code == 2
@@ -164,7 +162,8 @@ def test_without_onnxruntime_the_message_gives_the_pip_command(
     table_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    with pytest.raises(MissingDependency, match=r"pip install -c constraints.txt 'tunelab\[export\]'"):
+    hint = r"pip install -c constraints.txt 'tunelab\[export\]'"
+    with pytest.raises(MissingDependency, match=hint):
         export_predictor(table_run, format="onnx")
     result = runner.invoke(app, ["export", str(table_run), "--format", "onnx"])
     assert result.exit_code == 2
