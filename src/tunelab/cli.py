@@ -355,6 +355,46 @@ def predict(
     console.print(f"wrote {len(frame)} predictions to {output}")
 
 
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run directory (or its final/ folder)")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="onnx | torchscript", show_default=False)
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="[default: RUN/model.onnx or RUN/model.pt]"),
+    ] = None,
+    trust_code: TrustCodeOpt = False,
+) -> None:
+    """Export a neural predictor, its preprocessing inside, as ONNX or TorchScript."""
+    from tunelab.export import FORMATS, export_predictor
+
+    try:
+        if format not in FORMATS:
+            raise FatalError(
+                f"--format {format!r} is not an export format; use one of {', '.join(FORMATS)}"
+            )
+        if output is not None:
+            _check_output(output)
+        exported = export_predictor(
+            run,
+            format=format,  # checked against FORMATS above
+            output=output,
+            trust_code=trust_code,
+        )
+    except TunelabError as exc:
+        _fail(exc)
+    console.print(f"wrote {exported.path} (its inputs: {exported.inputs_path})", soft_wrap=True)
+    if exported.max_abs_difference is None:
+        console.print("not checked: the run has no test_inputs.csv to compare outputs on")
+    else:
+        console.print(
+            f"checked on {exported.rows_checked} test rows: outputs within "
+            f"{exported.max_abs_difference:.2g} of the predictor's"
+        )
+
+
 def _check_output(path: Path) -> None:
     if path.is_dir():
         raise FatalError(

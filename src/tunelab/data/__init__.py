@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tunelab.config import DataConfig
 from tunelab.data.base import RawData, SourceFn, take
 from tunelab.data.checks import check_loaded
@@ -9,7 +11,16 @@ from tunelab.data.prepare import Split, Target, check_target_values, encode_targ
 from tunelab.data.test_source import append_test_rows
 from tunelab.registry import DATA_SOURCES
 
-__all__ = ["RawData", "Split", "Target", "encode_target", "load_data", "make_split", "take"]
+__all__ = [
+    "RawData",
+    "Split",
+    "Target",
+    "encode_target",
+    "load_arrays",
+    "load_data",
+    "make_split",
+    "take",
+]
 
 
 def load_data(cfg: DataConfig) -> RawData:
@@ -28,6 +39,21 @@ def load_data(cfg: DataConfig) -> RawData:
         return raw
     test = _load(cfg.test_source, cfg, field="data.test_source")
     return append_test_rows(raw, test, categorical=cfg.categorical)
+
+
+def load_arrays(inputs: Any, target: Any, cfg: DataConfig, *, origin: str) -> RawData:
+    """In-memory inputs and target (what an estimator's ``fit`` gets) -> ``RawData``, read
+    as a ``py:`` loader's ``(inputs, target)`` and checked as every source's data is.
+
+    Raises:
+        DataError: as ``load_data``: shapes, types, non-finite inputs or targets.
+    """
+    from tunelab.data.pysource import raw_from_returned
+
+    raw = raw_from_returned((inputs, target), cfg, origin=origin)
+    check_loaded(raw)
+    check_target_values(raw)
+    return raw
 
 
 def _load(source: str, cfg: DataConfig, *, field: str) -> RawData:

@@ -54,7 +54,16 @@ def load_py(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawDa
             "point it at a function that returns the data"
         )
     _check_options(function, cfg.options, origin)
-    result = function(**cfg.options)
+    return raw_from_returned(function(**cfg.options), cfg, origin=origin)
+
+
+def raw_from_returned(result: Any, cfg: DataConfig, *, origin: str) -> RawData:
+    """What a ``py:`` loader returned (or the ``X, y`` an estimator's ``fit`` got) ->
+    ``RawData``, shaped and checked as every source's data is.
+
+    Raises:
+        DataError: the inputs or target cannot be used (shape, type, row counts).
+    """
     if _is_hf_dataset(result):
         return _from_hf_dataset(result, cfg, origin)
     inputs, target, said, groups = _unpack(result, origin)

@@ -159,9 +159,7 @@ class TabularEncoder:
         frame = self._check_inputs(inputs)
         blocks: list[np.ndarray] = []
         if self.numeric:
-            values = np.column_stack(
-                [_numeric_values(frame[c.name], c.name) for c in self.numeric]
-            ).reshape(len(frame), len(self.numeric))
+            values = self._numbers(frame)
             median = np.array([c.median for c in self.numeric])
             mean = np.array([c.mean for c in self.numeric])
             scale = np.array([c.scale for c in self.numeric])
@@ -171,6 +169,29 @@ class TabularEncoder:
         width = self.input_shape[0]
         matrix = np.hstack(blocks) if blocks else np.zeros((len(frame), width))
         return (torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)),)
+
+    def raw_columns(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
+        """The table before scaling and one-hot, as an exported model takes it.
+
+        Returns:
+            The numeric columns as float64 (N, numeric), NaN where missing; and each
+            categorical column's category codes as int64 (N, categorical): the position in
+            ``categories``, the fill value's for a missing cell, -1 for a category not seen
+            in training.
+
+        Raises:
+            DataError: as ``transform``.
+        """
+        frame = self._check_inputs(inputs)
+        numbers = self._numbers(frame) if self.numeric else np.zeros((len(frame), 0))
+        codes = [_codes(frame[c.name], c) for c in self.categorical]
+        stacked = np.column_stack(codes) if codes else np.zeros((len(frame), 0), np.int64)
+        return numbers, stacked.astype(np.int64)
+
+    def _numbers(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.column_stack(
+            [_numeric_values(frame[c.name], c.name) for c in self.numeric]
+        ).reshape(len(frame), len(self.numeric))
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted encoding as JSON-able data (see ``from_dict``)."""
@@ -447,14 +468,19 @@ def _key(value: Any) -> tuple[str, Any] | None:
     return None
 
 
-def _one_hot(series: pd.Series, column: CategoricalColumn) -> np.ndarray:
+def _codes(series: pd.Series, column: CategoricalColumn) -> np.ndarray:
+    """Each cell's position in ``column.categories`` (missing: the fill's; unseen: -1)."""
     values = _categorical_values(series, column.as_text)
     fill = _key(column.fill)
     index = {_key(v): i for i, v in enumerate(column.categories)}
-    codes = np.array(
+    return np.array(
         [index.get(fill if _is_missing(v) else _key(v), -1) for v in values], dtype=np.int64
     )
-    out = np.zeros((len(values), len(column.categories)))
+
+
+def _one_hot(series: pd.Series, column: CategoricalColumn) -> np.ndarray:
+    codes = _codes(series, column)
+    out = np.zeros((len(codes), len(column.categories)))
     seen = codes >= 0
     out[np.flatnonzero(seen), codes[seen]] = 1.0
     return out

@@ -93,6 +93,25 @@ class RunDir:
         """Tokens and frozen-backbone features computed once per row, shared by every fit."""
         return self.path / "features"
 
+    # -- tunelab export ------------------------------------------------------------------------
+    @property
+    def onnx(self) -> Path:
+        """The final predictor as ONNX; its inputs are described in ``model.onnx.json``."""
+        return self.path / "model.onnx"
+
+    @property
+    def onnx_inputs(self) -> Path:
+        return self.path / "model.onnx.json"
+
+    @property
+    def torchscript(self) -> Path:
+        """The final predictor as TorchScript; its inputs are described in ``model.pt.json``."""
+        return self.path / "model.pt"
+
+    @property
+    def torchscript_inputs(self) -> Path:
+        return self.path / "model.pt.json"
+
     # -- the study -------------------------------------------------------------------------
     @property
     def study_db(self) -> Path:
