@@ -410,9 +410,15 @@ class ParamSpec(Section):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty 'choices' list")
-        elif self.low is None or self.high is None or self.low >= self.high:
+        elif (
+            self.low is None
+            or self.high is None
+            or not (math.isfinite(self.low) and math.isfinite(self.high))
+            or self.low >= self.high
+        ):
             raise ValueError(
-                f"a {self.type} parameter needs low < high, got {self.low} and {self.high}"
+                f"a {self.type} parameter needs low < high (finite numbers), got {self.low} "
+                f"and {self.high}"
             )
         elif self.log and (self.low <= 0 or self.step is not None):
             raise ValueError("log scale needs low > 0 and no step")
@@ -664,17 +670,35 @@ def load_config(path: str | Path, *, overrides: list[str] | None = None) -> RunC
         raise ConfigError(_directory_given(path))
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
-    except ConfigError as exc:
-        raise ConfigError(exc.problems, source=str(path)) from None
+    raw = _read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping of sections", source=str(path))
     return config_from_dict(raw, overrides=overrides, source=str(path))
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start} cannot be decoded: {exc.reason}); save the "
+            "config as UTF-8 YAML, or check that the path names the config and not another file",
+            source=str(path),
+        ) from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=str(path)) from None
+    except RecursionError:
+        raise ConfigError(
+            "the YAML is nested too deeply to read (thousands of levels of brackets or "
+            "indentation); a config has sections of fields, two or three levels deep",
+            source=str(path),
+        ) from None
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -703,6 +727,22 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 )
             first_line[key] = line
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # Python refuses int() of more than 4300 digits with a ValueError, not a YAML error
+        try:
+            return int(super().construct_yaml_int(node))
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a number of {len(str(node.value))} digits is more than any field takes; "
+                "shorten it",
+                node.start_mark,
+            ) from None
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
 
 
 def _directory_given(path: Path) -> str:
@@ -787,6 +827,13 @@ def _explain(exc: ValidationError) -> list[str]:
             problems.append(_unknown_field(loc))
         elif kind == "missing":
             problems.append(f"{field}: required field is missing; add it to the config")
+        elif kind == "invalid_key":
+            where = ".".join(loc[:-1]) or "the top level"
+            problems.append(
+                f"{where}: the key {error['input']!r} is not a field name (YAML reads it as "
+                f"{type(error['input']).__name__}); field names are words such as lr or "
+                "epochs: fix or remove that key"
+            )
         else:
             message = error["msg"].removeprefix("Value error, ")
             if isinstance(error["input"], dict):  # a whole section: the message names the field
