@@ -131,10 +131,7 @@ def test_train_refuses_broken_data_or_settings(
 def test_there_are_enough_distinct_cases() -> None:
     configs = {case.files.get(CONFIG, b"") + " ".join(case.args).encode() for case in CONFIG_CASES}
     data = {
-        content
-        for case in data_cases()
-        for name, content in case.files.items()
-        if name != CONFIG
+        content for case in data_cases() for name, content in case.files.items() if name != CONFIG
     }
     assert len(configs) >= 200
     assert len(data) >= 50

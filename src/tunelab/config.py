@@ -46,7 +46,9 @@ Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinity are never meant: NaN passes no bound check, an infinite penalty or
+    # noise makes NaN weights, and "no limit" is written as null
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def _check_prefix(value: str, prefixes: tuple[str, ...], example: str) -> str:
@@ -410,15 +412,9 @@ class ParamSpec(Section):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty 'choices' list")
-        elif (
-            self.low is None
-            or self.high is None
-            or not (math.isfinite(self.low) and math.isfinite(self.high))
-            or self.low >= self.high
-        ):
+        elif self.low is None or self.high is None or self.low >= self.high:
             raise ValueError(
-                f"a {self.type} parameter needs low < high (finite numbers), got {self.low} "
-                f"and {self.high}"
+                f"a {self.type} parameter needs low < high, got {self.low} and {self.high}"
             )
         elif self.log and (self.low <= 0 or self.step is not None):
             raise ValueError("log scale needs low > 0 and no step")
@@ -573,7 +569,9 @@ class RunConfig(Section):
     """A whole run: name, seed and one section per stage."""
 
     name: str = Field("run", description="the run directory runs/NAME: one plain folder name")
-    seed: int = 0
+    # numpy and scikit-learn take seeds in [0, 2**32); the margin leaves room for the
+    # seeds of bagged models and repeats, which count up from this one
+    seed: int = Field(0, ge=0, lt=2**31, description="seeds the split, the trials and training")
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
