@@ -46,7 +46,9 @@ Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinity are never meant: NaN passes no bound check, an infinite penalty or
+    # noise makes NaN weights, and "no limit" is written as null
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def _check_prefix(value: str, prefixes: tuple[str, ...], example: str) -> str:
@@ -567,7 +569,9 @@ class RunConfig(Section):
     """A whole run: name, seed and one section per stage."""
 
     name: str = Field("run", description="the run directory runs/NAME: one plain folder name")
-    seed: int = 0
+    # numpy and scikit-learn take seeds in [0, 2**32); the margin leaves room for the
+    # seeds of bagged models and repeats, which count up from this one
+    seed: int = Field(0, ge=0, lt=2**31, description="seeds the split, the trials and training")
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
@@ -664,17 +668,35 @@ def load_config(path: str | Path, *, overrides: list[str] | None = None) -> RunC
         raise ConfigError(_directory_given(path))
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
-    except ConfigError as exc:
-        raise ConfigError(exc.problems, source=str(path)) from None
+    raw = _read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping of sections", source=str(path))
     return config_from_dict(raw, overrides=overrides, source=str(path))
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start} cannot be decoded: {exc.reason}); save the "
+            "config as UTF-8 YAML, or check that the path names the config and not another file",
+            source=str(path),
+        ) from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=str(path)) from None
+    except RecursionError:
+        raise ConfigError(
+            "the YAML is nested too deeply to read (thousands of levels of brackets or "
+            "indentation); a config has sections of fields, two or three levels deep",
+            source=str(path),
+        ) from None
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -703,6 +725,22 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 )
             first_line[key] = line
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # Python refuses int() of more than 4300 digits with a ValueError, not a YAML error
+        try:
+            return int(super().construct_yaml_int(node))
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a number of {len(str(node.value))} digits is more than any field takes; "
+                "shorten it",
+                node.start_mark,
+            ) from None
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
 
 
 def _directory_given(path: Path) -> str:
@@ -787,6 +825,13 @@ def _explain(exc: ValidationError) -> list[str]:
             problems.append(_unknown_field(loc))
         elif kind == "missing":
             problems.append(f"{field}: required field is missing; add it to the config")
+        elif kind == "invalid_key":
+            where = ".".join(loc[:-1]) or "the top level"
+            problems.append(
+                f"{where}: the key {error['input']!r} is not a field name (YAML reads it as "
+                f"{type(error['input']).__name__}); field names are words such as lr or "
+                "epochs: fix or remove that key"
+            )
         else:
             message = error["msg"].removeprefix("Value error, ")
             if isinstance(error["input"], dict):  # a whole section: the message names the field

@@ -261,6 +261,12 @@ def array_inputs(array: np.ndarray, *, modality: Modality, origin: str) -> tuple
             f"{origin}: {modality} inputs must have shape {wanted}, but they have shape "
             f"{array.shape}; reshape them or set data.modality to match"
         )
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(
+            f"{origin}: {modality} inputs must be real numbers, but the array has dtype "
+            f"{array.dtype}; store the magnitude (np.abs) or the real and imaginary parts "
+            "as separate channels"
+        )
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise DataError(
             f"{origin}: {modality} inputs must be numbers, but the array has dtype "

@@ -67,6 +67,11 @@ class Split:
 def check_target_values(raw: RawData) -> None:
     """Raise ``DataError`` naming the rows whose target is missing, empty or infinite."""
     series = pd.Series(raw.target)
+    if series.empty:
+        raise DataError(
+            f"{raw.origin}: the data has no rows; a dataset needs at least a few rows of "
+            "inputs and targets"
+        )
     missing = series.isna() | (series.astype(str).str.strip() == "")
     if missing.any():
         rows = np.flatnonzero(missing.to_numpy())

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tunelab.data import take
+from tunelab.errors import TrialFailed
 from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.predictor import AnyPredictor
@@ -55,6 +56,7 @@ def evaluate_and_write(
     predictions.to_csv(run.test_predictions, index=False)
 
     predicted = test_outputs(predictor, frame)
+    check_finite_outputs(predicted, result.stop_reason)
     low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=seed)
     metrics = {
         "task": target.task,
@@ -114,3 +116,18 @@ def inputs_frame(inputs: Any, predictor: AnyPredictor) -> pd.DataFrame:
         return pd.DataFrame({predictor.input_columns[0]: list(inputs)})
     flat = np.asarray(inputs).reshape(len(inputs), -1)
     return pd.DataFrame(flat, columns=predictor.input_columns)
+
+
+def check_finite_outputs(predicted: np.ndarray, stop_reason: str) -> None:
+    """Refuse a predictor whose test outputs hold NaN or infinities: training diverged, and
+    no metric of such outputs means anything."""
+    values = np.asarray(predicted)
+    if not np.issubdtype(values.dtype, np.floating) or np.isfinite(values).all():
+        return
+    raise TrialFailed(
+        f"the trained model predicts {int((~np.isfinite(values)).sum())} NaN or infinite "
+        f"value(s) on the test rows (training stopped: {stop_reason}): it diverged. Lower "
+        "train.lr, add regularization.grad_clip, or lower regularization.weight_decay, "
+        "regularization.l1 and augmentation.noise",
+        reason="non_finite",
+    )
