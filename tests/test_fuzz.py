@@ -8,6 +8,7 @@ the repository.
 
 from __future__ import annotations
 
+import os
 import re
 import traceback
 from pathlib import Path
@@ -45,14 +46,17 @@ Snapshot = dict[str, tuple[int, int]]
 
 
 def snapshot(root: Path) -> Snapshot:
-    """Every file and folder under ``root``: relative path -> (size, mtime in ns)."""
+    """Every file and folder under ``root``: relative path -> (size, mtime in ns). The
+    ignored folders are not entered (a virtual environment holds tens of thousands of
+    files, and every case takes two snapshots of the repository)."""
     found = {}
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if IGNORED_PARTS.intersection(relative.parts) or relative.parts[0].endswith(".egg-info"):
-            continue
-        stat = path.lstat()
-        found[relative.as_posix()] = (stat.st_size if path.is_file() else 0, stat.st_mtime_ns)
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in IGNORED_PARTS and not d.endswith(".egg-info")]
+        for name in [*dirs, *files]:
+            path = Path(folder, name)
+            stat = path.lstat()
+            size = stat.st_size if name in files else 0
+            found[path.relative_to(root).as_posix()] = (size, stat.st_mtime_ns)
     return found
 
 
