@@ -11,7 +11,7 @@ Two measurements:
   on a busy machine worker start-up alone can take longer than a short search).
 * **Storage cost per trial**: in one process, a bare Optuna loop that makes a tunelab
   trial's storage calls and no training (suggest one parameter, report 5 epochs with a
-  pruning check each, set 4 user attributes, finish), on each storage opened as tunelab
+  pruning check each, set the trial's one record, finish), on each storage opened as tunelab
   opens it (``make_storage``: heartbeats included) and on Optuna's in-memory storage. The
   storages alternate, the order rotating each round; the cost is the median time of a
   trial minus in-memory's.
