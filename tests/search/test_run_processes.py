@@ -107,6 +107,13 @@ def mid_trial(complete: int) -> Callable[[dict[int, tuple[str, int]]], bool]:
     return condition
 
 
+def kill_mid_trial(proc: subprocess.Popen[bytes], db: Path, log: Path, *, complete: int) -> None:
+    """SIGKILL ``proc`` once ``complete`` trials are complete and the next one runs."""
+    wait_for(proc, db, mid_trial(complete), log)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 @pytest.fixture
 def started(tmp_path: Path) -> Iterator[Callable[[list[str]], subprocess.Popen[bytes]]]:
     """Starts commands with stdout/stderr in files; kills what is still running at the end."""
@@ -143,10 +150,7 @@ def test_sigkill_mid_trial_then_rerun_retries_the_dead_trial_and_keeps_the_rest(
     out = tmp_path / "run"
     db = out / "study.db"
     cmd = command(config, out)
-    proc = started(cmd)
-    wait_for(proc, db, mid_trial(2), tmp_path / "first.err")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_mid_trial(started(cmd), db, tmp_path / "first.err", complete=2)
     before = snapshot(load(db, "killed"))
     killed = [n for n, (state, _, _) in before.items() if state == TrialState.RUNNING]
     assert len(killed) == 1, before
@@ -186,10 +190,7 @@ def test_a_rerun_waits_for_a_killed_trial_to_go_stale_and_runs_it_again(
     out = tmp_path / "run"
     db = out / "study.db"
     cmd = command(config, out)
-    proc = started(cmd)
-    wait_for(proc, db, mid_trial(1), tmp_path / "first.err")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_mid_trial(started(cmd), db, tmp_path / "first.err", complete=1)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     study = load(db, "waits")
