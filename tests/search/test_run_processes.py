@@ -114,6 +114,10 @@ def kill_mid_trial(proc: subprocess.Popen[bytes], db: Path, log: Path, *, comple
     proc.wait(timeout=30)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def started(tmp_path: Path) -> Iterator[Callable[[list[str]], subprocess.Popen[bytes]]]:
     """Starts commands with stdout/stderr in files; kills what is still running at the end."""
@@ -121,7 +125,9 @@ def started(tmp_path: Path) -> Iterator[Callable[[list[str]], subprocess.Popen[b
 
     def start(cmd: list[str]) -> subprocess.Popen[bytes]:
         with (tmp_path / "first.out").open("wb") as out, (tmp_path / "first.err").open("wb") as err:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+            # Ctrl-C as in a terminal: a job started in the background (`cmd &`, as a CI
+            # runner may start the suite) inherits SIGINT ignored, and so would the run
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, preexec_fn=_default_sigint)
         procs.append(proc)
         return proc
 
