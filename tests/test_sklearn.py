@@ -125,6 +125,16 @@ def test_infinite_inputs_are_refused_naming_the_column_and_missing_ones_imputed(
         model.predict(bad[5:9])
 
 
+def test_a_metric_that_does_not_fit_the_task_is_refused_before_training(
+    cancer: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The estimator's data goes through the same checks as ``tunelab train``'s."""
+    X, y = cancer
+    with pytest.raises(ValueError, match=r"train\.metric") as caught:
+        TunelabClassifier(overrides={**TINY, "train.metric": "rmse"}).fit(X, y)
+    assert isinstance(caught.value, ConfigError)
+
+
 def test_a_bad_override_names_the_field(cancer: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = cancer
     model = TunelabClassifier(overrides={"train.epochz": 3})

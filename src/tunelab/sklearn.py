@@ -22,7 +22,6 @@ import copy
 import shutil
 import tempfile
 import weakref
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -211,28 +210,18 @@ class TunelabRegressor(RegressorMixin, _TunelabEstimator):  # type: ignore[misc]
 def _train_run(cfg: RunConfig, raw: Any, run_dir: Path) -> dict[str, Any] | None:
     """Fit once on train + validation rows, write the run directory, return the k-fold
     summary (None with a holdout)."""
-    from tunelab.data import encode_target, make_split
     from tunelab.evaluation.crossval import cross_validate
     from tunelab.evaluation.fitting import fit_on_rows
-    from tunelab.evaluation.prepare import Prepared
+    from tunelab.evaluation.prepare import prepare_rows
     from tunelab.pipeline import write_cross_validation
     from tunelab.results.rundir import open_run_dir, write_json
-    from tunelab.training.metrics import default_metric
 
-    target = encode_target(raw, task=cfg.data.task)
-    # no test rows: scikit-learn scores the estimator on rows it never saw, outside fit
-    split = make_split(
-        target,
-        test_size=cfg.data.test_size,
-        validation_size=cfg.data.validation_size,
-        seed=cfg.seed,
-        origin=raw.origin,
-        test_rows=np.zeros(0, dtype=np.int64),
-    )
-    metric = cfg.train.metric or default_metric(target.task)
     run = open_run_dir(cfg, run_dir, overwrite=True)
-    prepared = Prepared(raw=raw, target=target, split=split, metric=metric, cache_dir=None)
-    prepared = replace(prepared, cache_dir=run.features)
+    # no test rows: scikit-learn scores the estimator on rows it never saw, outside fit
+    prepared = prepare_rows(
+        cfg, raw, test_rows=np.zeros(0, dtype=np.int64), cache_dir=run.features
+    )
+    split, target, metric = prepared.split, prepared.target, prepared.metric
     summary = None
     if cfg.cv.strategy == "kfold":
         summary = write_cross_validation(run, cross_validate(cfg, prepared))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tunelab.config import RunConfig
@@ -43,6 +44,14 @@ def prepare(cfg: RunConfig) -> Prepared:
     """
     check_device(cfg.train.device)  # before the data loads: a missing GPU is said at once
     raw = load_data(cfg.data)
+    return prepare_rows(cfg, raw, test_rows=raw.test_rows)
+
+
+def prepare_rows(
+    cfg: RunConfig, raw: RawData, *, test_rows: np.ndarray | None, cache_dir: Path | None = None
+) -> Prepared:
+    """Loaded data as ``prepare`` makes it ready (``test_rows``: a predefined test set, an
+    empty array for none, or None to draw ``data.test_size`` of the rows)."""
     target = encode_target(raw, task=cfg.data.task)
     metric = cfg.train.metric or default_metric(target.task)
     check_metric(metric, target.task)
@@ -56,6 +65,6 @@ def prepare(cfg: RunConfig) -> Prepared:
         seed=cfg.seed,
         origin=raw.origin,
         groups=raw.groups,
-        test_rows=raw.test_rows,
+        test_rows=test_rows,
     )
-    return Prepared(raw=raw, target=target, split=split, metric=metric)
+    return Prepared(raw=raw, target=target, split=split, metric=metric, cache_dir=cache_dir)
