@@ -118,6 +118,7 @@ def train(
         _fail(exc)
     for note in summary.metrics["notes"]:
         view.print(f"note: {note}", highlight=False)
+    _print_tracking(view, summary.metrics)
     Console(quiet=quiet).print(summary_table(summary.metrics, str(summary.run_dir)))
     _point_to_report(view, summary.run_dir)
     typer.echo(str(summary.run_dir))
@@ -171,6 +172,7 @@ def run(
         out_console.print(part, soft_wrap=True)
     if result.metrics is not None and cfg.ladder.enabled:
         print_ladder(read_ladder(result.run_dir), console=out_console)
+    _print_tracking(view, result.metrics)
     _point_to_report(view, result.run_dir)
     if result.metrics is None:
         what = "the study stopped" if result.failed else "no trial completed"
@@ -181,6 +183,14 @@ def run(
         )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
+
+
+def _print_tracking(view: Console, metrics: dict[str, object] | None) -> None:
+    """What became of each tracker (metrics.json's tracking), one line each."""
+    from tunelab.tracking import outcome_lines
+
+    for line in outcome_lines((metrics or {}).get("tracking")):
+        view.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def _point_to_report(view: Console, run_dir: Path) -> None:

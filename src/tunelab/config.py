@@ -563,6 +563,18 @@ class TrackingConfig(Section):
     tensorboard: str | None = Field(
         None, min_length=1, description="a TensorBoard log folder, e.g. runs/tensorboard"
     )
+    required: bool = Field(
+        True,
+        description="a tracker that cannot be reached before training stops the run (false: "
+        "the run goes on without it and says so)",
+    )
+    timeout: float = Field(
+        5,
+        gt=0,
+        le=600,
+        description="seconds tunelab waits for a tracker to answer, before training and at "
+        "each call; one that takes longer is left out for the rest of the run",
+    )
 
 
 class RunConfig(Section):

@@ -22,7 +22,7 @@ from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.report import report_or_log
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
-from tunelab.tracking import Tracking, final_record
+from tunelab.tracking import Tracking
 from tunelab.training.loop import EpochCallback
 
 FoldEpochHook = Callable[[int, dict[str, Any]], None]
@@ -69,7 +69,7 @@ def train(
         cfg, prepared, split.train, split.validation, callbacks=callbacks, trust_code=trust_code
     )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
-    tracking.final(final_record(metrics, history=fitted.result.history))
+    tracking.final(metrics, history=fitted.result.history)
     report_or_log(run.path)
     return TrainSummary(run_dir=run.path, metrics=metrics, fitted=fitted)
 

@@ -10,6 +10,7 @@ from tunelab.report.html import Page, Section, cards, note, number, paragraph, p
 from tunelab.results.environment import environment
 from tunelab.results.leaderboard import ranked
 from tunelab.results.trial_record import record
+from tunelab.tracking.outcome import outcome_lines
 
 
 def summary_section(contents: RunContents) -> Section:
@@ -114,6 +115,7 @@ def _facts(contents: RunContents) -> list[str]:
             f"An ensemble of the study's best trials {verdict}: "
             f"{contents.ensemble.get('reason')} (see Ensemble)."
         )
+    lines += [line[0].upper() + line[1:] + "." for line in outcome_lines(metrics.get("tracking"))]
     return lines
 
 

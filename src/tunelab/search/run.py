@@ -51,7 +51,7 @@ from tunelab.search.study import (
     storage_url,
 )
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
-from tunelab.tracking import Tracking, final_record
+from tunelab.tracking import Tracking
 from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
 
 log = logging.getLogger("tunelab")
@@ -178,7 +178,7 @@ def run_study(
             report_or_log(run.path, study=study)
             return StudyResult(run.path, study, reason, None, failed=failed)
         metrics = finish(cfg, prepared, study, artifacts, run)
-        tracking.final(final_record(metrics))
+        tracking.final(metrics)
         if cfg.ladder.enabled:  # what each technique of the best recipe contributed
             params = decode(cfg.search.space, ranked(study)[0].params)
             run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)

@@ -2,21 +2,31 @@
 with one nested run per trial (its parameters, fold scores and per-epoch curves); one run
 per ``tunelab train``. Written through ``MlflowClient`` with the URI the config names,
 never through MLflow's global state, and without artifacts (which MLflow would put in a
-folder of its choosing)."""
+folder of its choosing).
+
+Before anything else the store is checked once, with a timeout: a server must answer HTTP,
+a database accept a connection, a local store's folder be writable."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from tunelab.errors import FatalError
 from tunelab.optional import optional_import
+from tunelab.reach import folder_problem, http_problem, tcp_problem
 from tunelab.tracking.trackers import FinalRecord, TrialRecord, epoch_values
 
 # MLflow's limits per log_batch call, and on a parameter's value
 BATCH_METRICS, BATCH_PARAMS, PARAM_CHARS = 1000, 100, 6000
 FINISHED_AS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED"}
+# a cheap call of MLflow's REST API (read-only, one experiment at most)
+PROBE_ENDPOINT = "/api/2.0/mlflow/experiments/search?max_results=1"
+DATABASE_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
 
 
 class MlflowTracker:
@@ -28,6 +38,7 @@ class MlflowTracker:
     role: ``study`` (a parent of trial runs) or ``train``.
     params: the config as dotted names, logged once on the parent run.
     tags: more tags for the parent run.
+    timeout: seconds the check of the store waits for an answer.
     """
 
     name = "mlflow"
@@ -42,10 +53,15 @@ class MlflowTracker:
         role: str,
         params: dict[str, str],
         tags: dict[str, str],
+        timeout: float,
     ) -> None:
-        MlflowClient = optional_import(  # noqa: N806 (the class, as MLflow names it)
-            "mlflow.tracking", package="mlflow-skinny", extra="mlflow", purpose="tracking.mlflow"
-        ).MlflowClient
+        MlflowClient = client_class()  # noqa: N806 (the class, as MLflow names it)
+        problem = store_problem(uri, seconds=timeout)
+        if problem is not None:
+            raise FatalError(
+                f"tracking.mlflow: cannot reach {uri!r} ({problem}). Start the tracking "
+                "server or correct the URI"
+            )
         self.key = key
         try:
             self.client = MlflowClient(tracking_uri=uri)
@@ -134,6 +150,34 @@ class MlflowTracker:
             self.client.log_batch(run_id, params=chunk)
         for chunk in _chunks(list(metrics), BATCH_METRICS):
             self.client.log_batch(run_id, metrics=chunk)
+
+
+def client_class() -> Any:
+    """MLflow's ``MlflowClient`` (the package imported, or the install hint raised)."""
+    return optional_import(
+        "mlflow.tracking", package="mlflow-skinny", extra="mlflow", purpose="tracking.mlflow"
+    ).MlflowClient
+
+
+def store_problem(uri: str, *, seconds: float) -> str | None:
+    """Why the MLflow store at ``uri`` cannot be reached (None: it can, or MLflow's own
+    client is the only check, as for ``databricks`` and a plug-in's scheme)."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower().partition("+")[0]  # postgresql+psycopg2: the dialect
+    if scheme in ("http", "https"):
+        return http_problem(uri.rstrip("/") + PROBE_ENDPOINT, seconds=seconds)
+    if scheme == "sqlite":  # sqlite:///relative.db, sqlite:////absolute.db; MLflow makes folders
+        path = parts.path[1:]
+        return folder_problem(Path(path).parent) if path else None
+    if scheme in ("", "file"):  # a local folder, made when missing
+        return folder_problem(Path(url2pathname(parts.path)))
+    if scheme in DATABASE_PORTS and parts.hostname:
+        try:
+            port = parts.port or DATABASE_PORTS[scheme]
+        except ValueError as exc:
+            return f"not a valid address ({exc})"
+        return tcp_problem(parts.hostname, port, seconds=seconds)
+    return None
 
 
 def _points(values: dict[str, float]) -> list[Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from tunelab.errors import FatalError
 from tunelab.optional import optional_import
+from tunelab.reach import folder_problem
 from tunelab.tracking.trackers import FinalRecord, TrialRecord, epoch_values
 
 PREFIX = "trial_"
@@ -18,26 +19,22 @@ PARTIAL = ".partial"  # a trial's folder while it is written: renamed when compl
 
 class TensorBoardTracker:
     """Args:
-    folder: where this study's (or fit's) folders go; made when missing.
+    folder: where this study's (or fit's) folders go; made when missing, and checked to
+        be writable before the run.
     """
 
     name = "tensorboard"
 
     def __init__(self, folder: Path) -> None:
-        self.writer_class = optional_import(
-            "torch.utils.tensorboard",
-            package="tensorboard",
-            extra="tensorboard",
-            purpose="tracking.tensorboard",
-        ).SummaryWriter
+        self.writer_class = writer_class()
         self.folder = folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            problem = folder_problem(folder)
         except OSError as exc:
-            raise FatalError(
-                f"tracking.tensorboard: cannot make {str(folder)!r} ({exc.strerror or exc}); "
-                "give a folder you can write to"
-            ) from None
+            problem = f"cannot make {str(folder)!r} ({exc.strerror or exc})"
+        if problem is not None:
+            raise FatalError(f"tracking.tensorboard: {problem}; give a folder you can write to")
 
     def logged(self) -> set[int]:
         return {
@@ -85,6 +82,16 @@ class TensorBoardTracker:
         if done.exists():
             shutil.rmtree(done)
         partial.replace(done)
+
+
+def writer_class() -> Any:
+    """torch's ``SummaryWriter`` (its package imported, or the install hint raised)."""
+    return optional_import(
+        "torch.utils.tensorboard",
+        package="tensorboard",
+        extra="tensorboard",
+        purpose="tracking.tensorboard",
+    ).SummaryWriter
 
 
 def _hparam(value: Any) -> Any:

@@ -18,13 +18,17 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
+from tunelab.errors import FatalError
+from tunelab.reach import within
 from tunelab.results.artifacts import TrialArtifacts
-from tunelab.results.rundir import RunDir
+from tunelab.results.rundir import RunDir, write_json
 from tunelab.results.trial_record import record
+from tunelab.tracking.outcome import INCOMPLETE, NOT_USED, SENT, STOPPED, TrackerOutcome
 
 log = logging.getLogger("tunelab")
 KEY_ATTR = "tracking_key"  # study user attribute: which tracker runs belong to this study
 FAILURES_BEFORE_OFF = 3  # a tracker failing this many times in a row is switched off
+START_SECONDS = 60.0  # the most a tracker's start may take, its check included
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,25 @@ class Tracker(Protocol):
 
 
 class Tracking:
-    """The trackers of one run; every call into them is guarded (see the module doc)."""
+    """The trackers of one run; every call into them is guarded and bounded in time (see the
+    module doc), and what became of each is kept in ``outcomes``."""
 
     def __init__(
-        self, trackers: list[Tracker], *, metric: str, artifacts: TrialArtifacts | None = None
+        self,
+        trackers: list[Tracker],
+        *,
+        metric: str,
+        artifacts: TrialArtifacts | None = None,
+        timeout: float = 5.0,
+        outcomes: dict[str, TrackerOutcome] | None = None,
+        run: RunDir | None = None,
     ) -> None:
         self.trackers = trackers
         self.metric = metric
         self.artifacts = artifacts
+        self.timeout = timeout
+        self.outcomes = outcomes if outcomes is not None else {}
+        self.run = run
         self._failures = dict.fromkeys((t.name for t in trackers), 0)
         self._sent: dict[str, set[int]] = {}
 
@@ -96,33 +111,44 @@ class Tracking:
     ) -> Tracking:
         """Start the trackers ``cfg.tracking`` names (none: a Tracking that does nothing).
 
+        Each is checked once, within ``tracking.timeout``; one that cannot start is left out
+        when ``tracking.required`` is false (its outcome says why).
+
         Raises:
-            FatalError: a tracker's package is missing or its store cannot be opened.
+            FatalError: a tracker cannot start (its package is missing, its store cannot be
+                reached or opened) and ``tracking.required`` is true.
         """
         if cfg.tracking.mlflow is None and cfg.tracking.tensorboard is None:
             return cls([], metric=metric)
-        key = _study_key(study) if study is not None else _stamp()
-        label = f"{cfg.name}-{key}"
+        timeout = cfg.tracking.timeout
         trackers: list[Tracker] = []
-        if cfg.tracking.mlflow is not None:
-            from tunelab.tracking._mlflow import MlflowTracker
-
-            trackers.append(
-                MlflowTracker(
-                    cfg.tracking.mlflow,
-                    experiment=cfg.tracking.experiment or cfg.name,
-                    label=label,
-                    key=key,
-                    role="study" if study is not None else "train",
-                    params=flat_config(cfg),
-                    tags={"tunelab_run_dir": str(run.path.resolve())},
+        outcomes: dict[str, TrackerOutcome] = {}
+        for name, target, load, start in _starts(cfg, run, study):
+            try:
+                load()  # its package: a slow first import is no sign of an unreachable store
+                # the check inside waits `timeout`; the set-up after it (a new MLflow
+                # database makes its tables) may take longer, but never forever
+                trackers.append(within(max(START_SECONDS, 2 * timeout), start))
+                outcomes[name] = TrackerOutcome(target)
+            except (FatalError, TimeoutError) as exc:
+                problem = _start_problem(name, target, exc)
+                if cfg.tracking.required:
+                    raise FatalError(
+                        f"tracking.{name}: {problem}, or set tracking.required: false to run "
+                        "without it"
+                    ) from None
+                log.warning(
+                    "tracking: %s is not used (tracking.required: false): %s", name, problem
                 )
-            )
-        if cfg.tracking.tensorboard is not None:
-            from tunelab.tracking._tensorboard import TensorBoardTracker
-
-            trackers.append(TensorBoardTracker(Path(cfg.tracking.tensorboard) / label))
-        return cls(trackers, metric=metric, artifacts=artifacts)
+                outcomes[name] = TrackerOutcome(target, NOT_USED, problem)
+        return cls(
+            trackers,
+            metric=metric,
+            artifacts=artifacts,
+            timeout=timeout,
+            outcomes=outcomes,
+            run=run,
+        )
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial | None = None) -> None:
         """Send every finished trial that a tracker does not hold yet (an Optuna callback;
@@ -152,33 +178,100 @@ class Tracking:
             self._sent[tracker.name] = held
         return self._sent[tracker.name]
 
-    def final(self, record: FinalRecord) -> None:
-        """Send the final predictor's scores (after the trials, so they come last)."""
+    def final(
+        self, metrics: dict[str, Any], *, history: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Send the final predictor's scores (after the trials, so they come last); then
+        add what became of each tracker to ``metrics`` and to the run's ``metrics.json``."""
+        record = final_record(metrics, history=history)
         for tracker in list(self.trackers):
             self._guard(tracker, "the final scores", tracker.final, record)
+        if self.outcomes:
+            metrics["tracking"] = {name: o.to_dict() for name, o in self.outcomes.items()}
+            if self.run is not None:
+                write_json(self.run.metrics, metrics)
 
     def _guard(self, tracker: Tracker, what: str, call: Callable[..., Any], *args: Any) -> bool:
-        """``call(*args)``; a failure is logged, and the tracker is switched off after
-        ``FAILURES_BEFORE_OFF`` in a row. Returns whether it succeeded."""
+        """``call(*args)``, waited for at most ``timeout``. A failure is logged; the tracker
+        is switched off after a timeout, or after ``FAILURES_BEFORE_OFF`` failures in a
+        row. Returns whether it succeeded."""
+        outcome = self.outcomes.setdefault(tracker.name, TrackerOutcome(tracker.name))
         try:
-            call(*args)
+            within(self.timeout, call, *args)
         except Exception as exc:  # a tracker never fails a trial or the run
-            self._failures[tracker.name] += 1
-            off = self._failures[tracker.name] >= FAILURES_BEFORE_OFF
+            self._failures[tracker.name] = self._failures.get(tracker.name, 0) + 1
+            failures = self._failures[tracker.name]
+            off = isinstance(exc, TimeoutError) or failures >= FAILURES_BEFORE_OFF
+            outcome.state = STOPPED if off else INCOMPLETE
+            outcome.problem = f"could not record {what} ({_one_line(exc)})"
             log.warning(
-                "tracking: %s could not record %s (%s: %s)%s",
+                "tracking: %s %s%s",
                 tracker.name,
-                what,
-                type(exc).__name__,
-                exc,
+                outcome.problem,
                 "; switched off for the rest of this run" if off else "",
-                exc_info=True,
             )
+            log.info("tracking: %s failed here", tracker.name, exc_info=exc)  # for run.log
             if off:
                 self.trackers.remove(tracker)
             return False
         self._failures[tracker.name] = 0
+        outcome.state, outcome.problem = SENT, None
         return True
+
+
+Start = tuple[str, str, Callable[[], Any], Callable[[], Tracker]]
+
+
+def _starts(cfg: RunConfig, run: RunDir, study: optuna.Study | None) -> list[Start]:
+    """(name, where it writes, how to import its package, how to start it) of each tracker
+    ``cfg.tracking`` names."""
+    from tunelab.tracking import _mlflow, _tensorboard
+
+    key = _study_key(study) if study is not None else _stamp()
+    label = f"{cfg.name}-{key}"
+    starts: list[Start] = []
+    uri = cfg.tracking.mlflow
+    if uri is not None:
+
+        def mlflow() -> Tracker:
+            return _mlflow.MlflowTracker(
+                uri,
+                experiment=cfg.tracking.experiment or cfg.name,
+                label=label,
+                key=key,
+                role="study" if study is not None else "train",
+                params=flat_config(cfg),
+                tags={"tunelab_run_dir": str(run.path.resolve())},
+                timeout=cfg.tracking.timeout,
+            )
+
+        starts.append(("mlflow", uri, _mlflow.client_class, mlflow))
+    if cfg.tracking.tensorboard is not None:
+        folder = Path(cfg.tracking.tensorboard) / label
+
+        def tensorboard() -> Tracker:
+            return _tensorboard.TensorBoardTracker(folder)
+
+        starts.append(("tensorboard", str(folder), _tensorboard.writer_class, tensorboard))
+    return starts
+
+
+def _start_problem(name: str, target: str, exc: Exception) -> str:
+    """Why a tracker could not start, without the ``tracking.NAME:`` its error begins with."""
+    if isinstance(exc, TimeoutError):
+        return (
+            f"{exc} from {target!r}; check that it is up and that the address is right, "
+            "or raise tracking.timeout"
+        )
+    return str(exc).removeprefix(f"tracking.{name}: ")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(exc, TimeoutError):
+        return first
+    return f"{type(exc).__name__}: {first[:300]}"
 
 
 def trial_record(trial: FrozenTrial, artifacts: TrialArtifacts | None, metric: str) -> TrialRecord:
