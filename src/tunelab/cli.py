@@ -249,6 +249,7 @@ def ladder(
     except TunelabError as exc:
         _fail(exc)
     print_ladder(doc, console=Console(quiet=quiet))
+    _point_to_report(view, run_dir.path)
     typer.echo(str(run_dir.path))
 
 

@@ -105,7 +105,7 @@ def summary_table(metrics: dict[str, Any], run_dir: str) -> Table:
     kept = f"epoch {best + 1}" if best >= 0 else "averaged weights"
     caption = (
         f"test {interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] "
-        f"(bootstrap); kept {kept} of {metrics['epochs_run']}, stopped: "
+        f"({interval['method']}); kept {kept} of {metrics['epochs_run']}, stopped: "
         f"{metrics['stop_reason']}; {metrics['seconds']:.1f}s"
     )
     cv = metrics.get("cross_validation")

@@ -1,7 +1,8 @@
 """The one evaluation on the held-out test rows, and the files it leaves in the run.
 
 The test rows are set aside before anything is fitted and are scored here once, by the
-final predictor: ``metrics.json`` gets the test metrics with a bootstrap interval,
+final predictor: ``metrics.json`` gets the test metrics with an interval of the selection
+metric that respects its range (``training.intervals``),
 ``test_inputs.csv`` the raw rows (as ``tunelab predict`` takes them) and
 ``test_predictions.csv`` what the predictor made of them.
 """
@@ -19,7 +20,8 @@ from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, write_json
-from tunelab.training.metrics import bootstrap_interval, compute_metrics
+from tunelab.training.intervals import score_interval
+from tunelab.training.metrics import compute_metrics
 
 
 def evaluate_and_write(
@@ -57,7 +59,7 @@ def evaluate_and_write(
 
     predicted = test_outputs(predictor, frame)
     check_finite_outputs(predicted, result.stop_reason)
-    low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=seed)
+    interval = score_interval(target.task, truth, predicted, prepared.metric, level=0.95, seed=seed)
     metrics = {
         "task": target.task,
         "metric": prepared.metric,
@@ -66,9 +68,9 @@ def evaluate_and_write(
         "test_interval": {
             "metric": prepared.metric,
             "level": 0.95,
-            "low": low,
-            "high": high,
-            "method": "bootstrap over test rows (1000 resamples)",
+            "low": interval.low,
+            "high": interval.high,
+            "method": interval.method,
         },
         "rows": {
             "train": len(split.train),

@@ -158,8 +158,8 @@ class _Measure:
             context = StageContext(step.recipe, self._data(step.recipe), self.splits, self.run_dir)
             try:
                 scores = step.stage.measure(context)
-            except StageUnavailable as exc:  # measured again when the run has one
-                record["failed"] = str(exc)
+            except StageUnavailable as exc:  # not run: measured when the run has one
+                record["skipped"] = str(exc)
                 save()
                 return
             record["folds"] = [{"score": float(score)} for score in scores]

@@ -138,7 +138,8 @@ def _final_table(metrics: dict[str, Any]) -> Table:
         final.add_row(*row)
     interval = metrics["test_interval"]
     lines = [
-        f"{interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] (bootstrap)"
+        f"{interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] "
+        f"({interval['method']})"
     ]
     if compared:
         d = compared["difference"]
