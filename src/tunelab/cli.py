@@ -50,14 +50,17 @@ def _fail(exc: TunelabError) -> None:
 
 @app.command()
 def check(config: ConfigArg, overrides: SetOpt = None) -> None:
-    """Validate a config and print it resolved (with every default filled in)."""
+    """Validate a config, look at its data files (they must exist and be readable), and
+    print it resolved: every default filled in, values that do not apply marked."""
     from tunelab.config import load_config
+    from tunelab.resolved import annotated_yaml, check_facts
 
     try:
         cfg = load_config(config, overrides=overrides)
+        facts = check_facts(cfg)
     except TunelabError as exc:
         _fail(exc)
-    typer.echo(cfg.to_yaml(), nl=False)
+    typer.echo(annotated_yaml(cfg, facts), nl=False)
 
 
 @app.command()

@@ -21,6 +21,7 @@ from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.report import report_or_log
+from tunelab.resolved import write_resolved
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
 from tunelab.tracking import Tracking, final_record
 from tunelab.training.loop import EpochCallback
@@ -59,6 +60,7 @@ def train(
     """
     run = open_run_dir(cfg, out, overwrite=overwrite)
     prepared = replace(prepared or prepare(cfg), cache_dir=run.features)
+    write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
     tracking = Tracking.open(cfg, run, metric=prepared.metric)  # fails before training
     extra: dict[str, Any] = {}
     if cfg.cv.strategy == "kfold":

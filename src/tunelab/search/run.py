@@ -28,6 +28,7 @@ from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.refit import refit
 from tunelab.ladder import Watcher, run_ladder
 from tunelab.report import report_or_log
+from tunelab.resolved import write_resolved
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.predictor import AnyPredictor
@@ -148,6 +149,7 @@ def run_study(
     run.artifacts.mkdir(exist_ok=True)
     with logging_to(run.log):
         prepared, study, artifacts = setup(cfg, run)
+        write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
         log.info(
             "study %s: %d of %d trials finished; storage %s",
             study.study_name,
