@@ -84,6 +84,7 @@ def train(
     from tunelab.config import load_config
     from tunelab.evaluation.prepare import prepare
     from tunelab.models.local import check_checkpoint_code
+    from tunelab.pipeline import describe_data
     from tunelab.pipeline import train as run_train
     from tunelab.progress import EpochProgress, FoldProgress, summary_table
 
@@ -95,13 +96,7 @@ def train(
         check_checkpoint_code(cfg.model, trust_code=trust_code)
         with view.status("loading data"):
             prepared = prepare(cfg)
-        rows = prepared.split
-        view.print(
-            f"{prepared.raw.origin}: {prepared.raw.modality}, {prepared.target.task}; "
-            f"{len(rows.train)} train / {len(rows.validation)} validation / "
-            f"{len(rows.test)} test rows",
-            highlight=False,
-        )
+        view.print(describe_data(prepared), highlight=False)
         folds = cfg.cv.folds * cfg.cv.repeats if cfg.cv.strategy == "kfold" else 0
         fold_view = FoldProgress(
             folds=folds, epochs=cfg.train.epochs, metric=prepared.metric, console=view

@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tunelab.ladder.run import Watcher
-from tunelab.progress import PlainLines, epoch_status
+from tunelab.progress import PlainLines
+from tunelab.training.log import epoch_status
 
 VIEWS = {"ladder": "ablation ladder", "leave_one_out": "leave one out"}
 
