@@ -336,7 +336,7 @@ def predict(
     trust_code: TrustCodeOpt = False,
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
-    from tunelab.evaluation.holdout import predictions_frame
+    from tunelab.results.predictions import predictions_frame
     from tunelab.results.predictor import load_predictor
 
     try:

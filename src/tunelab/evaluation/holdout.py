@@ -18,6 +18,7 @@ from tunelab.data import take
 from tunelab.errors import TrialFailed
 from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
+from tunelab.results.predictions import predictions_frame
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, write_json
 from tunelab.training.intervals import score_interval
@@ -95,19 +96,6 @@ def test_outputs(predictor: AnyPredictor, inputs: Any) -> np.ndarray:
     if predictor.task == "regression":
         return np.asarray(predictor.predict(inputs), np.float64)
     return predictor.predict_proba(inputs)
-
-
-def predictions_frame(predictor: AnyPredictor, inputs: Any) -> pd.DataFrame:
-    """A table with ``prediction`` and, for classification, one ``proba_<class>`` column each."""
-    if predictor.task == "regression":
-        return pd.DataFrame({"prediction": predictor.predict(inputs)})
-    proba = predictor.predict_proba(inputs)
-    assert predictor.classes is not None
-    labels = np.asarray(predictor.classes, dtype=object)[proba.argmax(1)]
-    frame = pd.DataFrame({"prediction": labels})
-    for i, label in enumerate(predictor.classes):
-        frame[f"proba_{label}"] = proba[:, i]
-    return frame
 
 
 def inputs_frame(inputs: Any, predictor: AnyPredictor) -> pd.DataFrame:
