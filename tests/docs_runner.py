@@ -46,6 +46,7 @@ SETUP = (
 )
 SKIP = {
     "python -m pytest": "the test command itself (this test is part of it)",
+    "bash .ci/run": "CI itself: a fresh .venv, apt-get and a PostgreSQL server; it runs this test",
     "sudo ": "changes the machine (installs and configures PostgreSQL)",
     "tunelab run study.yaml": "needs the PostgreSQL server of 'Many machines' (db-host); "
     "tests/search/test_postgres.py runs these steps on a real server",
