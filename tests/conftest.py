@@ -51,10 +51,18 @@ class Postgres:
     password: str
 
 
+ENABLE_POSTGRES = (
+    "to run them, `bash .ci/run` (it starts a throwaway server), or export "
+    "TUNELAB_TEST_POSTGRES_URL=postgresql://USER:PASSWORD@HOST:PORT/DB for a database of yours"
+)
+
+
 def postgres_problem(url: str | None) -> str | None:
     """Why the tests cannot use the PostgreSQL server at ``url``, or None."""
     if not url:
-        return "TUNELAB_TEST_POSTGRES_URL is not set (.ci/run starts a server and sets it)"
+        return (
+            f"needs a PostgreSQL server and TUNELAB_TEST_POSTGRES_URL is not set; {ENABLE_POSTGRES}"
+        )
     try:
         import psycopg
     except ImportError:
@@ -62,7 +70,10 @@ def postgres_problem(url: str | None) -> str | None:
     try:
         psycopg.connect(url, connect_timeout=5).close()
     except psycopg.Error as exc:
-        return f"no PostgreSQL server at TUNELAB_TEST_POSTGRES_URL ({type(exc).__name__})"
+        return (
+            f"no PostgreSQL server at TUNELAB_TEST_POSTGRES_URL ({type(exc).__name__}); "
+            f"{ENABLE_POSTGRES}"
+        )
     return None
 
 

@@ -313,3 +313,26 @@ def test_worker_on_a_train_run_leaves_it_alone(trained: Path, tmp_path: Path) ->
     assert "holds a 'tunelab train' run, not a study" in message
     assert "tunelab run CONFIG" in message
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_predict_imports_neither_scikit_learn_nor_optuna(tmp_path: Path) -> None:
+    """tunelab predict starts in the time torch takes to import: scikit-learn with SciPy
+    (about a second here, more under load) and Optuna are for training and studies."""
+    from tests.conftest import make_config
+    from tunelab.pipeline import train
+
+    run = train(make_config(), out=tmp_path / "run").run_dir
+    script = (
+        "import sys\n"
+        "from tunelab.cli import main\n"
+        f"sys.argv = ['tunelab', 'predict', {str(run)!r}, '--input', "
+        f"{str(run / 'test_inputs.csv')!r}, '--output', {str(tmp_path / 'p.csv')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'optuna') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(pd.read_csv(run / "test_inputs.csv"))

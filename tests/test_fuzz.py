@@ -148,13 +148,15 @@ def test_the_unbroken_inputs_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """The starting points are valid, so the cases fail for what each one breaks."""
     import random
 
-    monkeypatch.chdir(tmp_path)
-    for name, config in example_configs().items():
-        (tmp_path / f"{name}.yaml").write_bytes(dump(config))
-        result = runner.invoke(app, ["check", f"{name}.yaml"])
-        assert result.exit_code == 0, result.output
     rng = random.Random(0)
     (tmp_path / "data.csv").write_bytes(csv_bytes(valid_table(rng)))
+    for name, config in example_configs().items():
+        (tmp_path / f"{name}.yaml").write_bytes(dump(config))
+        # check reads the data and checkpoint files: the examples' paths start at the root
+        monkeypatch.chdir(tmp_path if name == "small" else REPO)
+        result = runner.invoke(app, ["check", str(tmp_path / f"{name}.yaml")])
+        assert result.exit_code == 0, result.output
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "data.npz").write_bytes(npz_bytes(**valid_arrays(rng)))
     for source in ("csv:data.csv", "npz:data.npz"):
         (tmp_path / CONFIG).write_bytes(dump(small_config(source=source)))

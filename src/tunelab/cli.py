@@ -50,14 +50,17 @@ def _fail(exc: TunelabError) -> None:
 
 @app.command()
 def check(config: ConfigArg, overrides: SetOpt = None) -> None:
-    """Validate a config and print it resolved (with every default filled in)."""
+    """Validate a config, look at its data files (they must exist and be readable), and
+    print it resolved: every default filled in, values that do not apply marked."""
     from tunelab.config import load_config
+    from tunelab.resolved import annotated_yaml, check_facts
 
     try:
         cfg = load_config(config, overrides=overrides)
+        facts = check_facts(cfg)
     except TunelabError as exc:
         _fail(exc)
-    typer.echo(cfg.to_yaml(), nl=False)
+    typer.echo(annotated_yaml(cfg, facts), nl=False)
 
 
 @app.command()
@@ -81,6 +84,7 @@ def train(
     from tunelab.config import load_config
     from tunelab.evaluation.prepare import prepare
     from tunelab.models.local import check_checkpoint_code
+    from tunelab.pipeline import describe_data
     from tunelab.pipeline import train as run_train
     from tunelab.progress import EpochProgress, FoldProgress, summary_table
 
@@ -92,13 +96,7 @@ def train(
         check_checkpoint_code(cfg.model, trust_code=trust_code)
         with view.status("loading data"):
             prepared = prepare(cfg)
-        rows = prepared.split
-        view.print(
-            f"{prepared.raw.origin}: {prepared.raw.modality}, {prepared.target.task}; "
-            f"{len(rows.train)} train / {len(rows.validation)} validation / "
-            f"{len(rows.test)} test rows",
-            highlight=False,
-        )
+        view.print(describe_data(prepared), highlight=False)
         folds = cfg.cv.folds * cfg.cv.repeats if cfg.cv.strategy == "kfold" else 0
         fold_view = FoldProgress(
             folds=folds, epochs=cfg.train.epochs, metric=prepared.metric, console=view
@@ -259,6 +257,7 @@ def ladder(
     except TunelabError as exc:
         _fail(exc)
     print_ladder(doc, console=Console(quiet=quiet))
+    _point_to_report(view, run_dir.path)
     typer.echo(str(run_dir.path))
 
 
@@ -347,7 +346,7 @@ def predict(
     trust_code: TrustCodeOpt = False,
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
-    from tunelab.evaluation.holdout import predictions_frame
+    from tunelab.results.predictions import predictions_frame
     from tunelab.results.predictor import load_predictor
 
     try:

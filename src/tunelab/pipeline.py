@@ -21,8 +21,10 @@ from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.report import report_or_log
+from tunelab.resolved import write_resolved
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
 from tunelab.tracking import Tracking
+from tunelab.training.log import log, log_epochs, log_fold_epochs
 from tunelab.training.loop import EpochCallback
 
 FoldEpochHook = Callable[[int, dict[str, Any]], None]
@@ -58,20 +60,38 @@ def train(
         trust_code: a ``py:`` architecture named inside a ``file:`` checkpoint may run.
     """
     run = open_run_dir(cfg, out, overwrite=overwrite)
+    log.info("tunelab train: %s into %s", cfg.name, run.path)
     prepared = replace(prepared or prepare(cfg), cache_dir=run.features)
-    tracking = Tracking.open(cfg, run, metric=prepared.metric)  # fails before training
+    write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
+    split, metric, epochs = prepared.split, prepared.metric, cfg.train.epochs
+    log.info("%s", describe_data(prepared))
+    tracking = Tracking.open(cfg, run, metric=metric)  # fails before training
     extra: dict[str, Any] = {}
     if cfg.cv.strategy == "kfold":
-        cv = cross_validate(cfg, prepared, on_epoch=on_fold_epoch, trust_code=trust_code)
+        folds = cfg.cv.folds * cfg.cv.repeats
+        hook = log_fold_epochs(folds=folds, epochs=epochs, metric=metric, then=on_fold_epoch)
+        cv = cross_validate(cfg, prepared, on_epoch=hook, trust_code=trust_code)
         extra["cross_validation"] = write_cross_validation(run, cv)
-    split = prepared.split
+    logged = [*callbacks, log_epochs(epochs=epochs, metric=metric)]
     fitted = fit_on_rows(
-        cfg, prepared, split.train, split.validation, callbacks=callbacks, trust_code=trust_code
+        cfg, prepared, split.train, split.validation, callbacks=logged, trust_code=trust_code
     )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
     tracking.final(metrics, history=fitted.result.history)
     report_or_log(run.path)
+    interval = metrics["test_interval"]
+    score, low, high = metrics["test"][metric], interval["low"], interval["high"]
+    log.info("test %s %.4f [%.4f, %.4f] (%s)", metric, score, low, high, interval["method"])
     return TrainSummary(run_dir=run.path, metrics=metrics, fitted=fitted)
+
+
+def describe_data(prepared: Prepared) -> str:
+    """``sklearn:digits: image, multiclass; 1149 train / 288 validation / 360 test rows``"""
+    rows = prepared.split
+    return (
+        f"{prepared.raw.origin}: {prepared.raw.modality}, {prepared.target.task}; "
+        f"{len(rows.train)} train / {len(rows.validation)} validation / {len(rows.test)} test rows"
+    )
 
 
 def write_cross_validation(run: RunDir, cv: CrossValidation) -> dict[str, Any]:

@@ -15,18 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tunelab.training.log import epoch_status
+
 PLAIN_INTERVAL = 1.0  # seconds between plain progress lines
-
-
-def epoch_status(record: dict[str, Any], metric: str) -> str:
-    """``train_loss 0.1234  val_loss 0.2345  accuracy 0.9876  lr 1.00e-03``"""
-    parts = [f"train_loss {record['train_loss']:.4f}"]
-    if "val_loss" in record:
-        parts.append(f"val_loss {record['val_loss']:.4f}")
-    if isinstance(record.get(metric), float):
-        parts.append(f"{metric} {record[metric]:.4f}")
-    parts.append(f"lr {record['lr']:.2e}")
-    return "  ".join(parts)
 
 
 class PlainLines:
@@ -105,7 +96,7 @@ def summary_table(metrics: dict[str, Any], run_dir: str) -> Table:
     kept = f"epoch {best + 1}" if best >= 0 else "averaged weights"
     caption = (
         f"test {interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] "
-        f"(bootstrap); kept {kept} of {metrics['epochs_run']}, stopped: "
+        f"({interval['method']}); kept {kept} of {metrics['epochs_run']}, stopped: "
         f"{metrics['stop_reason']}; {metrics['seconds']:.1f}s"
     )
     cv = metrics.get("cross_validation")

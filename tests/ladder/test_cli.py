@@ -145,3 +145,21 @@ def test_a_killed_ladder_resumes_from_its_last_saved_fold(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert f"{kept} folds already measured in ladder.json, {12 - kept} to train" in result.output
     assert folds_in(out) == 12
+
+
+def test_the_ladder_refreshes_the_runs_report(tmp_path: Path) -> None:
+    """The report of a run measured by `tunelab ladder` afterwards shows the ladder, with no
+    `tunelab report` in between."""
+    config, out = (
+        write_config(tmp_path, ladder={**CONFIG["ladder"], "leave_one_out": False}),
+        tmp_path / "run",
+    )
+    trained = runner.invoke(app, ["train", str(config), "--out", str(out), "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    assert "no ladder in this run" in (out / "report.html").read_text()
+    result = runner.invoke(app, ["ladder", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "no ladder in this run" not in page and "+ regularization" in page
+    assert "clipped to accuracy&#x27;s range [0, 1]" in page
+    assert f"report: {out / 'report.html'}" in result.output

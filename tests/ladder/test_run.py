@@ -172,3 +172,40 @@ def test_a_stage_registered_later_is_measured_on_the_same_splits(
     assert steps["ensemble"]["mean"] == 1.0
     assert steps["ensemble"]["changes"] == {"stage": "ensemble"}
     assert steps["ensemble"]["compared_to"] == "regularization"
+
+
+def test_the_ensemble_rung_of_a_run_without_one_is_skipped_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """One word for a rung that did not run: "skipped", in ladder.json and the table."""
+    from rich.console import Console
+
+    from tunelab.ladder.show import ladder_table
+
+    cfg = make_config(ladder={**SMALL, "rungs": ["regularization", "ensemble"]})
+    doc = ladder(cfg, tmp_path / "run")
+    step = rows(doc)["ensemble"]
+    assert step["status"] == "skipped" and "no ensemble in this run" in step["reason"]
+    console = Console(width=200, record=True)
+    console.print(ladder_table(doc))
+    printed = console.export_text()
+    assert "skipped + ensemble: no ensemble in this run" in printed and "failed" not in printed
+
+
+def test_intervals_stay_inside_the_metric_range_and_name_their_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fold accuracies of 1, 0.9, 1 have a t-interval past 1; the ladder clips it."""
+    from tunelab.ladder.show import markdown
+
+    def near_perfect(context: StageContext) -> list[float]:
+        return [1.0, 0.9, 1.0]
+
+    monkeypatch.setitem(STAGES._items, "ensemble", Stage(name="ensemble", measure=near_perfect))
+    cfg = make_config(ladder={**SMALL, "rungs": ["regularization", "ensemble"]})
+    doc = ladder(cfg, tmp_path / "run")
+    step = rows(doc)["ensemble"]
+    assert step["high"] == 1.0 and step["low"] < step["mean"] < 1.0
+    assert -1.0 <= step["difference_low"] <= step["difference_high"] <= 1.0
+    assert doc["interval_method"].endswith("clipped to accuracy's range [0, 1]")
+    assert f"{step['mean']:.4f} [{step['low']:.4f}, 1.0000]" in markdown(doc)

@@ -256,7 +256,8 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     """``open(path, screenshot=None, evaluate=None) -> Opened``; skips without Chromium."""
     if CHROMIUM is None:
         pytest.skip(
-            "Chromium is not installed (CI installs Debian's chromium: apt-get install chromium)"
+            "needs Chromium, which is not installed; to run it, `apt-get install chromium` "
+            "(Debian's, as CI does), or `bash .ci/run`, which installs it when missing"
         )
 
     def open_(path: Path, **kwargs: Any) -> Opened:

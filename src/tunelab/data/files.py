@@ -25,22 +25,22 @@ from tunelab.data.base import Inputs, Modality, RawData
 from tunelab.errors import ConfigError, DataError
 from tunelab.registry import closest
 
-_INPUT_KEYS = ("X", "x", "inputs")
-_TARGET_KEYS = ("y", "target")
+INPUT_KEYS = ("X", "x", "inputs")
+TARGET_KEYS = ("y", "target")
 
 
 def load_csv(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A comma-separated file with a header row."""
     path = existing_file(value, prefix="csv", field=field)
     # low_memory=False: chunked type inference can mix numbers and text in one column.
-    frame = _read(path, "csv", lambda: pd.read_csv(path, low_memory=False))
+    frame = read_table(path, "csv", lambda: pd.read_csv(path, low_memory=False))
     return table_data(frame, cfg, origin=str(path), prefix="csv")
 
 
 def load_parquet(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """An Apache Parquet file."""
     path = existing_file(value, prefix="parquet", field=field)
-    frame = _read(path, "parquet", lambda: pd.read_parquet(path))
+    frame = read_table(path, "parquet", lambda: pd.read_parquet(path))
     return table_data(frame, cfg, origin=str(path), prefix="parquet")
 
 
@@ -48,21 +48,14 @@ def load_jsonl(value: str, cfg: DataConfig, *, field: str = "data.source") -> Ra
     """One JSON object per line, each with the same keys."""
     path = existing_file(value, prefix="jsonl", field=field)
     # dtype=False keeps JSON's own types: no "075" -> 75, no text turned into dates.
-    frame = _read(path, "jsonl", lambda: pd.read_json(path, lines=True, dtype=False))
+    frame = read_table(path, "jsonl", lambda: pd.read_json(path, lines=True, dtype=False))
     return table_data(frame, cfg, origin=str(path), prefix="jsonl")
 
 
 def load_npz(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawData:
     """A numpy ``.npz`` archive holding the inputs and the target as arrays."""
-    path = existing_file(value, prefix="npz", field=field)
+    path = npz_file(value, field=field)
     origin = str(path)
-    # Checked first: numpy reads any non-zip file as a pickle and says so, which misleads.
-    if not zipfile.is_zipfile(path):
-        raise DataError(
-            f"{origin}: not a numpy .npz archive (those are zip files); write it with "
-            "np.savez(path, X=inputs, y=target), or use the prefix of its format (csv:, "
-            "parquet:, jsonl:)"
-        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -72,8 +65,8 @@ def load_npz(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawD
             "np.savez(path, X=inputs, y=target) (object arrays are refused: nothing is "
             "unpickled)"
         ) from None
-    inputs = _pick(arrays, _INPUT_KEYS, origin=origin, what="inputs")
-    target = _pick(arrays, _TARGET_KEYS, origin=origin, what="target")
+    inputs = _pick(arrays, INPUT_KEYS, origin=origin, what="inputs")
+    target = _pick(arrays, TARGET_KEYS, origin=origin, what="target")
     if target.ndim == 2 and target.shape[1] == 1:
         target = target[:, 0]
     if inputs.ndim == 0 or target.ndim != 1 or len(inputs) != len(target):
@@ -83,9 +76,22 @@ def load_npz(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawD
             f"(here {inputs.shape[0] if inputs.ndim else 0} rows)"
         )
     groups = _npz_groups(arrays, cfg.group_column, rows=len(target), origin=origin)
-    modality = _npz_modality(inputs, cfg.modality, origin=origin)
+    modality = npz_modality(inputs, cfg.modality, origin=origin)
     modality, shaped = array_inputs(inputs, modality=modality, origin=origin)
     return RawData(modality=modality, inputs=shaped, target=target, origin=origin, groups=groups)
+
+
+def npz_file(value: str, *, field: str) -> Path:
+    """The path of an ``npz:PATH`` source, which must be a zip archive."""
+    path = existing_file(value, prefix="npz", field=field)
+    # Checked first: numpy reads any non-zip file as a pickle and says so, which misleads.
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"{path}: not a numpy .npz archive (those are zip files); write it with "
+            "np.savez(path, X=inputs, y=target), or use the prefix of its format (csv:, "
+            "parquet:, jsonl:)"
+        )
+    return path
 
 
 def existing_file(value: str, *, prefix: str, field: str = "data.source") -> Path:
@@ -104,7 +110,8 @@ def existing_file(value: str, *, prefix: str, field: str = "data.source") -> Pat
     return path
 
 
-def _read(path: Path, kind: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+def read_table(path: Path, kind: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``read()``'s table of the file at ``path``, or a ``DataError`` naming the file."""
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty; fill it or point data.source elsewhere")
     try:
@@ -303,7 +310,7 @@ def _npz_groups(
     return groups
 
 
-def _npz_modality(
+def npz_modality(
     inputs: np.ndarray, configured: Modality | Literal["auto"], *, origin: str
 ) -> Modality:
     if configured != "auto":

@@ -34,6 +34,16 @@ def load_images(value: str, cfg: DataConfig, *, field: str = "data.source") -> R
             f"data.modality: got {cfg.modality!r}, but images: sources give images; set it "
             "to auto or image"
         )
+    root = image_root(value, field=field)
+    files, labels = class_files(root)
+    inputs = load_image_files(files, size=cfg.image_size, mode=cfg.image_mode)
+    return RawData(
+        modality="image", inputs=inputs, target=np.array(labels, dtype=object), origin=str(root)
+    )
+
+
+def image_root(value: str, *, field: str) -> Path:
+    """The folder of an ``images:DIR`` source, which must exist."""
     root = Path(value).expanduser()
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
@@ -41,11 +51,7 @@ def load_images(value: str, cfg: DataConfig, *, field: str = "data.source") -> R
             f"{field}: images:{value} {what} (looked at {root.absolute()}); point it at a "
             "folder holding one sub-folder of images per class"
         )
-    files, labels = _class_files(root)
-    inputs = load_image_files(files, size=cfg.image_size, mode=cfg.image_mode)
-    return RawData(
-        modality="image", inputs=inputs, target=np.array(labels, dtype=object), origin=str(root)
-    )
+    return root
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -112,7 +118,7 @@ def _decode(path: Path, *, pil_mode: str, width: int, height: int) -> np.ndarray
         return np.asarray(converted, dtype=np.float32)
 
 
-def _class_files(root: Path) -> tuple[list[Path], list[str]]:
+def class_files(root: Path) -> tuple[list[Path], list[str]]:
     classes = sorted(
         path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")
     )

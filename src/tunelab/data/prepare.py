@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from tunelab.data.base import RawData, Task
 from tunelab.data.checks import shown_rows
@@ -199,6 +198,10 @@ def _draw(
     rows: np.ndarray, size: float, *, target: Target, groups: np.ndarray | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``rows`` into (kept, drawn): ``size`` of them drawn, by group or stratified."""
+    # imported here: loading a predictor imports this package, and scikit-learn (with
+    # SciPy) takes seconds that tunelab predict does not need
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
     if groups is not None:
         splitter = GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed)
         kept, drawn = next(splitter.split(rows, groups=groups[rows]))

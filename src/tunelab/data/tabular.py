@@ -17,20 +17,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tunelab.data.base import Inputs
 from tunelab.data.checks import stray_text_message
 from tunelab.errors import DataError
 from tunelab.registry import closest
+
+if TYPE_CHECKING:  # scikit-learn fits; a saved encoder predicts without it (tunelab predict)
+    from sklearn.compose import ColumnTransformer
 
 # A categorical column is noted in the run's notes when it has more categories than this,
 # or (with 10 or more) fewer than this many training rows per category on average.
@@ -392,6 +391,11 @@ def _many_categories_note(column: CategoricalColumn, *, rows: int) -> str | None
 
 
 def _column_transformer(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     # keep_empty_features: a column empty in every training row imputes 0 instead of being
     # dropped, so the number of features does not depend on which rows were drawn.
     steps: list[tuple[str, Any, list[str]]] = []

@@ -29,6 +29,7 @@ from tunelab.errors import TrialFailed
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.predictor import AnyPredictor, Predictor, outputs_to_predictions
+from tunelab.training.log import log
 
 Splits = list[tuple[np.ndarray, np.ndarray]]
 # (fold, epoch record): called after every epoch; raising stops (a pruned trial)
@@ -134,6 +135,15 @@ def cross_validate(
         cv.predictors.append(fitted.predictor)
         total[val_rows] += _predictions(fitted, prepared, val_rows)
         seen[val_rows] += 1
+        log.info(
+            "fold %d/%d: %s %.4f (kept %d of %d epochs)",
+            fold + 1,
+            len(splits),
+            prepared.metric,
+            score,
+            cv.epochs[-1],
+            len(fitted.result.history),
+        )
         if after_fold is not None:
             after_fold(fold, score)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,7 +1,8 @@
 """The one evaluation on the held-out test rows, and the files it leaves in the run.
 
 The test rows are set aside before anything is fitted and are scored here once, by the
-final predictor: ``metrics.json`` gets the test metrics with a bootstrap interval,
+final predictor: ``metrics.json`` gets the test metrics with an interval of the selection
+metric that respects its range (``training.intervals``),
 ``test_inputs.csv`` the raw rows (as ``tunelab predict`` takes them) and
 ``test_predictions.csv`` what the predictor made of them.
 """
@@ -17,9 +18,11 @@ from tunelab.data import take
 from tunelab.errors import TrialFailed
 from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
+from tunelab.results.predictions import predictions_frame
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, write_json
-from tunelab.training.metrics import bootstrap_interval, compute_metrics
+from tunelab.training.intervals import score_interval
+from tunelab.training.metrics import compute_metrics
 
 
 def evaluate_and_write(
@@ -57,7 +60,7 @@ def evaluate_and_write(
 
     predicted = test_outputs(predictor, frame)
     check_finite_outputs(predicted, result.stop_reason)
-    low, high = bootstrap_interval(target.task, truth, predicted, prepared.metric, seed=seed)
+    interval = score_interval(target.task, truth, predicted, prepared.metric, level=0.95, seed=seed)
     metrics = {
         "task": target.task,
         "metric": prepared.metric,
@@ -66,9 +69,9 @@ def evaluate_and_write(
         "test_interval": {
             "metric": prepared.metric,
             "level": 0.95,
-            "low": low,
-            "high": high,
-            "method": "bootstrap over test rows (1000 resamples)",
+            "low": interval.low,
+            "high": interval.high,
+            "method": interval.method,
         },
         "rows": {
             "train": len(split.train),
@@ -93,19 +96,6 @@ def test_outputs(predictor: AnyPredictor, inputs: Any) -> np.ndarray:
     if predictor.task == "regression":
         return np.asarray(predictor.predict(inputs), np.float64)
     return predictor.predict_proba(inputs)
-
-
-def predictions_frame(predictor: AnyPredictor, inputs: Any) -> pd.DataFrame:
-    """A table with ``prediction`` and, for classification, one ``proba_<class>`` column each."""
-    if predictor.task == "regression":
-        return pd.DataFrame({"prediction": predictor.predict(inputs)})
-    proba = predictor.predict_proba(inputs)
-    assert predictor.classes is not None
-    labels = np.asarray(predictor.classes, dtype=object)[proba.argmax(1)]
-    frame = pd.DataFrame({"prediction": labels})
-    for i, label in enumerate(predictor.classes):
-        frame[f"proba_{label}"] = proba[:, i]
-    return frame
 
 
 def inputs_frame(inputs: Any, predictor: AnyPredictor) -> pd.DataFrame:

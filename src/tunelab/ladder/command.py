@@ -13,6 +13,7 @@ from typing import Any
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
 from tunelab.ladder.run import Watcher, run_ladder
+from tunelab.report import report_or_log
 from tunelab.results.rundir import RunDir, open_run_dir
 from tunelab.search.run import logging_to, resumable
 
@@ -36,7 +37,7 @@ def ladder_in_run_dir(
         watcher: told about progress.
 
     Returns:
-        The run directory and the ladder document.
+        The run directory and the ladder document; ``report.html`` is written again with it.
 
     Raises:
         FatalError: the run directory holds a run of another config, or files tunelab did
@@ -46,9 +47,9 @@ def ladder_in_run_dir(
     if params is None and run.best_params.is_file():
         params, params_source = _best_params(run.best_params), str(run.best_params)
     with logging_to(run.log):
-        return run, run_ladder(
-            cfg, run, params=params, params_source=params_source, watcher=watcher
-        )
+        doc = run_ladder(cfg, run, params=params, params_source=params_source, watcher=watcher)
+        report_or_log(run.path)  # the report shows the ladder it now holds
+    return run, doc
 
 
 def _best_params(path: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Layout (numbers are plain floats; null where one does not exist)::
 
     {
       "metric": "accuracy", "greater_is_better": true, "alpha": 0.05, "level": 0.95,
+      "interval_method": "corrected resampled t-test (...), clipped to accuracy's range [0, 1]",
       "folds": 5, "repeats": 2, "seed": 0, "epochs": null,
       "test_train_ratio": 0.25,        # n_test / n_train: Nadeau & Bengio's correction
       "splits": DIGEST, "complete": true,
@@ -15,8 +16,9 @@ Layout (numbers are plain floats; null where one does not exist)::
 
 A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped, failed), ``reason``
 (skipped and failed only), ``variant`` (its KEY); ``mean``, ``low``, ``high`` (the metric
-over the folds and its interval at ``level``); ``compared_to`` (the name of the step it is
-compared with), ``changes`` (the config fields that differ from it); ``difference``,
+over the folds and its interval at ``level``, clipped to the metric's range: an accuracy
+interval never passes 1, so it is not always symmetric); ``compared_to`` (the name of the
+step it is compared with), ``changes`` (the config fields that differ from it); ``difference``,
 ``difference_low``, ``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no
 evidence, hurts); ``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
 
@@ -26,12 +28,15 @@ every variant is compared with the final recipe: ``difference`` is the final rec
 the variant, i.e. what the technique adds, and ``extra_seconds`` what it costs. A FOLD:
 ``score``, ``epochs`` (trained), ``kept_epochs``, ``stop_reason``, ``seconds``. A variant
 whose fold did not train also has ``failed`` (why); its step is ``failed`` and the next one
-is compared with the last step that trained.
+is compared with the last step that trained. A stage with nothing to measure (``+ ensemble``
+in a run that kept no ensemble) has ``skipped`` (why), and its step is ``skipped`` like a
+rung that does not apply: one word for a rung that did not run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,7 @@ from tunelab.errors import FatalError
 from tunelab.ladder import stats
 from tunelab.ladder.rungs import Plan, Step
 from tunelab.results.rundir import RunDir
+from tunelab.training.intervals import clip, clip_difference, metric_range
 from tunelab.training.metrics import GREATER_IS_BETTER
 
 # config sections that do not change what a variant measures: its name, the study, the
@@ -93,7 +99,7 @@ def document(
         folds=len(splits),
         ratio=ratio,
         alpha=cfg.ladder.alpha,
-        greater_is_better=GREATER_IS_BETTER[metric],
+        metric=metric,
     )
     for variant in variants.values():
         variant["summary"] = variant_summary(variant, context)
@@ -105,6 +111,7 @@ def document(
         "greater_is_better": context.greater_is_better,
         "alpha": context.alpha,
         "level": 1.0 - context.alpha,
+        "interval_method": interval_method(metric),
         "folds": cfg.ladder.folds,
         "repeats": cfg.ladder.repeats,
         "seed": cfg.seed,
@@ -118,10 +125,19 @@ def document(
     }
 
 
+def interval_method(metric: str) -> str:
+    """How the ladder's intervals are computed, in words (``ladder.json``, table, report)."""
+    method = "corrected resampled t-test (Nadeau & Bengio 2003)"
+    floor, ceiling = metric_range(metric)
+    if math.isinf(floor) and math.isinf(ceiling):
+        return method
+    return f"{method}, clipped to {metric}'s range [{floor:g}, {ceiling:g}]"
+
+
 class _Context:
-    def __init__(self, *, folds: int, ratio: float, alpha: float, greater_is_better: bool):
-        self.folds, self.ratio, self.alpha = folds, ratio, alpha
-        self.greater_is_better = greater_is_better
+    def __init__(self, *, folds: int, ratio: float, alpha: float, metric: str):
+        self.folds, self.ratio, self.alpha, self.metric = folds, ratio, alpha, metric
+        self.greater_is_better = GREATER_IS_BETTER[metric]
 
     @property
     def level(self) -> float:
@@ -135,7 +151,8 @@ def variant_summary(variant: dict[str, Any], context: _Context) -> dict[str, Any
     summary: dict[str, Any] = {"scores": scores, "complete": len(scores) == context.folds}
     if summary["complete"]:
         est = stats.estimate(scores, test_train_ratio=context.ratio, level=context.level)
-        summary.update(mean=est.mean, low=est.low, high=est.high)
+        low, high = clip(est.low, est.high, context.metric)
+        summary.update(mean=est.mean, low=low, high=high)
     seconds = [fold.get("seconds") for fold in folds]
     epochs = [fold.get("epochs") for fold in folds]
     if folds and None not in seconds and None not in epochs:
@@ -156,13 +173,15 @@ def _view(
     rows: list[dict[str, Any]] = []
     reference: tuple[Step, dict[str, Any]] | None = None
     for step in steps:
-        if step.recipe is None:
+        key = key_of(step) if step.recipe is not None else None
+        variant = variants.get(key, {}) if key is not None else {}
+        if step.recipe is None or variant.get("skipped"):
+            reason = step.reason if step.recipe is None else variant["skipped"]
             rows.append(
-                {"name": step.name, "label": step.label, "status": "skipped", "reason": step.reason}
+                {"name": step.name, "label": step.label, "status": "skipped", "reason": reason}
             )
             continue
-        key = key_of(step)
-        variant = variants.get(key, {})
+        assert key is not None
         summary = variant.get("summary", {"complete": False})
         row = _row(step, key, summary)
         if variant.get("failed"):
@@ -213,10 +232,11 @@ def _comparison(
     if against_first:
         new, old = old, new
     result = stats.compare(new, old, test_train_ratio=context.ratio, level=context.level)
+    low, high = clip_difference(result.difference.low, result.difference.high, context.metric)
     out.update(
         difference=result.difference.mean,
-        difference_low=result.difference.low,
-        difference_high=result.difference.high,
+        difference_low=low,
+        difference_high=high,
         p_value=result.p_value,
     )
     return out

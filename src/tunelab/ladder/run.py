@@ -30,6 +30,7 @@ from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.ladder.document import Variants, document, measured_fields
 from tunelab.ladder.rungs import Plan, Probe, StageContext, Step, plan, recipes
+from tunelab.resolved import write_resolved
 from tunelab.results.rundir import RunDir, write_json
 from tunelab.techniques import DataFacts
 from tunelab.techniques.batchnorm import BN_TYPES
@@ -86,6 +87,7 @@ def run_ladder(
     """
     watcher = watcher or Watcher()
     prepared = prepared if prepared is not None else prepare(cfg)
+    write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
     splits = ladder_splits(cfg, prepared)
     digest = splits_digest(splits, prepared)
     _, final = recipes(cfg, params)
@@ -158,8 +160,8 @@ class _Measure:
             context = StageContext(step.recipe, self._data(step.recipe), self.splits, self.run_dir)
             try:
                 scores = step.stage.measure(context)
-            except StageUnavailable as exc:  # measured again when the run has one
-                record["failed"] = str(exc)
+            except StageUnavailable as exc:  # not run: measured when the run has one
+                record["skipped"] = str(exc)
                 save()
                 return
             record["folds"] = [{"score": float(score)} for score in scores]

@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tunelab.ladder.run import Watcher
-from tunelab.progress import PlainLines, epoch_status
+from tunelab.progress import PlainLines
+from tunelab.training.log import epoch_status
 
 VIEWS = {"ladder": "ablation ladder", "leave_one_out": "leave one out"}
 
@@ -157,21 +158,28 @@ def caption(doc: dict[str, Any]) -> str:
     """How the numbers were measured, in one line."""
     epochs = f", {doc['epochs']} epochs" if doc.get("epochs") else ""
     level = round(100 * doc["level"])
+    method = doc.get("interval_method") or "corrected resampled t-test (Nadeau & Bengio 2003)"
     return (
         f"{doc['folds']}-fold x {doc['repeats']} repeats (seed {doc['seed']}{epochs}); "
-        f"± {level}% intervals and p-values of the corrected resampled t-test (Nadeau & "
-        f"Bengio), Holm-corrected; verdicts at alpha {doc['alpha']}; time: all folds, s/epoch"
+        f"± {level}% intervals ([low, high] where clipped) and p-values: {method}; "
+        f"p-values Holm-corrected; verdicts at alpha {doc['alpha']}; time: all folds, s/epoch"
     )
 
 
 def _interval(
     mean: float | None, low: float | None, high: float | None, *, signed: bool = False
 ) -> str:
-    """``0.9712 ± 0.0061``: the t-intervals are symmetric, so the half-width says it all."""
+    """``0.9712 ± 0.0061`` for a symmetric interval (the t-interval), ``0.9951 [0.9842,
+    1.0000]`` for one clipped to the metric's range."""
     if mean is None:
         return ""
     text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
-    return text if low is None or high is None else f"{text} ± {(high - low) / 2:.4f}"
+    if low is None or high is None:
+        return text
+    if abs((high - mean) - (mean - low)) < 5e-5:  # the same at the four digits shown
+        return f"{text} ± {(high - low) / 2:.4f}"
+    bounds = f"[{low:+.4f}, {high:+.4f}]" if signed else f"[{low:.4f}, {high:.4f}]"
+    return f"{text} {bounds}"
 
 
 def _p(value: float | None) -> str:

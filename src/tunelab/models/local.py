@@ -137,7 +137,8 @@ def rebuild_py(spec: dict[str, Any], directory: Path, *, trust_code: bool) -> Bu
     return make_py(spec["target"], spec.get("options", {}), request, named_in=named_in)
 
 
-def load_file_weights(path_text: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
+def weights_file(path_text: str) -> Path:
+    """The path of a ``file:`` checkpoint, which must be a ``.safetensors`` file."""
     path = Path(path_text)
     if not path.is_file():
         raise ConfigError(f"model.source: weights file {path_text!r} does not exist")
@@ -146,6 +147,11 @@ def load_file_weights(path_text: str, cfg: ModelConfig, request: ModelRequest) -
             f"model.source: {path_text!r} is not a .safetensors file; tunelab never unpickles "
             "weights. Convert it with safetensors.torch.save_file(model.state_dict(), PATH)"
         )
+    return path
+
+
+def load_file_weights(path_text: str, cfg: ModelConfig, request: ModelRequest) -> BuiltModel:
+    path = weights_file(path_text)
     saved = read_spec(path)
     built = _architecture(saved, cfg, request, path_text)
     notes = load_matching(built.module, load_file(str(path)), origin=path_text)

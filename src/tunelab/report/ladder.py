@@ -38,6 +38,7 @@ class Ladder:
     alpha: float | None
     rungs: list[Rung]
     leave_one_out: list[Rung]
+    interval_method: str | None = None
 
     @property
     def baseline(self) -> Rung | None:
@@ -63,6 +64,7 @@ def read_ladder(data: Any) -> Ladder:
         leave_one_out=[_rung(item, i) for i, item in enumerate(others)]
         if isinstance(others, list)
         else [],
+        interval_method=str(data["interval_method"]) if data.get("interval_method") else None,
     )
 
 

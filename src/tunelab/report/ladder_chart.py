@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunelab.report.contents import RunContents
-from tunelab.report.html import Page, Section, no_charts, note, number, table
+from tunelab.report.html import Page, Section, no_charts, note, number, paragraph, table
 from tunelab.report.ladder import Ladder, Rung
 
 VERDICT_COLOURS = {"helps": "#1a7f37", "hurts": "#c62828"}
@@ -27,6 +27,8 @@ def ladder_section(contents: RunContents, page: Page) -> Section:
             f"<p>Verdicts at alpha {number(ladder.alpha, 3)}: paired differences on the same "
             "folds, corrected resampled t-test, Holm-adjusted across steps.</p>"
         )
+    if ladder.interval_method:
+        section.parts.append(paragraph(f"Intervals: {ladder.interval_method}."))
     measured = [rung for rung in ladder.rungs if rung.measured]
     if page.charts and measured:
         section.parts.append(page.figure(waterfall(measured, metric)))

@@ -40,6 +40,7 @@ def _final(contents: RunContents, metric: str) -> tuple[str, str, str]:
     detail = (
         f"{number(100 * level, 0) if isinstance(level, float) else '95'}% interval "
         f"[{number(interval.get('low'))}, {number(interval.get('high'))}]"
+        + (f" ({interval['method']})" if interval.get("method") else "")
         if interval
         else "no interval recorded"
     )

@@ -17,7 +17,11 @@ from rich.text import Text
 from tunelab.config import RunConfig
 from tunelab.progress import PlainLines
 from tunelab.results.leaderboard import leaderboard
+from tunelab.results.rundir import RunDir
 from tunelab.search.run import StudyResult
+
+# what the leaderboard shows for a value that does not exist (the std of one score)
+NOT_AVAILABLE = "n/a"
 
 
 class StudyProgress:
@@ -94,22 +98,33 @@ def _trial_line(trial: FrozenTrial, done: int, total: int, best: str) -> str:
 
 
 def study_summary(result: StudyResult, *, terminal: bool, top: int = 10) -> list[RenderableType]:
-    """The leaderboard's top rows and the final test metrics."""
+    """The leaderboard's top rows (a value that does not exist, such as the spread of one
+    holdout score, reads ``n/a``; the rows left out are counted) and the final test metrics."""
     board = leaderboard(result.study)
     title = f"tunelab run: {result.run_dir} (stopped: {result.stop_reason})"
     parts: list[RenderableType] = []
+    shown = board.head(top)
     if terminal:
         table = Table(title=title, title_justify="left")
         params = [c for c in board.columns if c.startswith("params.")]
         for column in ("trial", "state", "value", "std", *params):
             table.add_column(column.removeprefix("params."))
-        for _, row in board.head(top).iterrows():
-            table.add_row(*[_cell(row[c]) for c in ("trial", "state", "value", "std", *params)])
+        for _, row in shown.iterrows():
+            cells = [
+                _cell(row[c], missing=NOT_AVAILABLE)
+                for c in ("trial", "state", "value", "std", *params)
+            ]
+            table.add_row(*cells)
         parts.append(table)
     else:
-        shown = board.head(top).drop(columns=["fail_reason"], errors="ignore")
-        text = shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
+        plain = shown.drop(columns=["fail_reason"], errors="ignore").astype(object)
+        plain = plain.where(plain.notna(), NOT_AVAILABLE)  # None too, which na_rep misses
+        text = plain.to_string(index=False, float_format=lambda v: f"{v:.4g}")
         parts += [Text(title), Text(text)]
+    if len(board) > len(shown):
+        more = len(board) - len(shown)
+        path = RunDir(result.run_dir).leaderboard
+        parts.append(Text(f"… {more} more row{'s' if more > 1 else ''}, see {path}"))
     if result.metrics is not None:
         parts.append(_final_table(result.metrics))
     return parts
@@ -138,7 +153,8 @@ def _final_table(metrics: dict[str, Any]) -> Table:
         final.add_row(*row)
     interval = metrics["test_interval"]
     lines = [
-        f"{interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] (bootstrap)"
+        f"{interval['metric']} 95% CI [{interval['low']:.4f}, {interval['high']:.4f}] "
+        f"({interval['method']})"
     ]
     if compared:
         d = compared["difference"]
@@ -152,9 +168,9 @@ def _final_table(metrics: dict[str, Any]) -> Table:
     return final
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, missing: str = "-") -> str:
     if value is None or (isinstance(value, float) and value != value):
-        return "-"
+        return missing
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

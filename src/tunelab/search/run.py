@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import ParamSpec, RunConfig, apply_params, load_config
 from tunelab.data import take
@@ -28,6 +28,7 @@ from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.refit import refit
 from tunelab.ladder import Watcher, run_ladder
 from tunelab.report import report_or_log
+from tunelab.resolved import write_resolved
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.predictor import AnyPredictor
@@ -148,6 +149,7 @@ def run_study(
     run.artifacts.mkdir(exist_ok=True)
     with logging_to(run.log):
         prepared, study, artifacts = setup(cfg, run)
+        write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
         log.info(
             "study %s: %d of %d trials finished; storage %s",
             study.study_name,
@@ -163,7 +165,7 @@ def run_study(
                 reason, failed = _with_workers(run, jobs, study, budget=budget, poll=poll)
             if not failed:  # also after --jobs: a trial of a killed worker is run again here
                 objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
-                hooks = [*(hooks or []), tracking.on_trial]
+                hooks = [*(hooks or []), tracking.on_trial, trial_log(prepared.metric)]
                 reason, failed = optimize(
                     study, objective, cfg, hooks=hooks, budget=budget, wait_for_running=True
                 )
@@ -177,6 +179,7 @@ def run_study(
         if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             report_or_log(run.path, study=study)
             return StudyResult(run.path, study, reason, None, failed=failed)
+        log.info("the search is done (%s); refitting the best on all non-test rows", reason)
         metrics = finish(cfg, prepared, study, artifacts, run)
         tracking.final(metrics)
         if cfg.ladder.enabled:  # what each technique of the best recipe contributed
@@ -184,6 +187,25 @@ def run_study(
             run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)
         report_or_log(run.path, study=study)
         return StudyResult(run.path, study, reason, metrics)
+
+
+def trial_log(metric: str) -> TrialHook:
+    """A study hook that logs ``trial 3 complete: accuracy 0.9722 ± 0.0100`` (INFO), from the
+    finished trial alone (no storage read)."""
+
+    def logged(study: optuna.Study, trial: FrozenTrial) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        value = ""
+        if trial.value is not None:
+            spread = record(trial).get("std")
+            value = f": {metric} {trial.value:.4f}"
+            value += f" ± {spread:.4f}" if isinstance(spread, float) else ""
+        reason = trial.user_attrs.get("fail_reason")
+        why = f" ({reason})" if reason else ""
+        log.info("trial %d %s%s%s", trial.number, trial.state.name.lower(), value, why)
+
+    return logged
 
 
 def _budget(cfg: RunConfig, prepared: Prepared, started: float) -> Budget:
