@@ -166,6 +166,9 @@ def run(
         raise typer.Exit(130) from None
     except TunelabError as exc:
         _fail(exc)
+    if result.finisher is not None:  # another process owns the run: say so, and leave
+        _say_joined(result.run_dir, result.finisher, result.failed, result.stop_reason)
+        return
     out_console = Console(quiet=quiet)
     for part in study_summary(result, terminal=out_console.is_terminal):
         out_console.print(part, soft_wrap=True)
@@ -181,6 +184,19 @@ def run(
         )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
+
+
+def _say_joined(run_dir: Path, finisher: str, failed: bool, reason: str) -> None:
+    console.print(
+        f"joined the study in {escape(str(run_dir))} and ran trials until it had enough; "
+        f"{escape(finisher)} holds the run and does the rest (refit, ensemble, final/, "
+        "metrics, report)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if failed:
+        console.print(f"[bold red]the search stopped[/]: {escape(reason)}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _point_to_report(view: Console, run_dir: Path) -> None:

@@ -21,7 +21,7 @@ from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.report import report_or_log
-from tunelab.results.rundir import RunDir, open_run_dir, write_json
+from tunelab.results.rundir import RunDir, open_run_dir, release_run_dir, write_json
 from tunelab.tracking import Tracking, final_record
 from tunelab.training.loop import EpochCallback
 
@@ -58,6 +58,21 @@ def train(
         trust_code: a ``py:`` architecture named inside a ``file:`` checkpoint may run.
     """
     run = open_run_dir(cfg, out, overwrite=overwrite)
+    try:
+        return _train_into(run, cfg, callbacks, on_fold_epoch, prepared, trust_code=trust_code)
+    finally:
+        release_run_dir(run)
+
+
+def _train_into(
+    run: RunDir,
+    cfg: RunConfig,
+    callbacks: Sequence[EpochCallback],
+    on_fold_epoch: FoldEpochHook | None,
+    prepared: Prepared | None,
+    *,
+    trust_code: bool,
+) -> TrainSummary:
     prepared = replace(prepared or prepare(cfg), cache_dir=run.features)
     tracking = Tracking.open(cfg, run, metric=prepared.metric)  # fails before training
     extra: dict[str, Any] = {}
