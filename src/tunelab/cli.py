@@ -32,6 +32,9 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=0.01 (repeatable)"),
 ]
+OverwriteOutputOpt = Annotated[
+    bool, typer.Option("--overwrite", help="replace the --output file if it exists")
+]
 TrustCodeOpt = Annotated[
     bool,
     typer.Option(
@@ -213,13 +216,17 @@ def report(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="[default: RUN/report.html]")
     ] = None,
+    overwrite: OverwriteOutputOpt = False,
 ) -> None:
     """Write the run's report: one HTML file that opens offline (no training, no network)."""
     from tunelab.report import write_report
+    from tunelab.results.outputs import check_output
+    from tunelab.results.rundir import RunDir
 
     try:
         if output is not None:
-            _check_output(output)
+            run = RunDir(run_dir)
+            check_output(output, run=run, overwrite=overwrite, default=run.report)
         path = write_report(run_dir, output=output)
     except TunelabError as exc:
         _fail(exc)
@@ -284,7 +291,8 @@ def lr_find(
     from tunelab.config import load_config
     from tunelab.evaluation.lr_find import lr_sweep, write_plot, write_sweep
     from tunelab.evaluation.prepare import prepare
-    from tunelab.results.rundir import open_run_dir
+    from tunelab.results.outputs import only_files_of
+    from tunelab.results.rundir import open_run_dir, release_run_dir
 
     try:
         cfg = load_config(config, overrides=overrides)
@@ -294,12 +302,17 @@ def lr_find(
                 "rate; lr-find is for heads trained by the loop (model.head linear)"
             )
         prepared = prepare(cfg)
-        run = open_run_dir(cfg, out or Path("runs") / f"{cfg.name}-lr-find", overwrite=True)
-        with console.status("sweeping the learning rate"):
-            rows = prepared.split.train
-            sweep = lr_sweep(cfg, prepared, rows, steps=steps, trust_code=trust_code)
-        write_sweep(sweep, run.lr_find)
-        write_plot(sweep, run.lr_find_plot)
+        folder = out or Path("runs") / f"{cfg.name}-lr-find"
+        # a folder of its own: never a run's directory, whose files it would replace
+        run = open_run_dir(cfg, folder, resume=only_files_of("lr_find", "lr_find_plot"))
+        try:
+            with console.status("sweeping the learning rate"):
+                rows = prepared.split.train
+                sweep = lr_sweep(cfg, prepared, rows, steps=steps, trust_code=trust_code)
+            write_sweep(sweep, run.lr_find)
+            write_plot(sweep, run.lr_find_plot)
+        finally:
+            release_run_dir(run)
     except TunelabError as exc:
         _fail(exc)
     typer.echo(sweep.text_plot())
@@ -350,17 +363,21 @@ def predict(
         Path, typer.Option("--input", "-i", help="csv, parquet, jsonl, npz, or a folder of images")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the csv")],
+    overwrite: OverwriteOutputOpt = False,
     trust_code: TrustCodeOpt = False,
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
     from tunelab.evaluation.holdout import predictions_frame
+    from tunelab.results.outputs import check_output
     from tunelab.results.predictor import load_predictor
+    from tunelab.results.rundir import RunDir
 
     try:
-        _check_output(output)  # before predicting, not after
+        paths = image_files(input) if input.is_dir() else [input]
+        # before predicting, not after
+        check_output(output, run=RunDir(run), inputs=paths, overwrite=overwrite)
         predictor = load_predictor(run, trust_code=trust_code)
         if input.is_dir():
-            paths = image_files(input)
             frame = predictions_frame(predictor, predictor.load_images(paths))
             frame.insert(0, "path", [str(p) for p in paths])
         else:
