@@ -138,3 +138,40 @@ def test_one_process_may_open_its_run_directory_twice(tmp_path: Path) -> None:
     assert runlock.holds(first.lock), "held until the last release"
     release_run_dir(first)
     assert not runlock.holds(first.lock)
+
+
+def test_overwrite_keeps_what_the_user_put_inside_tunelabs_folders(tmp_path: Path) -> None:
+    cfg = make_config()
+    run = open_run_dir(cfg, tmp_path / "run")
+    tunelabs = [
+        "final/predictor.json",
+        "final/model.safetensors",
+        "final/tokenizer/vocab.txt",
+        "final/member_0/predictor.json",
+        "final/member_0/forest.npz",
+        "artifacts/0f8fad5b-d9cb-469f-a165-70867728950e",
+        f"features/tokens-{'a' * 40}.npz",
+        f"features/lr-{'b' * 40}.lock",
+    ]
+    users = ["final/notes.txt", "final/member_0/why.md", "artifacts/plots.png", "features/x.npz"]
+    for name in tunelabs + users:
+        (run.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (run.path / name).write_text(name)
+    release_run_dir(run)
+    again = open_run_dir(cfg, run.path, overwrite=True)
+    release_run_dir(again)
+    assert [name for name in tunelabs if (run.path / name).exists()] == []
+    for name in users:
+        assert (run.path / name).read_text() == name, f"{name} was the user's"
+    assert not (run.path / "final" / "tokenizer").exists()
+
+
+def test_overwrite_removes_tunelabs_folders_when_nothing_else_is_in_them(tmp_path: Path) -> None:
+    cfg = make_config()
+    run = open_run_dir(cfg, tmp_path / "run")
+    (run.final / "member_1").mkdir(parents=True)
+    (run.final / "member_1" / "model.safetensors").write_bytes(b"x")
+    (run.final / "predictor.json").write_text("{}")
+    release_run_dir(run)
+    release_run_dir(open_run_dir(cfg, run.path, overwrite=True))
+    assert not run.final.exists()

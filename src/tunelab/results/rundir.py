@@ -3,7 +3,8 @@
 ``RunDir`` knows every file name; ``open_run_dir`` is the one function that creates (or
 reuses, or empties) a run directory. A run owns only its directory: tunelab marks the
 folders it makes with ``.tunelab``, refuses to write into a folder that holds anything else,
-and ``--overwrite`` removes only tunelab's own files from a folder that carries the mark.
+and ``--overwrite`` removes only tunelab's own files from a folder that carries the mark
+(inside ``final/``, ``artifacts/`` and ``features/`` too: a file of yours there stays).
 One process writes a run directory at a time: ``open_run_dir`` takes its lock
 (``run.lock``, see ``runlock``) and ``release_run_dir`` gives it back.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -280,16 +282,57 @@ def _write_atomically(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+# What tunelab writes inside its folders (a predictor in final/, Optuna's artifact ids in
+# artifacts/, cache entries in features/): --overwrite removes these and keeps the rest.
+_PREDICTOR_FILES = re.compile(r"predictor\.json|model\.safetensors|forest\.npz")
+_PREDICTOR_FOLDERS = re.compile(r"tokenizer|backbone")
+_MEMBER_FOLDER = re.compile(r"member_\d+")
+_CACHE_ENTRY = re.compile(r"\.?(tokens|features|lr)-[0-9a-f]{40}(\.\d+\.[0-9a-f]{32})?\.(npz|lock)")
+_ARTIFACT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _remove_own_files(run: RunDir) -> None:
     """Remove tunelab's files (and folders) from a marked run directory; anything else the
-    user put there stays."""
+    user put there, also inside tunelab's folders, stays."""
+    inside = {run.final: _remove_predictor, run.artifacts: _remover(_ARTIFACT_ID)}
+    inside[run.features] = _remover(_CACHE_ENTRY)
     for path in run.own_files():
         if path in (run.marker, run.lock):
             continue
-        if path.is_dir() and not path.is_symlink():
+        if path in inside and path.is_dir() and not path.is_symlink():
+            inside[path](path)
+            _remove_if_empty(path)
+        elif path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+def _remove_predictor(folder: Path) -> None:
+    """A predictor folder's own files; an ensemble's members are predictor folders too."""
+    for path in folder.iterdir():
+        name, real_dir = path.name, path.is_dir() and not path.is_symlink()
+        if real_dir and _MEMBER_FOLDER.fullmatch(name):
+            _remove_predictor(path)
+            _remove_if_empty(path)
+        elif real_dir and _PREDICTOR_FOLDERS.fullmatch(name):
+            shutil.rmtree(path)
+        elif not real_dir and _PREDICTOR_FILES.fullmatch(name):
+            path.unlink()
+
+
+def _remover(pattern: re.Pattern[str]) -> Callable[[Path], None]:
+    def remove(folder: Path) -> None:
+        for path in folder.iterdir():
+            if pattern.fullmatch(path.name) and not (path.is_dir() and not path.is_symlink()):
+                path.unlink()
+
+    return remove
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _now() -> str:
