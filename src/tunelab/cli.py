@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -40,7 +41,8 @@ TrustCodeOpt = Annotated[
     typer.Option(
         "--trust-code",
         help="import and call the Python function a file names as its architecture "
-        "(a py: predictor, a checkpoint's metadata); only for files you trust",
+        "(a py: predictor, a checkpoint's metadata); it runs with your rights, so only for "
+        "files you trust. --trust-code=MODULE[,MODULE...] trusts only those modules",
     ),
 ]
 
@@ -531,13 +533,50 @@ def _read_by_suffix(path: Path) -> pd.DataFrame | np.ndarray:
     )
 
 
+TRUST_CODE_IN = "--trust-code="
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def split_trust_code(args: list[str]) -> tuple[list[str], list[str] | None]:
+    """``--trust-code=mymodels,lab.nets`` -> ``--trust-code`` and the modules it names
+    (None when no argument names modules).
+
+    Raises:
+        FatalError: a name that is not a module name.
+    """
+    modules: list[str] | None = None
+    plain = []
+    for arg in args:
+        if not arg.startswith(TRUST_CODE_IN):
+            plain.append(arg)
+            continue
+        names = [name.strip() for name in arg.removeprefix(TRUST_CODE_IN).split(",")]
+        bad = [name for name in names if not MODULE_NAME.fullmatch(name)]
+        if bad or not names:
+            raise FatalError(
+                f"{arg}: {', '.join(map(repr, bad))} is not a module name; give the modules "
+                "you trust, e.g. --trust-code=mymodels,lab.nets, or --trust-code alone to "
+                "trust code from any module"
+            )
+        modules = [*(modules or []), *names]
+        plain.append("--trust-code")
+    return plain, modules
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app()
-    except FatalError as exc:  # pragma: no cover - the commands catch their own
+        args, modules = split_trust_code(sys.argv[1:])
+        if modules is None:
+            app(args=args)
+        else:
+            from tunelab.models.trust import trusted_modules
+
+            with trusted_modules(*modules):
+                app(args=args)
+    except FatalError as exc:  # a bad --trust-code=...; the commands catch their own
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
 
