@@ -55,14 +55,25 @@ def _fail(exc: TunelabError) -> None:
 
 @app.command()
 def check(config: ConfigArg, overrides: SetOpt = None) -> None:
-    """Validate a config and print it resolved (with every default filled in)."""
+    """Validate a config and print it resolved (with every default filled in).
+
+    Settings that cannot apply to the data's modality are refused; magnitudes far outside
+    any sensible range are warned about."""
+    from tunelab.applies import check_settings
     from tunelab.config import load_config
 
     try:
         cfg = load_config(config, overrides=overrides)
+        warnings = check_settings(cfg)
     except TunelabError as exc:
         _fail(exc)
+    _warn(console, warnings)
     typer.echo(cfg.to_yaml(), nl=False)
+
+
+def _warn(view: Console, warnings: list[str]) -> None:
+    for warning in warnings:
+        view.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -83,6 +94,7 @@ def train(
     With cv.strategy kfold, the recipe is first cross-validated on the non-test rows (fold
     scores and out-of-fold predictions go into the run directory).
     """
+    from tunelab.applies import far_out
     from tunelab.config import load_config
     from tunelab.evaluation.prepare import prepare
     from tunelab.models.local import check_checkpoint_code
@@ -94,6 +106,7 @@ def train(
         cfg = load_config(config, overrides=overrides)
         if params is not None:
             cfg = _with_params(cfg, params)
+        _warn(view, far_out(cfg))
         check_checkpoint_code(cfg.model, trust_code=trust_code)
         with view.status("loading data"):
             prepared = prepare(cfg)
@@ -141,6 +154,7 @@ def run(
 
     Re-running the same command resumes the study: finished trials are kept.
     """
+    from tunelab.applies import far_out
     from tunelab.config import load_config
     from tunelab.ladder.document import read_ladder
     from tunelab.ladder.rungs import rung_names
@@ -152,6 +166,7 @@ def run(
     view = Console(stderr=True, quiet=quiet)
     try:
         cfg = load_config(config, overrides=overrides)
+        _warn(view, far_out(cfg))
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
         if cfg.ladder.enabled:
             rung_names(cfg)  # a misspelt rung is said now, not after the study

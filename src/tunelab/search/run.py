@@ -19,8 +19,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from tunelab.applies import refuse_misfits
 from tunelab.config import ParamSpec, RunConfig, apply_params, load_config
 from tunelab.data import take
+from tunelab.data.modality import peek_modality
 from tunelab.ensembles.build import build, decide
 from tunelab.errors import FatalError
 from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
@@ -172,9 +174,16 @@ def run_study(
     study in PostgreSQL, the study's claim). Started while another holds it, this call
     joins the search with that run's config and returns after its trials, with
     ``StudyResult.finisher`` naming the process that finishes.
+
+    Raises:
+        ConfigError: a setting, set or searched, that cannot apply to the data's modality
+            (before any trial).
     """
     started = time.time()
     watch = _Hooks(jobs, on_epoch, hooks or [], poll)
+    known = peek_modality(cfg.data)
+    if known is not None:  # before the run directory: a setting that cannot apply
+        refuse_misfits(cfg, known)
     try:
         run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg), study=True)
     except RunDirBusy as busy:
@@ -186,6 +195,7 @@ def run_study(
         held.callback(release_run_dir, run)
         held.enter_context(logging_to(run.log))
         prepared, study, artifacts = setup(cfg, run)
+        refuse_misfits(cfg, prepared.raw.modality)  # a py: source's modality is known now
         claim = claim_study(storage_url(cfg, run.path), study)
         held.callback(claim.release)
         budget = _budget(cfg, prepared, started)
