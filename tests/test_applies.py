@@ -118,3 +118,17 @@ def test_a_sensible_config_gets_no_warning(tmp_path: Path) -> None:
     config = write_config(tmp_path, "sklearn:iris", augmentation={"noise": 0.1, "mixup": 0.2})
     result = runner.invoke(app, ["check", str(config)])
     assert result.exit_code == 0 and "warning" not in result.output
+
+
+def test_the_bundled_sets_modality_table_lists_every_bundled_set() -> None:
+    from tunelab.applies import BUNDLED
+    from tunelab.data.sklearn_source import _LOADERS
+
+    assert set(BUNDLED) == set(_LOADERS)
+
+
+def test_an_unknown_bundled_set_is_named_as_such_not_as_a_modality(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "sklearn:digitz", augmentation={"rotation": 10})
+    result = runner.invoke(app, ["check", str(config)])
+    message = one_line(result.output)
+    assert result.exit_code == 2 and "unknown scikit-learn dataset 'digitz'" in message

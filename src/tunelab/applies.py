@@ -4,14 +4,32 @@ A setting that cannot apply to the data's modality (rotating table rows, masking
 a signal) is refused, whether the config sets it or ``search.space`` searches it: a study
 would only fail each trial on it. A magnitude far outside any sensible range (noise of a
 million standard deviations) is allowed but warned about, with the field named.
+
+The modality comes without loading the data where the source tells it (``peek_modality``):
+``images:`` gives images, a table file a table (or text with ``data.text_column``), an
+``npz:`` file says it in its array header. Only a ``py:`` source has to be called. This
+module imports neither torch nor the data package unless it must (``tunelab check`` stays
+quick).
 """
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
 from typing import Any
 
-from tunelab.config import AugmentationConfig, ParamSpec, RunConfig
+from tunelab.config import AugmentationConfig, DataConfig, ParamSpec, RunConfig
 from tunelab.errors import ConfigError
+
+# what scikit-learn's bundled sets (sklearn:NAME) are: digits are 8x8 grey images
+BUNDLED = {
+    "digits": "image",
+    "breast_cancer": "tabular",
+    "wine": "tabular",
+    "iris": "tabular",
+    "diabetes": "tabular",
+}
+TABLES = ("csv", "parquet", "jsonl", "hfds")
 
 # the augmentation fields that apply to each modality (techniques/augmentation.py uses them)
 FIELDS_BY_MODALITY: dict[str, tuple[str, ...]] = {
@@ -47,12 +65,55 @@ def check_settings(cfg: RunConfig) -> list[str]:
         ConfigError: one problem per setting that cannot apply.
         DataError: the data had to be loaded to know their modality, and cannot be.
     """
-    from tunelab.data import load_data
-    from tunelab.data.modality import peek_modality
+    modality = peek_modality(cfg.data)
+    if modality is None:
+        from tunelab.data import load_data
 
-    modality = peek_modality(cfg.data) or load_data(cfg.data).modality
+        modality = load_data(cfg.data).modality
     refuse_misfits(cfg, modality)
     return far_out(cfg)
+
+
+def peek_modality(cfg: DataConfig) -> str | None:
+    """The modality of ``cfg.source``, or None when only loading the data can tell (a
+    ``py:`` source, an unreadable ``npz:`` file: loading says what is wrong with it)."""
+    if cfg.modality != "auto":
+        return cfg.modality
+    if cfg.text_column is not None:
+        return "text"
+    prefix, _, value = cfg.source.partition(":")
+    if prefix == "sklearn":
+        return BUNDLED.get(value)  # an unknown name: loading says which names there are
+    if prefix in TABLES:
+        return "tabular"
+    if prefix == "images":
+        return "image"
+    if prefix == "npz":
+        return _npz_header_modality(Path(value).expanduser(), origin=cfg.source)
+    return None
+
+
+def _npz_header_modality(path: Path, *, origin: str) -> str | None:
+    """From the inputs array's ``.npy`` header alone (its shape), not its values."""
+    import numpy as np
+
+    from tunelab.data.files import INPUT_KEYS, npz_modality
+
+    readers = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            member = next((f"{key}.npy" for key in INPUT_KEYS if f"{key}.npy" in names), None)
+            if member is None:
+                return None
+            with archive.open(member) as handle:
+                major, _ = np.lib.format.read_magic(handle)
+                if major not in readers:
+                    return None
+                shape, _, _ = readers[major](handle)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return npz_modality(tuple(shape), "auto", origin=origin) if len(shape) in (2, 3, 4) else None
 
 
 def refuse_misfits(cfg: RunConfig, modality: str) -> None:

@@ -19,10 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunelab.applies import refuse_misfits
+from tunelab.applies import peek_modality, refuse_misfits
 from tunelab.config import ParamSpec, RunConfig, apply_params, load_config
 from tunelab.data import take
-from tunelab.data.modality import peek_modality
 from tunelab.ensembles.build import build, decide
 from tunelab.errors import FatalError
 from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
