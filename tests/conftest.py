@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,17 @@ def make_config(**sections: Any) -> RunConfig:
 @pytest.fixture
 def config_factory() -> Any:
     return make_config
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test started; any still running at its end are killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()  # also when paused
+            proc.wait()
 
 
 @dataclass(frozen=True)

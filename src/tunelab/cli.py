@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,12 +33,16 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="override a field, e.g. --set train.lr=0.01 (repeatable)"),
 ]
+OverwriteOutputOpt = Annotated[
+    bool, typer.Option("--overwrite", help="replace the --output file if it exists")
+]
 TrustCodeOpt = Annotated[
     bool,
     typer.Option(
         "--trust-code",
         help="import and call the Python function a file names as its architecture "
-        "(a py: predictor, a checkpoint's metadata); only for files you trust",
+        "(a py: predictor, a checkpoint's metadata); it runs with your rights, so only for "
+        "files you trust. --trust-code=MODULE[,MODULE...] trusts only those modules",
     ),
 ]
 
@@ -51,16 +56,27 @@ def _fail(exc: TunelabError) -> None:
 @app.command()
 def check(config: ConfigArg, overrides: SetOpt = None) -> None:
     """Validate a config, look at its data files (they must exist and be readable), and
-    print it resolved: every default filled in, values that do not apply marked."""
+    print it resolved: every default filled in, values that do not apply marked.
+
+    Settings that cannot apply to the data's modality are refused; magnitudes far outside
+    any sensible range are warned about."""
+    from tunelab.applies import check_settings
     from tunelab.config import load_config
     from tunelab.resolved import annotated_yaml, check_facts
 
     try:
         cfg = load_config(config, overrides=overrides)
         facts = check_facts(cfg)
+        warnings = check_settings(cfg, modality=facts.modality)
     except TunelabError as exc:
         _fail(exc)
+    _warn(console, warnings)
     typer.echo(annotated_yaml(cfg, facts), nl=False)
+
+
+def _warn(view: Console, warnings: list[str]) -> None:
+    for warning in warnings:
+        view.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -81,6 +97,7 @@ def train(
     With cv.strategy kfold, the recipe is first cross-validated on the non-test rows (fold
     scores and out-of-fold predictions go into the run directory).
     """
+    from tunelab.applies import far_out
     from tunelab.config import load_config
     from tunelab.evaluation.prepare import prepare
     from tunelab.models.local import check_checkpoint_code
@@ -93,6 +110,7 @@ def train(
         cfg = load_config(config, overrides=overrides)
         if params is not None:
             cfg = _with_params(cfg, params)
+        _warn(view, far_out(cfg))
         check_checkpoint_code(cfg.model, trust_code=trust_code)
         with view.status("loading data"):
             prepared = prepare(cfg)
@@ -135,6 +153,7 @@ def run(
 
     Re-running the same command resumes the study: finished trials are kept.
     """
+    from tunelab.applies import far_out
     from tunelab.config import load_config
     from tunelab.ladder.document import read_ladder
     from tunelab.ladder.rungs import rung_names
@@ -146,6 +165,7 @@ def run(
     view = Console(stderr=True, quiet=quiet)
     try:
         cfg = load_config(config, overrides=overrides)
+        _warn(view, far_out(cfg))
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
         if cfg.ladder.enabled:
             rung_names(cfg)  # a misspelt rung is said now, not after the study
@@ -165,6 +185,9 @@ def run(
         raise typer.Exit(130) from None
     except TunelabError as exc:
         _fail(exc)
+    if result.finisher is not None:  # another process owns the run: say so, and leave
+        _say_joined(result.run_dir, result.finisher, result.failed, result.stop_reason)
+        return
     out_console = Console(quiet=quiet)
     for part in study_summary(result, terminal=out_console.is_terminal):
         out_console.print(part, soft_wrap=True)
@@ -191,6 +214,19 @@ def _print_tracking(view: Console, metrics: dict[str, object] | None) -> None:
         view.print(escape(line), highlight=False, soft_wrap=True)
 
 
+def _say_joined(run_dir: Path, finisher: str, failed: bool, reason: str) -> None:
+    console.print(
+        f"joined the study in {escape(str(run_dir))} and ran trials until it had enough; "
+        f"{escape(finisher)} holds the run and does the rest (refit, ensemble, final/, "
+        "metrics, report)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if failed:
+        console.print(f"[bold red]the search stopped[/]: {escape(reason)}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def _point_to_report(view: Console, run_dir: Path) -> None:
     from tunelab.results.rundir import RunDir
 
@@ -205,13 +241,17 @@ def report(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="[default: RUN/report.html]")
     ] = None,
+    overwrite: OverwriteOutputOpt = False,
 ) -> None:
     """Write the run's report: one HTML file that opens offline (no training, no network)."""
     from tunelab.report import write_report
+    from tunelab.results.outputs import check_output
+    from tunelab.results.rundir import RunDir
 
     try:
         if output is not None:
-            _check_output(output)
+            run = RunDir(run_dir)
+            check_output(output, run=run, overwrite=overwrite, default=run.report)
         path = write_report(run_dir, output=output)
     except TunelabError as exc:
         _fail(exc)
@@ -277,7 +317,8 @@ def lr_find(
     from tunelab.config import load_config
     from tunelab.evaluation.lr_find import lr_sweep, write_plot, write_sweep
     from tunelab.evaluation.prepare import prepare
-    from tunelab.results.rundir import open_run_dir
+    from tunelab.results.outputs import only_files_of
+    from tunelab.results.rundir import open_run_dir, release_run_dir
 
     try:
         cfg = load_config(config, overrides=overrides)
@@ -287,12 +328,17 @@ def lr_find(
                 "rate; lr-find is for heads trained by the loop (model.head linear)"
             )
         prepared = prepare(cfg)
-        run = open_run_dir(cfg, out or Path("runs") / f"{cfg.name}-lr-find", overwrite=True)
-        with console.status("sweeping the learning rate"):
-            rows = prepared.split.train
-            sweep = lr_sweep(cfg, prepared, rows, steps=steps, trust_code=trust_code)
-        write_sweep(sweep, run.lr_find)
-        write_plot(sweep, run.lr_find_plot)
+        folder = out or Path("runs") / f"{cfg.name}-lr-find"
+        # a folder of its own: never a run's directory, whose files it would replace
+        run = open_run_dir(cfg, folder, resume=only_files_of("lr_find", "lr_find_plot"))
+        try:
+            with console.status("sweeping the learning rate"):
+                rows = prepared.split.train
+                sweep = lr_sweep(cfg, prepared, rows, steps=steps, trust_code=trust_code)
+            write_sweep(sweep, run.lr_find)
+            write_plot(sweep, run.lr_find_plot)
+        finally:
+            release_run_dir(run)
     except TunelabError as exc:
         _fail(exc)
     typer.echo(sweep.text_plot())
@@ -343,17 +389,21 @@ def predict(
         Path, typer.Option("--input", "-i", help="csv, parquet, jsonl, npz, or a folder of images")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the csv")],
+    overwrite: OverwriteOutputOpt = False,
     trust_code: TrustCodeOpt = False,
 ) -> None:
     """Predict on new raw inputs with a trained run's predictor."""
+    from tunelab.results.outputs import check_output
     from tunelab.results.predictions import predictions_frame
     from tunelab.results.predictor import load_predictor
+    from tunelab.results.rundir import RunDir
 
     try:
-        _check_output(output)  # before predicting, not after
+        paths = image_files(input) if input.is_dir() else [input]
+        # before predicting, not after
+        check_output(output, run=RunDir(run), inputs=paths, overwrite=overwrite)
         predictor = load_predictor(run, trust_code=trust_code)
         if input.is_dir():
-            paths = image_files(input)
             frame = predictions_frame(predictor, predictor.load_images(paths))
             frame.insert(0, "path", [str(p) for p in paths])
         else:
@@ -507,13 +557,50 @@ def _read_by_suffix(path: Path) -> pd.DataFrame | np.ndarray:
     )
 
 
+TRUST_CODE_IN = "--trust-code="
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def split_trust_code(args: list[str]) -> tuple[list[str], list[str] | None]:
+    """``--trust-code=mymodels,lab.nets`` -> ``--trust-code`` and the modules it names
+    (None when no argument names modules).
+
+    Raises:
+        FatalError: a name that is not a module name.
+    """
+    modules: list[str] | None = None
+    plain = []
+    for arg in args:
+        if not arg.startswith(TRUST_CODE_IN):
+            plain.append(arg)
+            continue
+        names = [name.strip() for name in arg.removeprefix(TRUST_CODE_IN).split(",")]
+        bad = [name for name in names if not MODULE_NAME.fullmatch(name)]
+        if bad or not names:
+            raise FatalError(
+                f"{arg}: {', '.join(map(repr, bad))} is not a module name; give the modules "
+                "you trust, e.g. --trust-code=mymodels,lab.nets, or --trust-code alone to "
+                "trust code from any module"
+            )
+        modules = [*(modules or []), *names]
+        plain.append("--trust-code")
+    return plain, modules
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app()
-    except FatalError as exc:  # pragma: no cover - the commands catch their own
+        args, modules = split_trust_code(sys.argv[1:])
+        if modules is None:
+            app(args=args)
+        else:
+            from tunelab.models.trust import trusted_modules
+
+            with trusted_modules(*modules):
+                app(args=args)
+    except FatalError as exc:  # a bad --trust-code=...; the commands catch their own
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
 

@@ -22,7 +22,7 @@ from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.report import report_or_log
 from tunelab.resolved import write_resolved
-from tunelab.results.rundir import RunDir, open_run_dir, write_json
+from tunelab.results.rundir import RunDir, open_run_dir, release_run_dir, write_json
 from tunelab.tracking import Tracking
 from tunelab.training.log import log, log_epochs, log_fold_epochs
 from tunelab.training.loop import EpochCallback
@@ -60,6 +60,21 @@ def train(
         trust_code: a ``py:`` architecture named inside a ``file:`` checkpoint may run.
     """
     run = open_run_dir(cfg, out, overwrite=overwrite)
+    try:
+        return _train_into(run, cfg, callbacks, on_fold_epoch, prepared, trust_code=trust_code)
+    finally:
+        release_run_dir(run)
+
+
+def _train_into(
+    run: RunDir,
+    cfg: RunConfig,
+    callbacks: Sequence[EpochCallback],
+    on_fold_epoch: FoldEpochHook | None,
+    prepared: Prepared | None,
+    *,
+    trust_code: bool,
+) -> TrainSummary:
     log.info("tunelab train: %s into %s", cfg.name, run.path)
     prepared = replace(prepared or prepare(cfg), cache_dir=run.features)
     write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused

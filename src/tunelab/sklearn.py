@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from tunelab.config import RunConfig, config_from_dict, load_config, set_dotted
 from tunelab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from tunelab.results.rundir import RunDir
 
 # The recipe when no config is given: a small MLP that trains in a second on CPU.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -210,13 +213,22 @@ class TunelabRegressor(RegressorMixin, _TunelabEstimator):  # type: ignore[misc]
 def _train_run(cfg: RunConfig, raw: Any, run_dir: Path) -> dict[str, Any] | None:
     """Fit once on train + validation rows, write the run directory, return the k-fold
     summary (None with a holdout)."""
+    from tunelab.results.rundir import open_run_dir, release_run_dir
+
+    run = open_run_dir(cfg, run_dir, overwrite=True)
+    try:
+        return _fit_into(run, cfg, raw)
+    finally:
+        release_run_dir(run)
+
+
+def _fit_into(run: RunDir, cfg: RunConfig, raw: Any) -> dict[str, Any] | None:
     from tunelab.evaluation.crossval import cross_validate
     from tunelab.evaluation.fitting import fit_on_rows
     from tunelab.evaluation.prepare import prepare_rows
     from tunelab.pipeline import write_cross_validation
-    from tunelab.results.rundir import open_run_dir, write_json
+    from tunelab.results.rundir import write_json
 
-    run = open_run_dir(cfg, run_dir, overwrite=True)
     # no test rows: scikit-learn scores the estimator on rows it never saw, outside fit
     prepared = prepare_rows(
         cfg, raw, test_rows=np.zeros(0, dtype=np.int64), cache_dir=run.features

@@ -164,6 +164,84 @@ def test_torch_loaders_are_refused_but_its_module_classes_are_not(
             build_model(cfg, request)
 
 
+# --- --trust-code=MODULES: an allow-list, since a deny-list cannot hold --------------------
+
+
+EVIL_PICKLE = """
+import os, pickle, sys
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {sys.argv[2]}",))
+
+with open(sys.argv[1], "wb") as f:
+    pickle.dump(Evil(), f)
+"""
+
+
+def test_trusted_code_runs_with_the_users_rights_unless_the_module_is_not_listed(
+    builtin_run: Path, tmp_path: Path, nets: str
+) -> None:
+    """A trusted predictor may name any installed package's function; pandas.read_pickle
+    runs whatever the pickle says (the README no longer claims otherwise). Naming the
+    trusted modules refuses it before anything is imported or called."""
+    marker, evil = tmp_path / "MARKER", tmp_path / "evil.pkl"
+    subprocess.run([sys.executable, "-c", EVIL_PICKLE, str(evil), str(marker)], check=True)
+    spec = {"kind": "py", "target": "pandas:read_pickle"}
+    run = tampered(builtin_run, tmp_path, {**spec, "options": {"filepath_or_buffer": str(evil)}})
+    from tunelab.models.trust import trusted_modules
+
+    with trusted_modules(nets, "lab.nets"), pytest.raises(FatalError) as refused:
+        load_predictor(run, trust_code=True)
+    message = str(refused.value)
+    assert not marker.exists(), "refused before pandas.read_pickle was called"
+    assert "py:pandas:read_pickle" in message and "'pandas' is not among the modules" in message
+    assert f"--trust-code={nets},lab.nets,pandas" in message  # the list and the fix
+    with pytest.raises(FatalError, match=r"not a torch nn\.Module"):
+        load_predictor(run, trust_code=True)  # trusting every module: it ran
+    assert marker.exists(), "trusted code runs with the user's rights"
+
+
+@pytest.fixture
+def py_run(tmp_path: Path, nets: str) -> Path:
+    """A run whose predictor.json names the user's py:NETS:build."""
+    cfg = make_config(model={"source": f"py:{nets}:build"}, train={"epochs": 1})
+    return train(cfg, out=tmp_path / "py-run").run_dir
+
+
+def test_a_listed_module_and_its_submodules_are_trusted(py_run: Path, nets: str) -> None:
+    from tunelab.models.trust import trusted_modules
+
+    run = py_run
+    rows = pd.read_csv(run / "test_inputs.csv")
+    with trusted_modules("other", nets):
+        assert len(load_predictor(run, trust_code=True).predict(rows)) == len(rows)
+    with trusted_modules(nets + "_not"), pytest.raises(FatalError, match="not among"):
+        load_predictor(run, trust_code=True)
+    with trusted_modules(nets), pytest.raises(FatalError, match="--trust-code"):
+        load_predictor(run)  # the list narrows --trust-code; it never stands for it
+
+
+def test_trust_code_equals_modules_on_the_command_line(
+    py_run: Path, tmp_path: Path, nets: str
+) -> None:
+    run = py_run
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path])}
+    base = [sys.executable, "-m", "tunelab.cli", "predict", str(run), "--input"]
+    base += [str(run / "test_inputs.csv"), "--output", str(tmp_path / "p.csv"), "--overwrite"]
+    for flag, code, said in [
+        (f"--trust-code=other,{nets}", 0, "wrote"),
+        ("--trust-code=other", 2, f"--trust-code=other,{nets}"),
+        ("--trust-code=os system", 2, "is not a module name"),
+    ]:
+        done = subprocess.run(
+            [*base, flag], capture_output=True, text=True, env=env, timeout=300, check=False
+        )
+        assert done.returncode == code, done.stderr[-2000:]
+        assert said in " ".join(done.stderr.split())
+        assert "Traceback" not in done.stderr
+
+
 # --- a checkpoint's tunelab.spec metadata --------------------------------------------------
 
 

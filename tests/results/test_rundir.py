@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ from typer.testing import CliRunner
 from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import ConfigError, FatalError
-from tunelab.results.rundir import MARKER, RunDir, open_run_dir
+from tunelab.results import runlock
+from tunelab.results.rundir import MARKER, RunDir, RunDirBusy, open_run_dir, release_run_dir
 
 QUICK = ["--set", "train.epochs=1", "--set", "train.threads=1", "--quiet"]
 
@@ -91,3 +94,84 @@ def test_every_file_name_lives_in_run_dir() -> None:
     run = RunDir(Path("r"))
     names = {p.name for p in run.own_files()}
     assert {"config.yaml", "study.db", "artifacts", "final", "metrics.json", MARKER} <= names
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from tunelab.results import runlock
+assert runlock.acquire(Path(sys.argv[1])) is None
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_run_directory_another_process_writes_is_refused_with_its_pid(tmp_path: Path) -> None:
+    cfg = make_config()
+    run = open_run_dir(cfg, tmp_path / "run")
+    run.metrics.write_text("{}")
+    release_run_dir(run)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run.lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for overwrite in (True, False):
+            with pytest.raises(RunDirBusy, match=rf"PID {holder.pid} on .*kill {holder.pid}"):
+                open_run_dir(cfg, run.path, overwrite=overwrite)
+        assert run.metrics.is_file() and run.config.is_file(), "nothing deleted"
+    finally:
+        holder.kill()
+        holder.wait()
+    # the system dropped the lock with the killed process: never a stale lock
+    again = open_run_dir(cfg, run.path, overwrite=True)
+    assert not again.metrics.exists()
+    release_run_dir(again)
+
+
+def test_one_process_may_open_its_run_directory_twice(tmp_path: Path) -> None:
+    cfg = make_config()
+    first = open_run_dir(cfg, tmp_path / "run")
+    second = open_run_dir(cfg, tmp_path / "run", overwrite=True)  # the same process: allowed
+    assert runlock.holds(second.lock)
+    release_run_dir(second)
+    assert runlock.holds(first.lock), "held until the last release"
+    release_run_dir(first)
+    assert not runlock.holds(first.lock)
+
+
+def test_overwrite_keeps_what_the_user_put_inside_tunelabs_folders(tmp_path: Path) -> None:
+    cfg = make_config()
+    run = open_run_dir(cfg, tmp_path / "run")
+    tunelabs = [
+        "final/predictor.json",
+        "final/model.safetensors",
+        "final/tokenizer/vocab.txt",
+        "final/member_0/predictor.json",
+        "final/member_0/forest.npz",
+        "artifacts/0f8fad5b-d9cb-469f-a165-70867728950e",
+        f"features/tokens-{'a' * 40}.npz",
+        f"features/lr-{'b' * 40}.lock",
+    ]
+    users = ["final/notes.txt", "final/member_0/why.md", "artifacts/plots.png", "features/x.npz"]
+    for name in tunelabs + users:
+        (run.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (run.path / name).write_text(name)
+    release_run_dir(run)
+    again = open_run_dir(cfg, run.path, overwrite=True)
+    release_run_dir(again)
+    assert [name for name in tunelabs if (run.path / name).exists()] == []
+    for name in users:
+        assert (run.path / name).read_text() == name, f"{name} was the user's"
+    assert not (run.path / "final" / "tokenizer").exists()
+
+
+def test_overwrite_removes_tunelabs_folders_when_nothing_else_is_in_them(tmp_path: Path) -> None:
+    cfg = make_config()
+    run = open_run_dir(cfg, tmp_path / "run")
+    (run.final / "member_1").mkdir(parents=True)
+    (run.final / "member_1" / "model.safetensors").write_bytes(b"x")
+    (run.final / "predictor.json").write_text("{}")
+    release_run_dir(run)
+    release_run_dir(open_run_dir(cfg, run.path, overwrite=True))
+    assert not run.final.exists()

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +109,6 @@ def test_a_wrong_password_is_an_error_that_does_not_show_it(
 
 N_TRIALS = 30
 EPOCHS = 10  # a fraction of a second a trial; the kill pauses the worker to catch one
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test started; any still running at its end are killed."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()  # also when paused
-            proc.wait()
 
 
 def start(

@@ -76,7 +76,7 @@ def load_npz(value: str, cfg: DataConfig, *, field: str = "data.source") -> RawD
             f"(here {inputs.shape[0] if inputs.ndim else 0} rows)"
         )
     groups = _npz_groups(arrays, cfg.group_column, rows=len(target), origin=origin)
-    modality = npz_modality(inputs, cfg.modality, origin=origin)
+    modality = npz_modality(inputs.shape, cfg.modality, origin=origin)
     modality, shaped = array_inputs(inputs, modality=modality, origin=origin)
     return RawData(modality=modality, inputs=shaped, target=target, origin=origin, groups=groups)
 
@@ -311,16 +311,18 @@ def _npz_groups(
 
 
 def npz_modality(
-    inputs: np.ndarray, configured: Modality | Literal["auto"], *, origin: str
+    shape: tuple[int, ...], configured: Modality | Literal["auto"], *, origin: str
 ) -> Modality:
+    """What an ``npz:`` source's inputs of ``shape`` are: ``data.modality``, else 2-D and
+    3-D arrays are signals, 4-D images."""
     if configured != "auto":
         return configured
-    if inputs.ndim in (2, 3):
+    if len(shape) in (2, 3):
         return "signal"
-    if inputs.ndim == 4:
+    if len(shape) == 4:
         return "image"
     raise DataError(
-        f"{origin}: the inputs have shape {inputs.shape}; expected (N, L) or (N, C, L) "
+        f"{origin}: the inputs have shape {shape}; expected (N, L) or (N, C, L) "
         "signals or (N, C, H, W) images. Reshape them, or set data.modality (a 1-D "
         "array of strings is text with data.modality: text)"
     )

@@ -101,7 +101,7 @@ def _npz(value: str, cfg: DataConfig, field: str) -> Peek:
             f"{', '.join(sorted(shapes)) or 'no arrays'}. Save it with np.savez(path, X=..., y=...)"
         )
     shape = shapes[key]
-    modality = npz_modality(np.empty((0, *shape[1:])), cfg.modality, origin=str(path))
+    modality = npz_modality(tuple(shape), cfg.modality, origin=str(path))
     return Peek(origin=str(path), modality=modality, example_shape=tuple(shape[1:]))
 
 

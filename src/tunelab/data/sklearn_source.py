@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn import datasets
 
+from tunelab.applies import BUNDLED
 from tunelab.config import DataConfig
 from tunelab.data.base import RawData
 from tunelab.errors import ConfigError
@@ -36,7 +37,7 @@ def load_sklearn(name: str, cfg: DataConfig, *, field: str = "data.source") -> R
     if name in ("breast_cancer", "wine", "iris"):
         target = np.asarray(bunch.target_names)[target]
     origin = f"sklearn:{name}"
-    if name == "digits" and cfg.modality in ("auto", "image"):
+    if BUNDLED[name] == "image" and cfg.modality in ("auto", "image"):
         images = np.asarray(bunch.images, dtype=np.float32)[:, None, :, :]
         return RawData(modality="image", inputs=images, target=target, origin=origin)
     columns = [str(c) for c in getattr(bunch, "feature_names", [])] or [

@@ -14,7 +14,7 @@ from tunelab.config import RunConfig
 from tunelab.errors import FatalError
 from tunelab.ladder.run import Watcher, run_ladder
 from tunelab.report import report_or_log
-from tunelab.results.rundir import RunDir, open_run_dir
+from tunelab.results.rundir import RunDir, open_run_dir, release_run_dir
 from tunelab.search.run import logging_to, resumable
 
 
@@ -41,15 +41,18 @@ def ladder_in_run_dir(
 
     Raises:
         FatalError: the run directory holds a run of another config, or files tunelab did
-            not make.
+            not make, or another process is writing it.
     """
     run = open_run_dir(cfg, out, resume=resumable(cfg))
-    if params is None and run.best_params.is_file():
-        params, params_source = _best_params(run.best_params), str(run.best_params)
-    with logging_to(run.log):
-        doc = run_ladder(cfg, run, params=params, params_source=params_source, watcher=watcher)
-        report_or_log(run.path)  # the report shows the ladder it now holds
-    return run, doc
+    try:
+        if params is None and run.best_params.is_file():
+            params, params_source = _best_params(run.best_params), str(run.best_params)
+        with logging_to(run.log):
+            doc = run_ladder(cfg, run, params=params, params_source=params_source, watcher=watcher)
+            report_or_log(run.path)  # the report shows the ladder it now holds
+        return run, doc
+    finally:
+        release_run_dir(run)
 
 
 def _best_params(path: Path) -> dict[str, Any]:

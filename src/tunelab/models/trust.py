@@ -6,14 +6,15 @@ metadata) may come from anyone who could write that file, so it is not imported,
 called, unless the user passes ``--trust-code`` (``trust_code=True`` in Python): Hugging
 Face's ``trust_remote_code`` convention.
 
-Even then, only what an architecture can be is called: an ``nn.Module`` class, or a Python
-function (``def``, not a built-in or another callable) defined outside the standard library
-and torch, and its result must be an ``nn.Module``. That refuses the usual ways to turn a
-spec into a command (``os:system``, ``subprocess:getoutput``, ``builtins:eval``,
-``torch:load``, ``torch.hub:load``), none of which builds a network; a standard-library
-module is refused before it is imported. The file's options reach the function only as JSON
-values (numbers, strings, lists, mappings). Trusting a file still means trusting it: a
-function of your own or of an installed package is called with the file's arguments.
+Trusted code runs with the user's rights: whatever the named function does, the user did.
+tunelab still calls only what an architecture can be (an ``nn.Module`` class, or a Python
+``def`` function defined outside the standard library and torch, whose result must be an
+``nn.Module``), with the file's options as JSON values. Those checks catch a wrong name, not
+an attacker: a function of any installed package can do anything (``pandas:read_pickle``
+unpickles, and a pickle runs code). To trust less than every module, the user names the
+ones to trust: ``--trust-code=mymodels`` (``with trusted_modules("mymodels")`` around a call
+with ``trust_code=True``) imports only code from ``mymodels`` and its submodules, and
+refuses any other name before importing it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +38,25 @@ STANDARD_LIBRARY = frozenset(sys.stdlib_module_names) | {"builtins"}
 # Packages whose functions are never architectures but load files: torch.load unpickles,
 # torch.hub.load runs a hubconf.py. Their nn.Module classes (torch.nn.Linear) are fine.
 FUNCTIONS_REFUSED_FROM = STANDARD_LIBRARY | {"torch"}
+# --trust-code=MODULES: the only modules trusted code may come from (None: any module)
+_trusted_modules: ContextVar[tuple[str, ...] | None] = ContextVar("trusted_modules", default=None)
+
+
+@contextmanager
+def trusted_modules(*names: str) -> Iterator[None]:
+    """Within the block, trusted code (``trust_code=True``) may come only from the modules
+    ``names`` and their submodules (``--trust-code=mymodels,lab.nets``).
+
+    Example::
+
+        with trusted_modules("mymodels"):
+            predictor = tunelab.load_predictor("runs/mine", trust_code=True)
+    """
+    token = _trusted_modules.set(tuple(names))
+    try:
+        yield
+    finally:
+        _trusted_modules.reset(token)
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,9 @@ def allow_named_code(target: str, options: Any, where: NamedInFile) -> str:
     if not where.trusted:
         raise FatalError(_untrusted_message(target, options, where))
     module_name, attr = _split(target, where)
+    allowed = _trusted_modules.get()
+    if allowed is not None and not any(_within(module_name, name) for name in allowed):
+        raise FatalError(_not_listed_message(target, module_name, allowed, where))
     if module_name.split(".")[0] in STANDARD_LIBRARY:
         raise FatalError(_refused_message(target, "is in the standard library", where))
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
@@ -115,12 +141,29 @@ def _split(target: str, where: NamedInFile) -> tuple[str, str]:
     return module_name, attr
 
 
+def _within(module_name: str, trusted: str) -> bool:
+    return module_name == trusted or module_name.startswith(trusted + ".")
+
+
 def _untrusted_message(target: str, options: Any, where: NamedInFile) -> str:
     shown = f" with options {_short(options)}" if options else ""
+    module = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
     return (
         f"{where.path}: {where.part} names the Python function py:{target}{shown} as the "
         "architecture, and tunelab imports or calls code named inside a file only when you "
-        f"say so; if you trust that file, {where.fix}"
+        f"say so (it then runs with your rights); if you trust that file, {where.fix}, or "
+        f"--trust-code={module or 'MODULE'} to trust that module alone"
+    )
+
+
+def _not_listed_message(
+    target: str, module_name: str, allowed: tuple[str, ...], where: NamedInFile
+) -> str:
+    listed = ",".join(allowed)
+    return (
+        f"{where.path}: {where.part} names py:{target}, but its module {module_name!r} is not "
+        f"among the modules you trust (--trust-code={listed}); tunelab imported nothing. If "
+        f"you trust it too, add it: --trust-code={listed},{module_name}"
     )
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tunelab.applies import peek_modality, refuse_misfits
 from tunelab.config import ParamSpec, RunConfig, apply_params, load_config
 from tunelab.data import take
 from tunelab.ensembles.build import build, decide
@@ -32,9 +33,16 @@ from tunelab.resolved import write_resolved
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.predictor import AnyPredictor
-from tunelab.results.rundir import RunDir, open_run_dir, write_json
+from tunelab.results.rundir import (
+    RunDir,
+    RunDirBusy,
+    open_run_dir,
+    release_run_dir,
+    write_json,
+)
 from tunelab.results.trial_record import record
 from tunelab.search.budget import Budget, fold_fraction, run_budget
+from tunelab.search.claim import claim_study
 from tunelab.search.objective import EpochHook, Objective
 from tunelab.search.optimize import (
     TrialHook,
@@ -65,6 +73,8 @@ class StudyResult:
     Attributes:
         failed: the study stopped on failures (``stop_reason`` says which); no refit ran.
         metrics: the refit's ``metrics.json``, or None without a refit.
+        finisher: set when another process finishes the study (it holds the run's lock):
+            who it is; this process ran trials only.
     """
 
     run_dir: Path
@@ -72,6 +82,7 @@ class StudyResult:
     stop_reason: str
     metrics: dict[str, Any] | None
     failed: bool = False
+    finisher: str | None = None
 
 
 def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
@@ -81,21 +92,8 @@ def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
     def check(run: RunDir) -> bool:
         if not run.config.is_file() or not run.started_study():
             return True  # a run that failed before any trial holds nothing to keep
-        previous = load_config(run.config)
-        # more trials or time, another budget, ensemble or ladder: the trials stay valid
-        same = previous.model_copy(
-            update={
-                "search": previous.search.model_copy(
-                    update={"n_trials": cfg.search.n_trials, "timeout": cfg.search.timeout}
-                ),
-                "ensemble": cfg.ensemble,
-                "budget": cfg.budget,
-                "ladder": cfg.ladder,
-                "tracking": cfg.tracking,  # trackers may be added to a running study
-            }
-        )
-        if same != cfg:
-            changed = _differences(same.model_dump(), cfg.model_dump())
+        changed = study_changes(load_config(run.config), cfg)
+        if changed:
             raise FatalError(
                 f"{run.path} holds a study of another config (changed: "
                 f"{', '.join(changed[:6])}); re-run with the same config to resume, or pass "
@@ -104,6 +102,23 @@ def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
         return True
 
     return check
+
+
+def study_changes(previous: RunConfig, cfg: RunConfig) -> list[str]:
+    """The fields in which ``cfg`` is another study than ``previous`` (more trials or time,
+    another budget, ensemble, ladder or trackers leave the trials valid)."""
+    same = previous.model_copy(
+        update={
+            "search": previous.search.model_copy(
+                update={"n_trials": cfg.search.n_trials, "timeout": cfg.search.timeout}
+            ),
+            "ensemble": cfg.ensemble,
+            "budget": cfg.budget,
+            "ladder": cfg.ladder,
+            "tracking": cfg.tracking,  # trackers may be added to a running study
+        }
+    )
+    return [] if same == cfg else _differences(same.model_dump(), cfg.model_dump())
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -130,6 +145,16 @@ def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArt
     return prepared, study, TrialArtifacts(artifact_folder(cfg, run.path))
 
 
+@dataclass
+class _Hooks:
+    """What the caller watches a search with, and how many local worker processes run it."""
+
+    jobs: int
+    on_epoch: EpochHook | None
+    trial: list[TrialHook]
+    poll: Callable[[optuna.Study], None] | None
+
+
 def run_study(
     cfg: RunConfig,
     *,
@@ -143,50 +168,168 @@ def run_study(
 ) -> StudyResult:
     """Search, refit the best parameters, combine the best trials when that helps, and
     evaluate the final predictor once on the test rows (then measure the ablation ladder of
-    the best recipe when ``ladder.enabled``)."""
+    the best recipe when ``ladder.enabled``).
+
+    One process finishes a study: the one holding the run directory's lock (and, for a
+    study in PostgreSQL, the study's claim). Started while another holds it, this call
+    joins the search with that run's config and returns after its trials, with
+    ``StudyResult.finisher`` naming the process that finishes.
+
+    Raises:
+        ConfigError: a setting, set or searched, that cannot apply to the data's modality
+            (before any trial).
+    """
     started = time.time()
-    run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg))
-    run.artifacts.mkdir(exist_ok=True)
+    watch = _Hooks(jobs, on_epoch, hooks or [], poll)
+    known = peek_modality(cfg.data)
+    if known is not None:  # before the run directory: a setting that cannot apply
+        refuse_misfits(cfg, known)
+    try:
+        run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg), study=True)
+    except RunDirBusy as busy:
+        if overwrite or not busy.holder.study:
+            raise
+        holder = str(busy.holder)
+        return _join(owner_config(busy.run, cfg), busy.run, holder, started, watch)
+    with ExitStack() as held:
+        held.callback(release_run_dir, run)
+        held.enter_context(logging_to(run.log))
+        prepared, study, artifacts = setup(cfg, run)
+        refuse_misfits(cfg, prepared.raw.modality)  # a py: source's modality is known now
+        claim = claim_study(storage_url(cfg, run.path), study)
+        held.callback(claim.release)
+        budget = _budget(cfg, prepared, started)
+        opened = (prepared, study, artifacts)
+        if claim.held:
+            result = _own_study(cfg, run, opened, budget, watch, ladder_watcher)
+        else:  # a run on another machine finishes this study
+            result = _trials_only(cfg, run, opened, budget, watch, claim.holder)
+    return result
+
+
+Opened = tuple[Prepared, optuna.Study, TrialArtifacts]
+
+
+def _own_study(
+    cfg: RunConfig,
+    run: RunDir,
+    opened: Opened,
+    budget: Budget,
+    watch: _Hooks,
+    ladder_watcher: Watcher | None,
+) -> StudyResult:
+    """The finisher's part: search, then refit, ensemble, test, ladder and report."""
+    prepared, study, artifacts = opened
+    write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
+    log.info(
+        "study %s: %d of %d trials finished; storage %s",
+        study.study_name,
+        finished(study),
+        cfg.search.n_trials,
+        study.user_attrs.get("storage"),
+    )
+    tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
+    try:
+        hooks = [tracking.on_trial, trial_log(prepared.metric)]
+        reason, failed = _search(cfg, run, opened, budget, watch, hooks, wait=True)
+    except KeyboardInterrupt:
+        # what finished is in the storage already; write the tables so the run can be read
+        log.info("interrupted; %d trials finished", finished(study))
+        write_study_results(run, study, cfg.search.space)
+        raise
+    write_study_results(run, study, cfg.search.space)
+    tracking.on_trial(study)  # the trials --jobs workers ran, or a callback missed
+    if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        report_or_log(run.path, study=study)
+        return StudyResult(run.path, study, reason, None, failed=failed)
+    log.info(
+        "the search is done (%s); finishing study %s: refit the best on all non-test rows, "
+        "ensemble, final/, metrics, report",
+        reason,
+        study.study_name,
+    )
+    metrics = finish(cfg, prepared, study, artifacts, run)
+    tracking.final(metrics)
+    if cfg.ladder.enabled:  # what each technique of the best recipe contributed
+        params = decode(cfg.search.space, ranked(study)[0].params)
+        run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)
+    report_or_log(run.path, study=study)
+    return StudyResult(run.path, study, reason, metrics)
+
+
+def _search(
+    cfg: RunConfig,
+    run: RunDir,
+    opened: Opened,
+    budget: Budget,
+    watch: _Hooks,
+    more_hooks: list[TrialHook],
+    *,
+    wait: bool,
+) -> tuple[str, bool]:
+    """Run trials (``--jobs`` workers, then this process) until the study has enough."""
+    prepared, study, artifacts = opened
+    reason, failed = "n_trials", False
+    if watch.jobs > 1:
+        reason, failed = _with_workers(run, watch.jobs, study, budget=budget, poll=watch.poll)
+    if not failed:  # also after --jobs: a trial of a killed worker is run again here
+        objective = Objective(cfg, prepared, artifacts, on_epoch=watch.on_epoch)
+        hooks = [*watch.trial, *more_hooks]
+        reason, failed = optimize(
+            study, objective, cfg, hooks=hooks, budget=budget, wait_for_running=wait
+        )
+    return reason, failed
+
+
+def _join(cfg: RunConfig, run: RunDir, holder: str, started: float, watch: _Hooks) -> StudyResult:
+    """Run trials of the study that ``holder`` runs in ``run`` (its run directory's lock is
+    taken); it does the finishing stages."""
     with logging_to(run.log):
         prepared, study, artifacts = setup(cfg, run)
-        write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
-        log.info(
-            "study %s: %d of %d trials finished; storage %s",
-            study.study_name,
-            finished(study),
-            cfg.search.n_trials,
-            study.user_attrs.get("storage"),
-        )
         budget = _budget(cfg, prepared, started)
-        tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
-        try:
-            failed = False
-            if jobs > 1:
-                reason, failed = _with_workers(run, jobs, study, budget=budget, poll=poll)
-            if not failed:  # also after --jobs: a trial of a killed worker is run again here
-                objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
-                hooks = [*(hooks or []), tracking.on_trial, trial_log(prepared.metric)]
-                reason, failed = optimize(
-                    study, objective, cfg, hooks=hooks, budget=budget, wait_for_running=True
-                )
-        except KeyboardInterrupt:
-            # what finished is in the storage already; write the tables so the run can be read
-            log.info("interrupted; %d trials finished", finished(study))
-            write_study_results(run, study, cfg.search.space)
-            raise
-        write_study_results(run, study, cfg.search.space)
-        tracking.on_trial(study)  # the trials --jobs workers ran, or a callback missed
-        if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            report_or_log(run.path, study=study)
-            return StudyResult(run.path, study, reason, None, failed=failed)
-        log.info("the search is done (%s); refitting the best on all non-test rows", reason)
-        metrics = finish(cfg, prepared, study, artifacts, run)
-        tracking.final(metrics)
-        if cfg.ladder.enabled:  # what each technique of the best recipe contributed
-            params = decode(cfg.search.space, ranked(study)[0].params)
-            run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)
-        report_or_log(run.path, study=study)
-        return StudyResult(run.path, study, reason, metrics)
+        return _trials_only(cfg, run, (prepared, study, artifacts), budget, watch, holder)
+
+
+def _trials_only(
+    cfg: RunConfig, run: RunDir, opened: Opened, budget: Budget, watch: _Hooks, holder: str
+) -> StudyResult:
+    study = opened[1]
+    log.info("%s finishes study %s; this process runs trials only", holder, study.study_name)
+    reason, failed = _search(cfg, run, opened, budget, watch, [], wait=False)
+    return StudyResult(run.path, study, reason, None, failed=failed, finisher=holder)
+
+
+def owner_config(run: RunDir, cfg: RunConfig, *, wait_s: float = 60.0) -> RunConfig:
+    """The config of the process that holds ``run``'s lock, once it has written it (not
+    older than the lock); ``cfg`` must be the same study (``resumable``).
+
+    Raises:
+        FatalError: ``cfg`` is another study's config, or the holder wrote none in time.
+    """
+    deadline = time.monotonic() + wait_s
+    while not _written_since_lock(run):
+        if time.monotonic() > deadline:
+            raise FatalError(
+                f"{run.path} is locked by another process that has not written its "
+                f"config.yaml in {wait_s:.0f} s; run this command again when it has started"
+            )
+        time.sleep(0.1)
+    owner = load_config(run.config)
+    changed = study_changes(owner, cfg)
+    if changed:
+        raise FatalError(
+            f"{run.path} is in use by a study of another config (changed: "
+            f"{', '.join(changed[:6])}), which another process runs; wait for it to end, or "
+            "pass --out OTHER_DIR"
+        )
+    return owner
+
+
+def _written_since_lock(run: RunDir) -> bool:
+    try:
+        return run.config.stat().st_mtime >= run.lock.stat().st_mtime
+    except OSError:
+        return False
 
 
 def trial_log(metric: str) -> TrialHook:

@@ -9,7 +9,7 @@ Interface (fixed; the training loop relies on it)::
     features, mix = augmenter(features, target)               # training batches only
     loss = mixed_loss(loss_fn, outputs, target, mix)          # mix is None without mixup/cutmix
 
-What each modality gets (``FIELDS_BY_MODALITY``):
+What each modality gets (``FIELDS_BY_MODALITY``, in ``tunelab.applies``):
 
 - image ``(N, C, H, W)``, standardized per channel: rotation, zoom, crop and the flips are
   fused into one random affine warp per image (one resampling, one ``grid_sample`` per batch);
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tunelab.applies import FIELDS_BY_MODALITY, is_on
 from tunelab.config import AugmentationConfig, RunConfig
 from tunelab.errors import ConfigError, DataError
 from tunelab.optional import optional_import
@@ -48,16 +49,6 @@ from tunelab.training.hooks import Batch, FitState, Technique
 Modality = Literal["tabular", "image", "signal", "text"]
 Features = tuple[Tensor, ...]
 LossFn = Callable[[Tensor, Tensor], Tensor]
-
-FIELDS_BY_MODALITY: dict[str, tuple[str, ...]] = {
-    "image": (
-        "rotation", "zoom", "crop", "hflip", "vflip", "color_jitter", "policy",
-        "cutmix", "mixup", "noise",
-    ),
-    "signal": ("shift", "amplitude", "time_mask", "noise", "mixup"),
-    "tabular": ("noise", "mixup"),
-    "text": ("token_mask", "token_dropout"),
-}  # fmt: skip
 
 # torchvision's RandAugment defaults (num_ops=2, magnitude=9), on kornia's 0..30 scale.
 _RANDAUGMENT_OPS = 2
@@ -177,7 +168,7 @@ def build_augmenter(cfg: AugmentationConfig, context: AugmentContext) -> Augment
     """
     if not cfg.enabled:
         return None
-    on = {name: getattr(cfg, name) for name in _field_names() if _is_on(getattr(cfg, name))}
+    on = {name: getattr(cfg, name) for name in _field_names() if is_on(getattr(cfg, name))}
     if not on:
         return None
     modality = context.modality
@@ -218,11 +209,6 @@ def mixed_loss(loss_fn: LossFn, outputs: Tensor, target: Tensor, mix: Mix | None
 
 def _field_names() -> list[str]:
     return [name for name in AugmentationConfig.model_fields if name != "enabled"]
-
-
-def _is_on(value: object) -> bool:
-    # The off value of every field: 0 / 0.0 / False (False == 0) or "none".
-    return value not in (0, "none")
 
 
 def _check_fit(on: dict[str, object], modality: str) -> None:
