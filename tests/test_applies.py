@@ -57,8 +57,13 @@ def test_run_refuses_it_before_any_trial(tmp_path: Path) -> None:
     assert not out.exists(), "refused before the run directory"
 
 
-def test_a_table_file_is_a_table_without_reading_it(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "csv:not-read.csv", augmentation={"hflip": True})
+def test_a_table_file_refuses_image_augmentation(tmp_path: Path) -> None:
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,target\n1,2,x\n3,4,y\n")
+    config = write_config(tmp_path, f"csv:{table}", augmentation={"hflip": True})
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["target"] = "target"
+    config.write_text(yaml.safe_dump(raw))
     result = runner.invoke(app, ["check", str(config)])
     assert result.exit_code == 2, result.output
     assert "augmentation.hflip=True does not apply to tabular data" in one_line(result.output)
