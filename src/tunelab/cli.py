@@ -50,11 +50,18 @@ def _fail(exc: TunelabError) -> None:
 
 @app.command()
 def check(config: ConfigArg, overrides: SetOpt = None) -> None:
-    """Validate a config and print it resolved (with every default filled in)."""
+    """Validate a config and print it resolved (with every default filled in).
+
+    Every stage's settings are checked too (the ensemble's metric against the task, the
+    ladder's rungs, the search space's conditions and bounds); with data.task auto the data
+    is loaded when the task decides one of them.
+    """
     from tunelab.config import load_config
+    from tunelab.preflight import check_stages, task_for_check
 
     try:
         cfg = load_config(config, overrides=overrides)
+        check_stages(cfg, task=task_for_check(cfg))
     except TunelabError as exc:
         _fail(exc)
     typer.echo(cfg.to_yaml(), nl=False)
@@ -138,7 +145,6 @@ def run(
     """
     from tunelab.config import load_config
     from tunelab.ladder.document import read_ladder
-    from tunelab.ladder.rungs import rung_names
     from tunelab.ladder.show import LadderProgress, print_ladder
     from tunelab.models.local import check_checkpoint_code
     from tunelab.search.progress import StudyProgress, study_summary
@@ -148,8 +154,6 @@ def run(
     try:
         cfg = load_config(config, overrides=overrides)
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
-        if cfg.ladder.enabled:
-            rung_names(cfg)  # a misspelt rung is said now, not after the study
         with StudyProgress(cfg, console=view) as progress:
             result = run_study(
                 cfg,

@@ -27,6 +27,7 @@ from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.refit import refit
 from tunelab.ladder import Watcher, run_ladder
+from tunelab.preflight import check_stages, known_task
 from tunelab.report import report_or_log
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard, ranked
@@ -119,6 +120,8 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArtifacts]:
     """Load the data and open the study and its artifacts (main process and workers)."""
     prepared = replace(prepare(cfg), cache_dir=run.features)  # shared by the trials
+    if known_task(cfg) is None:  # the loaded target decided the task: check what needs it
+        check_stages(cfg, task=prepared.target.task)
     url = storage_url(cfg, run.path)
     study = open_study(cfg, make_storage(url, cfg.search), metric=prepared.metric)
     with warnings.catch_warnings():  # experimental in Optuna; the dashboard shows the name
@@ -144,6 +147,7 @@ def run_study(
     evaluate the final predictor once on the test rows (then measure the ablation ladder of
     the best recipe when ``ladder.enabled``)."""
     started = time.time()
+    check_stages(cfg, task=known_task(cfg))  # what later stages would refuse, said now
     run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg))
     run.artifacts.mkdir(exist_ok=True)
     with logging_to(run.log):
