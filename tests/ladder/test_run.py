@@ -172,3 +172,26 @@ def test_a_stage_registered_later_is_measured_on_the_same_splits(
     assert steps["ensemble"]["mean"] == 1.0
     assert steps["ensemble"]["changes"] == {"stage": "ensemble"}
     assert steps["ensemble"]["compared_to"] == "regularization"
+
+
+def test_a_tree_recipe_skips_the_rungs_trees_cannot_take_and_measures_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The study's best trial is ``sklearn:hgb``: the network techniques' rungs are
+    skipped, each with its reason; tuning and early stopping (which boosting reads) are
+    measured, also with early stopping switched off (the baseline)."""
+    cfg = make_config(
+        train={"epochs": 6},
+        regularization={"dropout": 0.2},
+        ladder={**SMALL, "leave_one_out": True},
+    )
+    run = open_run_dir(cfg, tmp_path / "run", resume=lambda run: True)
+    doc = run_ladder(cfg, run, params={"model.source": "sklearn:hgb"})
+    steps = rows(doc)
+    for name in ("tuned", "early_stopping"):
+        assert steps[name]["status"] == "measured", steps[name]
+    assert steps["baseline"]["status"] == "measured"
+    for name in ("regularization", "batch_norm", "augmentation", "finetuning"):
+        assert steps[name]["status"] == "skipped"
+        assert "sklearn:hgb is a tree model" in steps[name]["reason"], steps[name]
+    assert rows(doc, "leave_one_out")["early_stopping"]["status"] == "measured"
