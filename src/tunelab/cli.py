@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # numpy, pandas and torch load only when a command needs them
     import pandas as pd
 
     from tunelab.config import RunConfig
+    from tunelab.results.stages import StageFailure
 
 app = typer.Typer(
     add_completion=False,
@@ -127,7 +128,10 @@ def train(
         view.print(f"note: {note}", highlight=False)
     Console(quiet=quiet).print(summary_table(summary.metrics, str(summary.run_dir)))
     _point_to_report(view, summary.run_dir)
+    _stages_failed(summary.failed_stages, summary.run_dir)
     typer.echo(str(summary.run_dir))
+    if summary.failed_stages:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -173,9 +177,11 @@ def run(
     out_console = Console(quiet=quiet)
     for part in study_summary(result, terminal=out_console.is_terminal):
         out_console.print(part, soft_wrap=True)
-    if result.metrics is not None and cfg.ladder.enabled:
+    failed_stages = {failure.stage for failure in result.failed_stages}
+    if result.metrics is not None and cfg.ladder.enabled and "ladder" not in failed_stages:
         print_ladder(read_ladder(result.run_dir), console=out_console)
     _point_to_report(view, result.run_dir)
+    _stages_failed(result.failed_stages, result.run_dir)
     if result.metrics is None:
         what = "the study stopped" if result.failed else "no trial completed"
         console.print(
@@ -185,6 +191,20 @@ def run(
         )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
+    if result.failed_stages:
+        raise typer.Exit(1)
+
+
+def _stages_failed(failures: list[StageFailure], run_dir: Path) -> None:
+    """Name each stage that failed after the results were written (then exit 1)."""
+    log = run_dir / "run.log"
+    for failure in failures:
+        console.print(
+            f"[bold red]stage {escape(failure.stage)} failed[/]: {escape(failure.reason)}; "
+            f"what finished is in {escape(str(run_dir))}"
+            + (f" (traceback: {escape(str(log))})" if log.is_file() else ""),
+            soft_wrap=True,
+        )
 
 
 def _point_to_report(view: Console, run_dir: Path) -> None:

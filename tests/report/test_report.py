@@ -292,10 +292,13 @@ def test_a_report_that_fails_does_not_lose_the_study(tmp_path: Path, config_fact
     more = cfg.model_copy(update={"search": cfg.search.model_copy(update={"n_trials": 2})})
     result = run_study(more, out=out)
     assert result.metrics is not None and len(result.study.trials) == 2
-    assert (out / "metrics.json").is_file()
+    [failure] = result.failed_stages  # said, and the command exits non-zero
+    assert failure.stage == "report" and "cannot write the report" in failure.reason
+    assert f"try again with: tunelab report {out}" in failure.reason
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["failed_stages"] == [failure.to_dict()]
     log = (out / "run.log").read_text()
-    assert "the report could not be written (FatalError: cannot write the report" in log
-    assert f"tunelab report {out}" in log
+    assert "stage report failed: cannot write the report" in log and "Traceback" in log
 
 
 def test_the_report_reads_only_the_run_directory(train_run: Path, tmp_path: Path) -> None:

@@ -19,9 +19,21 @@ def summary_section(contents: RunContents) -> Section:
     section.parts.append(
         cards([_final(contents, metric), _best(contents, metric), _baseline(contents)])
     )
+    section.parts += [paragraph(line) for line in _failed_stages(contents)]
     section.parts += [paragraph(line) for line in _facts(contents)]
     section.parts += [note(f"not shown: {problem}") for problem in contents.problems]
     return section
+
+
+def _failed_stages(contents: RunContents) -> list[str]:
+    """A stage that failed after the final predictor was written (``failed_stages``)."""
+    failed = (contents.metrics or {}).get("failed_stages")
+    return [
+        f"Failed stage: {f.get('stage')}: {f.get('reason')} (the traceback is in run.log; "
+        "the results above it are complete)"
+        for f in (failed if isinstance(failed, list) else [])
+        if isinstance(f, dict)
+    ]
 
 
 def _final(contents: RunContents, metric: str) -> tuple[str, str, str]:
