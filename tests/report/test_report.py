@@ -106,7 +106,11 @@ def test_a_study_report_has_every_section_with_its_figures(hostile_run: Path) ->
     assert figures(parts["curves"]) == 3  # the best three trials
     assert figures(parts["predictions"]) == 1
     assert notes(parts["ladder"]) == ["no ladder in this run"]
-    assert "out-of-fold" in parts["ensemble"], "the ensemble stage says what it decided"
+    ensemble = parts["ensemble"]
+    assert "not kept. out of fold" in ensemble, "the ensemble stage says what it decided"
+    assert "your metric: accuracy" in ensemble and "proper score: log_loss" in ensemble
+    # the weights of an ensemble that was not kept are no answer to "which model"
+    assert figures(ensemble) == 0 and "weight" not in ensemble
     assert parts["leaderboard"].count("<tr>") == 1 + 3
 
 
@@ -194,6 +198,7 @@ def test_ladder_and_ensemble_sections_show_what_their_files_hold(train_run: Path
     (train_run / "ensemble.json").write_text(
         json.dumps(
             {
+                "kept": True,
                 "method": "greedy",
                 "members": [{"trial": 3, "weight": 0.75}, {"trial": 1, "weight": 0.25}],
             }

@@ -311,9 +311,9 @@ def finish(
     run: RunDir,
     stages: LateStages | None = None,
 ) -> dict[str, Any]:
-    """Refit the best trial on every non-test row; build the ensemble when it beats the best
-    single trial on out-of-fold predictions; evaluate the final predictor once on the test
-    rows (and, when an ensemble is kept, the refit best trial beside it,
+    """Refit the best trial on every non-test row; build the ensemble when it passes the
+    keep rule against that trial on out-of-fold predictions; evaluate the final predictor
+    once on the test rows (and, when an ensemble is kept, the refit best trial beside it,
     paired). An ensemble stage that fails leaves the refit best trial as the final
     predictor, and the failure in ``stages``."""
     best = ranked(study)[0]
