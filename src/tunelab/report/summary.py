@@ -103,6 +103,8 @@ def _facts(contents: RunContents) -> list[str]:
         )
     elif contents.study is not None:
         lines.append(f"Trials: {len(contents.study.trials)} (no refit).")
+    if metrics.get("best_trial_tie_break"):
+        lines.append(f"Best trial by tie-break: {metrics['best_trial_tie_break']}.")
     rows = metrics.get("rows")
     if isinstance(rows, dict):
         lines.append(

@@ -30,7 +30,7 @@ from tunelab.ladder import Watcher, run_ladder
 from tunelab.preflight import check_stages, known_task
 from tunelab.report import report_or_log, write_report
 from tunelab.results.artifacts import TrialArtifacts
-from tunelab.results.leaderboard import leaderboard, ranked
+from tunelab.results.leaderboard import leaderboard, ranked, tie_break
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
 from tunelab.results.stages import LateStages, StageFailure
@@ -317,6 +317,9 @@ def finish(
     paired). An ensemble stage that fails leaves the refit best trial as the final
     predictor, and the failure in ``stages``."""
     best = ranked(study)[0]
+    tie_note = tie_break(study)
+    if tie_note:
+        log.info("best trial: %s", tie_note)
     params = decode(cfg.search.space, best.params)
     tuned = apply_params(cfg, params)
     if tuned.data != cfg.data:  # a searched encoding (data.image_size): load at the best
@@ -329,6 +332,7 @@ def finish(
         "best_trial": best.number,
         "best_value": best.value,
         "best_value_std": record(best).get("std"),
+        "best_trial_tie_break": tie_note,
         "fold_scores": record(best).get("fold_scores"),
         "best_params": params,
         "refit_epochs": single.epochs,
