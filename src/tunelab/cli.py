@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # numpy, pandas and torch load only when a command needs them
     import pandas as pd
 
     from tunelab.config import RunConfig
+    from tunelab.results.stages import StageFailure
 
 app = typer.Typer(
     add_completion=False,
@@ -59,15 +60,20 @@ def check(config: ConfigArg, overrides: SetOpt = None) -> None:
     print it resolved: every default filled in, values that do not apply marked.
 
     Settings that cannot apply to the data's modality are refused; magnitudes far outside
-    any sensible range are warned about."""
+    any sensible range are warned about. Every stage's settings are checked too (the
+    ensemble's metric against the task, the ladder's rungs, the search space's conditions
+    and bounds); with data.task auto the data is loaded when the task decides one of them.
+    """
     from tunelab.applies import check_settings
     from tunelab.config import load_config
+    from tunelab.preflight import check_stages, task_for_check
     from tunelab.resolved import annotated_yaml, check_facts
 
     try:
         cfg = load_config(config, overrides=overrides)
         facts = check_facts(cfg)
         warnings = check_settings(cfg, modality=facts.modality)
+        check_stages(cfg, task=task_for_check(cfg))
     except TunelabError as exc:
         _fail(exc)
     _warn(console, warnings)
@@ -137,7 +143,10 @@ def train(
     _print_tracking(view, summary.metrics)
     Console(quiet=quiet).print(summary_table(summary.metrics, str(summary.run_dir)))
     _point_to_report(view, summary.run_dir)
+    _stages_failed(summary.failed_stages, summary.run_dir)
     typer.echo(str(summary.run_dir))
+    if summary.failed_stages:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -156,7 +165,6 @@ def run(
     from tunelab.applies import far_out
     from tunelab.config import load_config
     from tunelab.ladder.document import read_ladder
-    from tunelab.ladder.rungs import rung_names
     from tunelab.ladder.show import LadderProgress, print_ladder
     from tunelab.models.local import check_checkpoint_code
     from tunelab.search.progress import StudyProgress, study_summary
@@ -167,8 +175,6 @@ def run(
         cfg = load_config(config, overrides=overrides)
         _warn(view, far_out(cfg))
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
-        if cfg.ladder.enabled:
-            rung_names(cfg)  # a misspelt rung is said now, not after the study
         with StudyProgress(cfg, console=view) as progress:
             result = run_study(
                 cfg,
@@ -191,10 +197,12 @@ def run(
     out_console = Console(quiet=quiet)
     for part in study_summary(result, terminal=out_console.is_terminal):
         out_console.print(part, soft_wrap=True)
-    if result.metrics is not None and cfg.ladder.enabled:
+    failed_stages = {failure.stage for failure in result.failed_stages}
+    if result.metrics is not None and cfg.ladder.enabled and "ladder" not in failed_stages:
         print_ladder(read_ladder(result.run_dir), console=out_console)
     _print_tracking(view, result.metrics)
     _point_to_report(view, result.run_dir)
+    _stages_failed(result.failed_stages, result.run_dir)
     if result.metrics is None:
         what = "the study stopped" if result.failed else "no trial completed"
         console.print(
@@ -204,6 +212,20 @@ def run(
         )
         raise typer.Exit(1)
     typer.echo(str(result.run_dir))
+    if result.failed_stages:
+        raise typer.Exit(1)
+
+
+def _stages_failed(failures: list[StageFailure], run_dir: Path) -> None:
+    """Name each stage that failed after the results were written (then exit 1)."""
+    log = run_dir / "run.log"
+    for failure in failures:
+        console.print(
+            f"[bold red]stage {escape(failure.stage)} failed[/]: {escape(failure.reason)}; "
+            f"what finished is in {escape(str(run_dir))}"
+            + (f" (traceback: {escape(str(log))})" if log.is_file() else ""),
+            soft_wrap=True,
+        )
 
 
 def _print_tracking(view: Console, metrics: dict[str, object] | None) -> None:

@@ -9,7 +9,7 @@ estimate that does not touch the test rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from tunelab.evaluation.crossval import CrossValidation, cross_validate
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
-from tunelab.report import report_or_log
+from tunelab.report import write_report
 from tunelab.resolved import write_resolved
 from tunelab.results.rundir import RunDir, open_run_dir, release_run_dir, write_json
+from tunelab.results.stages import LateStages, StageFailure
 from tunelab.tracking import Tracking
 from tunelab.training.log import log, log_epochs, log_fold_epochs
 from tunelab.training.loop import EpochCallback
@@ -32,9 +33,12 @@ FoldEpochHook = Callable[[int, dict[str, Any]], None]
 
 @dataclass
 class TrainSummary:
+    """What ``train`` wrote; ``failed_stages``: tracking or the report, after the results."""
+
     run_dir: Path
     metrics: dict[str, Any]
     fitted: Fitted
+    failed_stages: list[StageFailure] = field(default_factory=list)
 
 
 def train(
@@ -92,12 +96,13 @@ def _train_into(
         cfg, prepared, split.train, split.validation, callbacks=logged, trust_code=trust_code
     )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
-    tracking.final(metrics, history=fitted.result.history)
-    report_or_log(run.path)
+    stages = LateStages(run)  # a failure here costs nothing that finished
+    stages.attempt("tracking", lambda: tracking.final(metrics, history=fitted.result.history))
+    stages.conclude(lambda: write_report(run.path))
     interval = metrics["test_interval"]
     score, low, high = metrics["test"][metric], interval["low"], interval["high"]
     log.info("test %s %.4f [%.4f, %.4f] (%s)", metric, score, low, high, interval["method"])
-    return TrainSummary(run_dir=run.path, metrics=metrics, fitted=fitted)
+    return TrainSummary(run.path, metrics, fitted, failed_stages=stages.failures)
 
 
 def describe_data(prepared: Prepared) -> str:

@@ -209,3 +209,24 @@ def test_intervals_stay_inside_the_metric_range_and_name_their_method(
     assert -1.0 <= step["difference_low"] <= step["difference_high"] <= 1.0
     assert doc["interval_method"].endswith("clipped to accuracy's range [0, 1]")
     assert f"{step['mean']:.4f} [{step['low']:.4f}, 1.0000]" in markdown(doc)
+def test_a_tree_recipe_skips_the_rungs_trees_cannot_take_and_measures_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The study's best trial is ``sklearn:hgb``: the network techniques' rungs are
+    skipped, each with its reason; tuning and early stopping (which boosting reads) are
+    measured, also with early stopping switched off (the baseline)."""
+    cfg = make_config(
+        train={"epochs": 6},
+        regularization={"dropout": 0.2},
+        ladder={**SMALL, "leave_one_out": True},
+    )
+    run = open_run_dir(cfg, tmp_path / "run", resume=lambda run: True)
+    doc = run_ladder(cfg, run, params={"model.source": "sklearn:hgb"})
+    steps = rows(doc)
+    for name in ("tuned", "early_stopping"):
+        assert steps[name]["status"] == "measured", steps[name]
+    assert steps["baseline"]["status"] == "measured"
+    for name in ("regularization", "batch_norm", "augmentation", "finetuning"):
+        assert steps[name]["status"] == "skipped"
+        assert "sklearn:hgb is a tree model" in steps[name]["reason"], steps[name]
+    assert rows(doc, "leave_one_out")["early_stopping"]["status"] == "measured"

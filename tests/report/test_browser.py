@@ -84,7 +84,7 @@ def test_quickstart_report_renders_every_section_offline(
     assert sections["predictions"]["plots"] == 1
     assert sections["config"]["pre"] == 1 and sections["config"]["rows"] > 0
     assert sections["ladder"]["notes"] == ["no ladder in this run"]
-    assert "out-of-fold" in sections["ensemble"]["text"], "the ensemble stage's decision"
+    assert "out of fold" in sections["ensemble"]["text"], "the ensemble stage's decision"
     assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 50_000
 
 
@@ -98,7 +98,8 @@ def test_ladder_and_ensemble_render_when_the_run_has_them(
     shutil.copytree(quickstart_run, run)
     write_ladder(run)
     members = [{"trial": 0, "weight": 0.6}, {"trial": 2, "weight": 0.4}]
-    (run / "ensemble.json").write_text(json.dumps({"method": "greedy", "members": members}))
+    decision = {"kept": True, "method": "greedy", "members": members}
+    (run / "ensemble.json").write_text(json.dumps(decision))
     opened = browser(write_report(run), screenshot=tmp_path / "ladder.png")
     assert_clean(opened)
     sections = by_key(opened)

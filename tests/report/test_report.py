@@ -106,7 +106,11 @@ def test_a_study_report_has_every_section_with_its_figures(hostile_run: Path) ->
     assert figures(parts["curves"]) == 3  # the best three trials
     assert figures(parts["predictions"]) == 1
     assert notes(parts["ladder"]) == ["no ladder in this run"]
-    assert "out-of-fold" in parts["ensemble"], "the ensemble stage says what it decided"
+    ensemble = parts["ensemble"]
+    assert "not kept. out of fold" in ensemble, "the ensemble stage says what it decided"
+    assert "your metric: accuracy" in ensemble and "proper score: log_loss" in ensemble
+    # the weights of an ensemble that was not kept are no answer to "which model"
+    assert figures(ensemble) == 0 and "weight" not in ensemble
     assert parts["leaderboard"].count("<tr>") == 1 + 3
 
 
@@ -194,6 +198,7 @@ def test_ladder_and_ensemble_sections_show_what_their_files_hold(train_run: Path
     (train_run / "ensemble.json").write_text(
         json.dumps(
             {
+                "kept": True,
                 "method": "greedy",
                 "members": [{"trial": 3, "weight": 0.75}, {"trial": 1, "weight": 0.25}],
             }
@@ -292,10 +297,13 @@ def test_a_report_that_fails_does_not_lose_the_study(tmp_path: Path, config_fact
     more = cfg.model_copy(update={"search": cfg.search.model_copy(update={"n_trials": 2})})
     result = run_study(more, out=out)
     assert result.metrics is not None and len(result.study.trials) == 2
-    assert (out / "metrics.json").is_file()
+    [failure] = result.failed_stages  # said, and the command exits non-zero
+    assert failure.stage == "report" and "cannot write the report" in failure.reason
+    assert f"try again with: tunelab report {out}" in failure.reason
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["failed_stages"] == [failure.to_dict()]
     log = (out / "run.log").read_text()
-    assert "the report could not be written (FatalError: cannot write the report" in log
-    assert f"tunelab report {out}" in log
+    assert "stage report failed: cannot write the report" in log and "Traceback" in log
 
 
 def test_the_report_reads_only_the_run_directory(train_run: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from tests.conftest import make_config
-from tunelab.config import RunConfig
+from tunelab.config import RunConfig, apply_params
 from tunelab.errors import ConfigError, FatalError
 from tunelab.evaluation.crossval import cross_validate
 from tunelab.evaluation.prepare import prepare
@@ -49,6 +49,16 @@ def hgb_config(epochs: int = 200, **sections: Any) -> RunConfig:
         early_stopping={"patience": 5},
         **sections,
     )
+
+
+def test_hgb_without_early_stopping_boosts_every_iteration_and_is_scored(tmp_path: Path) -> None:
+    """scikit-learn takes validation rows only to stop on them: with early stopping off
+    they were passed anyway, and every fit failed (the ladder's baseline switches it off)."""
+    cfg = hgb_config(epochs=12, cv={"strategy": "kfold", "folds": 2})
+    cfg = apply_params(cfg, {"early_stopping.enabled": False})
+    cv = cross_validate(cfg, prepare(cfg))
+    assert all(len(history) == 12 for history in cv.histories)
+    assert 0.8 < cv.mean <= 1.0
 
 
 def test_hgb_trains_stops_early_saves_and_reloads_identically(tmp_path: Path) -> None:

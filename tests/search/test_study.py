@@ -366,18 +366,21 @@ def test_non_finite_and_invalid_trials_fail_with_a_reason_and_the_study_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = write_nan_model(tmp_path, monkeypatch)
+    # each value is valid on its own (a value the field refuses is refused before the
+    # study: tests/test_preflight.py); the combination of a classical head with a head
+    # that trains its backbone is not
     space = {
         "model.options.poison": {"type": "categorical", "choices": [False, True]},
-        "train.lr": {"type": "categorical", "choices": [0.01, 1000.0]},
+        "model.head": {"type": "categorical", "choices": ["linear", "logistic"]},
     }
     cfg = search_config(model={"source": model}, search={"n_trials": 1, "space": space})
     study, reason = search(
         cfg,
         tmp_path / "run",
         enqueue=(
-            {"model.options.poison": True, "train.lr": 0.01},  # NaN outputs
-            {"model.options.poison": False, "train.lr": 1000.0},  # out of train.lr's range
-            {"model.options.poison": False, "train.lr": 0.01},
+            {"model.options.poison": True, "model.head": "linear"},  # NaN outputs
+            {"model.options.poison": False, "model.head": "logistic"},  # a bad combination
+            {"model.options.poison": False, "model.head": "linear"},
         ),
     )
     assert reason == "n_trials"
@@ -385,8 +388,8 @@ def test_non_finite_and_invalid_trials_fail_with_a_reason_and_the_study_goes_on(
     assert nan_trial.state == TrialState.FAIL
     assert "non-finite" in nan_trial.user_attrs["fail_reason"]
     assert invalid.state == TrialState.FAIL
-    assert "train.lr" in invalid.user_attrs["fail_reason"]
-    assert "1000.0" in invalid.user_attrs["fail_reason"]
+    assert "model.head: 'logistic'" in invalid.user_attrs["fail_reason"]
+    assert "linear_probe" in invalid.user_attrs["fail_reason"]
     assert good.state == TrialState.COMPLETE
     assert good.value is not None and 0.0 <= good.value <= 1.0
     board = leaderboard(study)

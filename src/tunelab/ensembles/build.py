@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from tunelab.config import RunConfig, apply_params
-from tunelab.ensembles import select
+from tunelab.ensembles import keep, select
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.refit import refit
 from tunelab.results.artifacts import TrialArtifacts
@@ -26,7 +26,6 @@ from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.trial_record import record
 from tunelab.search.space import decode
-from tunelab.training.metrics import GREATER_IS_BETTER
 
 log = logging.getLogger("tunelab")
 
@@ -64,6 +63,7 @@ class Decision:
     best_single_trial: int | None = None
     rows: int = 0
     choice: select.Choice | None = field(default=None, repr=False)
+    verdict: keep.Verdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,9 +78,8 @@ class Decision:
             ],
             "out_of_fold": {"ensemble": self.score, "best_single": self.best_single_score},
             "best_single_trial": self.best_single_trial,
-            "stacker": self.choice.stacker.to_dict()
-            if self.choice and self.choice.stacker
-            else None,
+            "comparisons": self.verdict.to_dict() if self.verdict else None,
+            "stacker": _stacker(self.choice),
         }
 
 
@@ -118,7 +117,8 @@ def decide(
     cfg: RunConfig, prepared: Prepared, study: optuna.Study, artifacts: TrialArtifacts
 ) -> Decision:
     """Choose members and weights on out-of-fold predictions; keep the ensemble when it
-    beats the best single candidate there (or when ``ensemble.keep`` forces it)."""
+    passes ``ensemble.keep``'s rule against the leaderboard's best single trial (see
+    ``ensembles.keep``), or when ``ensemble.keep`` forces it."""
     method, metric, task = cfg.ensemble.method, ensemble_metric(cfg, prepared), prepared.target.task
     if method == "none":
         return Decision(False, "ensemble.method is none", method, metric)
@@ -127,19 +127,24 @@ def decide(
         return Decision(False, "fewer than two complete trials to combine", method, metric)
     if len(found.rows) < 10:
         return Decision(False, "too few out-of-fold rows to choose weights on", method, metric)
-    singles = select.member_scores(task, found.truth, found.oof, metric)
-    best = int(np.argmax(singles) if GREATER_IS_BETTER.get(metric) else np.argmin(singles))
+    best = ranked(study)[0]
+    if found.trials[0].number != best.number:
+        return Decision(
+            False,
+            f"the best single trial (trial {best.number}) has no out-of-fold predictions to "
+            "compare an ensemble with",
+            method,
+            metric,
+        )
     try:
         choice = _choose(cfg, task, found, metric)
     except ValueError as exc:  # e.g. stacking with a class absent from these rows
         return Decision(False, f"{method} could not be fitted: {exc}", method, metric)
-    wins = select.better(choice.score, singles[best], metric)
-    kept = cfg.ensemble.keep == "ensemble" or (cfg.ensemble.keep == "auto" and wins)
-    verb = "beats" if wins else "does not beat"
-    reason = (
-        f"out-of-fold {metric}: {method} ensemble {choice.score:.4f} {verb} the best single "
-        f"trial {singles[best]:.4f} (trial {found.trials[best].number})"
+    verdict = keep.compare(
+        task, found.truth, found.oof[0], choice.predictions, metric=prepared.metric
     )
+    kept = cfg.ensemble.keep == "ensemble" or (cfg.ensemble.keep == "auto" and verdict.keep)
+    reason = verdict.explain(method, best.number)
     if cfg.ensemble.keep != "auto":
         reason += f"; ensemble.keep is {cfg.ensemble.keep}"
     return Decision(
@@ -151,17 +156,21 @@ def decide(
         weights=[float(w) for w in choice.weights],
         params=[decode(cfg.search.space, t.params) for t in found.trials],
         score=choice.score,
-        best_single_score=singles[best],
-        best_single_trial=found.trials[best].number,
+        best_single_score=select.score(task, found.truth, found.oof[0], metric),
+        best_single_trial=best.number,
         rows=len(found.rows),
         choice=choice,
+        verdict=verdict,
     )
 
 
 def _choose(cfg: RunConfig, task: str, found: Candidates, metric: str) -> select.Choice:
     method = cfg.ensemble.method
     if method == "greedy":
-        return select.greedy(task, found.truth, found.oof, metric, rounds=cfg.ensemble.rounds)
+        # from the leaderboard's best trial: the one the ensemble has to beat
+        return select.greedy(
+            task, found.truth, found.oof, metric, rounds=cfg.ensemble.rounds, start=0
+        )
     if method == "weighted":
         return select.weighted(task, found.truth, found.oof, metric)
     if method == "stacking":

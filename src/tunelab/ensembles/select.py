@@ -6,9 +6,10 @@ weights (or a stacker) with the score its combination reaches on those rows.
 
 - ``mean``: equal weights.
 - ``weighted``: weights on the simplex that minimize the loss (log loss or squared error).
-- ``greedy``: Caruana et al. (2004): start from the best member, then add, with
-  replacement, whichever member improves the ensemble most; keep the best round. Never
-  worse on these rows than the best member, which it starts from.
+- ``greedy``: Caruana et al. (2004): start from the best member (the ensemble stage starts
+  from the leaderboard's best trial), then add, with replacement, whichever member improves
+  the ensemble most; keep the best round. Never worse on these rows than the member it
+  starts from.
 - ``stacking``: a logistic (or ridge) regression on the members' outputs side by side;
   its own score is estimated by 5-fold cross-validation over these rows, so the stacker is
   not judged on rows it was fitted on.
@@ -33,11 +34,14 @@ class Choice:
     Attributes:
         weights: one per candidate (zeros for those left out).
         score: the metric of the combination on the out-of-fold rows.
+        predictions: the combination's predictions on those rows (rows x outputs; for
+            stacking its cross-validated estimate).
         stacker: the fitted meta-learner (stacking), else None.
     """
 
     weights: np.ndarray
     score: float
+    predictions: np.ndarray
     stacker: LinearStacker | None = None
 
 
@@ -61,29 +65,50 @@ def member_scores(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) ->
 
 
 def mean(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choice:
-    weights = np.full(len(oof), 1.0 / len(oof))
-    return Choice(weights, score(task, truth, combine(oof, weights, None), metric))
+    return _blend(task, truth, oof, metric, np.full(len(oof), 1.0 / len(oof)))
+
+
+def _blend(
+    task: str, truth: np.ndarray, oof: np.ndarray, metric: str, weights: np.ndarray
+) -> Choice:
+    predictions = combine(oof, weights, None)
+    return Choice(weights, score(task, truth, predictions, metric), predictions)
 
 
 def greedy(
-    task: str, truth: np.ndarray, oof: np.ndarray, metric: str, *, rounds: int = 25
+    task: str,
+    truth: np.ndarray,
+    oof: np.ndarray,
+    metric: str,
+    *,
+    rounds: int = 25,
+    start: int | None = None,
 ) -> Choice:
-    """Caruana's ensemble selection with replacement; the best round is kept."""
+    """Caruana's ensemble selection with replacement; the best round is kept.
+
+    Args:
+        start: the member it starts from; default the best on ``metric``. The ensemble
+            stage starts from the leaderboard's best trial, the one it must beat.
+    """
     singles = member_scores(task, truth, oof, metric)
-    first = int(np.argmin(singles) if not GREATER_IS_BETTER.get(metric) else np.argmax(singles))
+    first = start if start is not None else _best_index(singles, metric)
     counts = np.zeros(len(oof))
     counts[first] = 1
     total = oof[first].copy()
-    best = Choice(counts / counts.sum(), singles[first])
+    best = _blend(task, truth, oof, metric, counts / counts.sum())
     for _ in range(rounds):
         n = counts.sum()
         trials = [score(task, truth, (total + member) / (n + 1), metric) for member in oof]
-        pick = int(np.argmin(trials) if not GREATER_IS_BETTER.get(metric) else np.argmax(trials))
+        pick = _best_index(trials, metric)
         counts[pick] += 1
         total += oof[pick]
         if better(trials[pick], best.score, metric):
-            best = Choice(counts / counts.sum(), trials[pick])
+            best = _blend(task, truth, oof, metric, counts / counts.sum())
     return best
+
+
+def _best_index(scores: list[float], metric: str) -> int:
+    return int(np.argmax(scores) if GREATER_IS_BETTER.get(metric) else np.argmin(scores))
 
 
 def weighted(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choice:
@@ -103,8 +128,7 @@ def weighted(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choi
 
     found = minimize(loss, np.zeros(len(oof)), method="L-BFGS-B")
     w = np.exp(found.x - found.x.max())
-    weights = w / w.sum()
-    return Choice(weights, score(task, truth, combine(oof, weights, None), metric))
+    return _blend(task, truth, oof, metric, w / w.sum())
 
 
 def stacking(task: str, truth: np.ndarray, oof: np.ndarray, metric: str, *, seed: int) -> Choice:
@@ -125,4 +149,5 @@ def stacking(task: str, truth: np.ndarray, oof: np.ndarray, metric: str, *, seed
         folds = StratifiedKFold(splits, shuffle=True, random_state=seed)
         estimate = cross_val_predict(logistic, features, truth, cv=folds, method="predict_proba")
         stacker = LinearStacker.from_sklearn(logistic.fit(features, truth), "logistic")
-    return Choice(np.full(len(oof), 1.0 / len(oof)), score(task, truth, estimate, metric), stacker)
+    weights = np.full(len(oof), 1.0 / len(oof))
+    return Choice(weights, score(task, truth, estimate, metric), estimate, stacker)

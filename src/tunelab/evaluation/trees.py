@@ -26,6 +26,9 @@ from tunelab.training.loop import EpochCallback, FitResult
 from tunelab.training.metrics import compute_metrics
 
 FAMILIES = ("hgb",)
+# the techniques boosting reads (early_stopping's enabled, patience and min_delta); the
+# others act on a network's training, and the ladder skips their rungs for trees
+TECHNIQUES_TREES_TAKE = ("early_stopping",)
 # model.options an hgb model takes, with scikit-learn's meaning
 HGB_OPTIONS = (
     "learning_rate",
@@ -80,7 +83,8 @@ def fit_trees(
     )
     x_train = _matrix(encoder, raw.inputs, train_rows)
     validate = validation_rows is not None and len(validation_rows) > 0
-    model = _estimator(cfg, target.task, early=validate and cfg.early_stopping.enabled)
+    early = validate and cfg.early_stopping.enabled
+    model = _estimator(cfg, target.task, early=early)
     fit_args: dict[str, Any] = {}
     if validate:
         assert validation_rows is not None
@@ -89,7 +93,9 @@ def fit_trees(
             "y_val": target.values[validation_rows],
         }
     with _threads(cfg.train.threads):
-        model.fit(x_train, target.values[train_rows], **fit_args)
+        # scikit-learn takes validation rows only to stop on them; without early stopping
+        # they are scored after the fit
+        model.fit(x_train, target.values[train_rows], **(fit_args if early else {}))
     forest = Forest.from_sklearn(model)
     predictor = TreePredictor(
         forest=forest,

@@ -28,6 +28,7 @@ from tunelab.errors import ConfigError, DataError, FatalError, TrialFailed
 from tunelab.evaluation.crossval import Splits, cross_validate, cv_splits
 from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.evaluation.trees import TECHNIQUES_TREES_TAKE, is_tree_model
 from tunelab.ladder.document import Variants, document, measured_fields
 from tunelab.ladder.rungs import Plan, Probe, StageContext, Step, plan, recipes
 from tunelab.resolved import write_resolved
@@ -269,7 +270,11 @@ def probe(
     final: RunConfig, prepared: Prepared, train_rows: np.ndarray, *, trust_code: bool = False
 ) -> Probe:
     """Build the final recipe's encoder and model once (no training) to see which rungs
-    apply: what the techniques' ``build`` returns, and the model's batch-norm layers."""
+    apply: what the techniques' ``build`` returns, and the model's batch-norm layers. A
+    tree model builds no network: only the techniques trees take apply to it."""
+    if is_tree_model(final):
+        facts = DataFacts(task=prepared.target.task, modality=prepared.raw.modality)
+        return Probe(facts=facts, batch_norm_layers=0, trees=TECHNIQUES_TREES_TAKE)
     encoder, built = build_encoder_and_model(final, prepared, train_rows, trust_code=trust_code)
     facts = DataFacts(
         task=prepared.target.task,

@@ -11,9 +11,9 @@ baseline shows what pretraining is worth). Each rung switches one more thing on:
 The techniques come from the registry (``techniques.specs()``): one added there appears here
 without an edit, after those in ``PRACTITIONER_ORDER``. A rung is skipped, with the reason,
 when its technique is off in the final recipe or does nothing for this model (no
-pretrained weights, no batch-norm layers); a technique that is not measured (skipped, or
-left out of ``ladder.rungs``) keeps its final-recipe state in every variant, so the top rung
-is the final recipe itself.
+pretrained weights, no batch-norm layers, a tree model that trains without it); a
+technique that is not measured (skipped, or left out of ``ladder.rungs``) keeps its
+final-recipe state in every variant, so the top rung is the final recipe itself.
 
 The leave-one-out view measures the final recipe with each technique switched off in turn.
 
@@ -120,10 +120,13 @@ class Probe:
     Attributes:
         facts: what the techniques' ``build`` is given for a fit of the final recipe.
         batch_norm_layers: BN layers in that model.
+        trees: for a tree model (``sklearn:hgb``), the techniques it takes (the others
+            act on a network's training); None for a network.
     """
 
     facts: DataFacts
     batch_norm_layers: int
+    trees: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,11 @@ _DOES_NOTHING_FOR: dict[str, Callable[[RunConfig, Probe], str | None]] = {
 
 def skip_reason(spec: TechniqueSpec, final: RunConfig, probe: Probe) -> str | None:
     """Why the technique's rung is skipped for the final recipe, or None when it is measured."""
+    if probe.trees is not None and spec.name not in probe.trees:
+        return (
+            f"{final.model.source} is a tree model: {_title(spec.name)} acts on a network's "
+            f"training (trees take {', '.join(map(_title, probe.trees)) or 'none'})"
+        )
     if switched_off(final, [spec.name]) == final:
         fields = ", ".join(f"{name}: {_plain(value)}" for name, value in spec.off.items())
         return f"off in the final recipe ({fields})"

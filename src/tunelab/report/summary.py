@@ -20,9 +20,21 @@ def summary_section(contents: RunContents) -> Section:
     section.parts.append(
         cards([_final(contents, metric), _best(contents, metric), _baseline(contents)])
     )
+    section.parts += [paragraph(line) for line in _failed_stages(contents)]
     section.parts += [paragraph(line) for line in _facts(contents)]
     section.parts += [note(f"not shown: {problem}") for problem in contents.problems]
     return section
+
+
+def _failed_stages(contents: RunContents) -> list[str]:
+    """A stage that failed after the final predictor was written (``failed_stages``)."""
+    failed = (contents.metrics or {}).get("failed_stages")
+    return [
+        f"Failed stage: {f.get('stage')}: {f.get('reason')} (the traceback is in run.log; "
+        "the results above it are complete)"
+        for f in (failed if isinstance(failed, list) else [])
+        if isinstance(f, dict)
+    ]
 
 
 def _final(contents: RunContents, metric: str) -> tuple[str, str, str]:
@@ -93,6 +105,8 @@ def _facts(contents: RunContents) -> list[str]:
         )
     elif contents.study is not None:
         lines.append(f"Trials: {len(contents.study.trials)} (no refit).")
+    if metrics.get("best_trial_tie_break"):
+        lines.append(f"Best trial by tie-break: {metrics['best_trial_tie_break']}.")
     rows = metrics.get("rows")
     if isinstance(rows, dict):
         lines.append(
@@ -128,14 +142,22 @@ def _one_based(epoch: Any) -> str:
 
 
 def ensemble_section(contents: RunContents, page: Page) -> Section:
-    """The ensemble stage's decision (``ensemble.json``): why it was kept or not, the members
-    and their weights, and the test comparison with the best single trial."""
+    """The ensemble stage's decision (``ensemble.json``): why it was kept or not, the two
+    out-of-fold comparisons with the best single trial, and, only for a kept ensemble, the
+    members and their weights and the test comparison."""
     section = Section("ensemble", "Ensemble")
     data = contents.ensemble
     if data is None:
         section.parts.append(note("no ensemble in this run"))
         return section
-    section.parts.append(paragraph(str(data.get("reason", ""))))
+    kept = data.get("kept") is True
+    verdict = "kept: it is the final predictor" if kept else "not kept"
+    section.parts.append(paragraph(f"{verdict}. {data.get('reason', '')}"))
+    comparisons = data.get("comparisons")
+    if isinstance(comparisons, dict):
+        section.parts.append(_comparisons(comparisons))
+    if not kept:
+        return section  # an ensemble that was not kept has no members to show
     members = [m for m in data.get("members") or [] if isinstance(m, dict)]
     if members:
         rows = [
@@ -151,23 +173,7 @@ def ensemble_section(contents: RunContents, page: Page) -> Section:
         )
     test = data.get("test")
     if isinstance(test, dict):
-        ensemble, single = test.get("ensemble") or {}, test.get("best_single") or {}
-        section.parts.append(
-            table(
-                ["test metric", "ensemble", "best single trial"],
-                [[k, _cell(v), _cell(single.get(k))] for k, v in ensemble.items()],
-                numeric=[False, True, True],
-            )
-        )
-        d = test.get("difference") or {}
-        section.parts.append(
-            paragraph(
-                f"ensemble - best single trial, {d.get('metric')}: "
-                f"{_cell(d.get('ensemble_minus_single'))}, 95% interval "
-                f"[{_cell(d.get('low'))}, {_cell(d.get('high'))}] (paired bootstrap over the "
-                "test rows)"
-            )
-        )
+        section.parts += _test_comparison(test)
     weights = [m.get("weight") for m in members]
     if page.charts and members and all(isinstance(w, int | float) for w in weights):
         import plotly.graph_objects as go
@@ -177,6 +183,47 @@ def ensemble_section(contents: RunContents, page: Page) -> Section:
         fig.update_layout(title="member weights", xaxis_type="category", height=320)
         section.parts.append(page.figure(fig))
     return section
+
+
+def _comparisons(comparisons: dict[str, Any]) -> str:
+    """The keep rule's two out-of-fold comparisons, one row each."""
+    rows = []
+    for key, label in (("user_metric", "your metric"), ("proper_score", "proper score")):
+        found = comparisons.get(key)
+        if not isinstance(found, dict):
+            continue
+        rows.append(
+            [
+                f"{label}: {found.get('metric')}",
+                _cell(found.get("ensemble")),
+                _cell(found.get("best_single")),
+                "yes" if found.get("passes") else "no",
+                str(found.get("rule", "")),
+            ]
+        )
+    return table(
+        ["out of fold", "ensemble", "best single trial", "passes", "rule"],
+        rows,
+        numeric=[False, True, True, False, False],
+    )
+
+
+def _test_comparison(test: dict[str, Any]) -> list[str]:
+    ensemble, single = test.get("ensemble") or {}, test.get("best_single") or {}
+    d = test.get("difference") or {}
+    return [
+        table(
+            ["test metric", "ensemble", "best single trial"],
+            [[k, _cell(v), _cell(single.get(k))] for k, v in ensemble.items()],
+            numeric=[False, True, True],
+        ),
+        paragraph(
+            f"ensemble - best single trial, {d.get('metric')}: "
+            f"{_cell(d.get('ensemble_minus_single'))}, 95% interval "
+            f"[{_cell(d.get('low'))}, {_cell(d.get('high'))}] (paired bootstrap over the "
+            "test rows)"
+        ),
+    ]
 
 
 def _cell(value: Any) -> str:

@@ -1,8 +1,10 @@
 """The leaderboard: every trial of a study, best first, with its fold spread; and the
-ranking of complete trials every stage uses (top-k checkpoints, ensembles)."""
+ranking of complete trials every stage uses (live progress, top-k checkpoints, the refit,
+ensembles, the report)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -11,22 +13,92 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.results.trial_record import record
 
+# the scores that break a tie on the trial's value, in this order: a proper score of the
+# out-of-fold predictions (log loss for classification, rmse for regression)
+PROPER_SCORES = ("log_loss", "rmse")
+# values equal to this many decimals tie (fold means of the same accuracies can differ in
+# the last bits of a float)
+DIGITS = 12
+
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
-    """The complete trials, best first.
+    """The complete trials, best first: the one ranking that live progress, the leaderboard,
+    the refit, the ensemble's best single trial and the report all use.
 
-    Equal values (many trials tie on the accuracy of a small validation set) are ordered
-    by their out-of-fold log loss, a proper score: of two equally accurate trials the one
-    whose probabilities are better calibrated ranks first. Remaining ties keep trial order.
+    Trials are ordered by their value (the user's metric). Equal values (many trials tie on
+    the accuracy of a small validation set) are ordered by the out-of-fold proper score (log
+    loss, or rmse for regression: of two equally accurate trials the one whose probabilities
+    are better calibrated ranks first), then by the fold spread (the steadier first), and
+    only then by trial number.
     """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return sorted(complete, key=lambda trial: _key(trial, sign))
 
-    def key(trial: FrozenTrial) -> tuple[float, float]:
-        tiebreak = record(trial).get("oof_metrics", {}).get("log_loss", float("inf"))
-        return sign * round(trial.value or 0.0, 12), tiebreak
 
-    return sorted(complete, key=key)
+def _key(trial: FrozenTrial, sign: float) -> tuple[float, float, float, int]:
+    proper = proper_score(trial)
+    spread = record(trial).get("std")
+    return (
+        sign * round(trial.value or 0.0, DIGITS),
+        proper[1] if proper is not None else math.inf,
+        spread if isinstance(spread, float | int) and math.isfinite(spread) else math.inf,
+        trial.number,
+    )
+
+
+def proper_score(trial: FrozenTrial) -> tuple[str, float] | None:
+    """The trial's out-of-fold proper score as (name, value), or None without one."""
+    scores = record(trial).get("oof_metrics", {})
+    for name in PROPER_SCORES:
+        if _finite(scores.get(name)):
+            return name, float(scores[name])
+    return None
+
+
+def tie_break(study: optuna.Study) -> str | None:
+    """Why the best trial is not the first of the trials that share its value, or None when
+    trial order alone would have chosen it (said once, in ``metrics.json`` and the summary).
+
+    Example: ``"trials 0 and 7 tie on accuracy 0.9500; trial 7 ranks first by out-of-fold
+    log_loss 0.2100 against 0.3400 for trial 0"``.
+    """
+    order = ranked(study)
+    if not order:
+        return None
+    best = order[0]
+    tied = [t for t in order if round(t.value or 0.0, DIGITS) == round(best.value or 0.0, DIGITS)]
+    first = min(tied, key=lambda t: t.number)
+    if first.number == best.number:
+        return None
+    metric = study.user_attrs.get("metric", "value")
+    numbers = sorted(t.number for t in tied)
+    shown = ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+    return (
+        f"trials {shown} tie on {metric} {best.value:.4f}; trial {best.number} ranks first by "
+        f"{_separated_by(best, first)}"
+    )
+
+
+def _separated_by(best: FrozenTrial, other: FrozenTrial) -> str:
+    ours, theirs = proper_score(best), proper_score(other)
+    if ours is not None and (theirs is None or ours[1] != theirs[1]):
+        return (
+            f"out-of-fold {ours[0]} {ours[1]:.4f} against {_shown(theirs and theirs[1])} "
+            f"for trial {other.number}"
+        )
+    return (
+        f"its fold spread, std {_shown(record(best).get('std'))} against "
+        f"{_shown(record(other).get('std'))} for trial {other.number}"
+    )
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.4f}" if _finite(value) else "none"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def rank_of(

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from tunelab.config import RunConfig
 from tunelab.progress import PlainLines
-from tunelab.results.leaderboard import leaderboard
+from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.rundir import RunDir
 from tunelab.search.run import StudyResult
 
@@ -74,9 +74,9 @@ class StudyProgress:
     def _refresh(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-        if any(t.state == TrialState.COMPLETE for t in trials):
-            best = study.best_trial
-            self.best = f"{best.value:.4f} (trial {best.number})"
+        best_first = ranked(study)  # the refit's choice, tie-break included
+        if best_first:
+            self.best = f"{best_first[0].value:.4f} (trial {best_first[0].number})"
         failed = sum(t.state == TrialState.FAIL for t in trials)
         if self._plain is not None:
             for trial in trials:
@@ -162,6 +162,8 @@ def _final_table(metrics: dict[str, Any]) -> Table:
             f"ensemble - single {d['metric']}: {d['ensemble_minus_single']:+.4f}, 95% CI "
             f"[{d['low']:+.4f}, {d['high']:+.4f}] (paired bootstrap)"
         )
+    if metrics.get("best_trial_tie_break"):  # said once, here
+        lines.append(f"best trial by tie-break: {metrics['best_trial_tie_break']}")
     if ensemble.get("reason"):
         lines.append(f"ensemble: {ensemble['reason']}")
     final.caption = "\n".join(lines)

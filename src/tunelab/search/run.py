@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,11 @@ from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.refit import refit
 from tunelab.ladder import Watcher, run_ladder
-from tunelab.report import report_or_log
+from tunelab.preflight import check_stages, known_task
+from tunelab.report import report_or_log, write_report
 from tunelab.resolved import write_resolved
 from tunelab.results.artifacts import TrialArtifacts
-from tunelab.results.leaderboard import leaderboard, ranked
+from tunelab.results.leaderboard import leaderboard, ranked, tie_break
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import (
     RunDir,
@@ -40,6 +41,7 @@ from tunelab.results.rundir import (
     release_run_dir,
     write_json,
 )
+from tunelab.results.stages import LateStages, StageFailure
 from tunelab.results.trial_record import record
 from tunelab.search.budget import Budget, fold_fraction, run_budget
 from tunelab.search.claim import claim_study
@@ -75,6 +77,8 @@ class StudyResult:
         metrics: the refit's ``metrics.json``, or None without a refit.
         finisher: set when another process finishes the study (it holds the run's lock):
             who it is; this process ran trials only.
+        failed_stages: stages after the final predictor that failed (the ensemble, the
+            ladder, tracking, the report), each with its reason; what finished is kept.
     """
 
     run_dir: Path
@@ -83,6 +87,7 @@ class StudyResult:
     metrics: dict[str, Any] | None
     failed: bool = False
     finisher: str | None = None
+    failed_stages: list[StageFailure] = field(default_factory=list)
 
 
 def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
@@ -135,6 +140,8 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArtifacts]:
     """Load the data and open the study and its artifacts (main process and workers)."""
     prepared = replace(prepare(cfg), cache_dir=run.features)  # shared by the trials
+    if known_task(cfg) is None:  # the loaded target decided the task: check what needs it
+        check_stages(cfg, task=prepared.target.task)
     url = storage_url(cfg, run.path)
     study = open_study(cfg, make_storage(url, cfg.search), metric=prepared.metric)
     with warnings.catch_warnings():  # experimental in Optuna; the dashboard shows the name
@@ -181,6 +188,7 @@ def run_study(
     """
     started = time.time()
     watch = _Hooks(jobs, on_epoch, hooks or [], poll)
+    check_stages(cfg, task=known_task(cfg))  # what later stages would refuse, said now
     known = peek_modality(cfg.data)
     if known is not None:  # before the run directory: a setting that cannot apply
         refuse_misfits(cfg, known)
@@ -238,23 +246,43 @@ def _own_study(
         write_study_results(run, study, cfg.search.space)
         raise
     write_study_results(run, study, cfg.search.space)
-    tracking.on_trial(study)  # the trials --jobs workers ran, or a callback missed
+    return _conclude(cfg, run, opened, tracking, (reason, failed), ladder_watcher)
+
+
+def _conclude(
+    cfg: RunConfig,
+    run: RunDir,
+    opened: Opened,
+    tracking: Tracking,
+    stopped: tuple[str, bool],
+    ladder_watcher: Watcher | None,
+) -> StudyResult:
+    """After the search: the refit and ensemble, then the late stages (tracking, the
+    ladder, the report), each of which may fail without costing what finished."""
+    prepared, study, artifacts = opened
+    reason, failed = stopped
+    stages = LateStages(run)
+    # the trials --jobs workers ran, or a callback missed
+    stages.attempt("tracking", lambda: tracking.on_trial(study))
     if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         report_or_log(run.path, study=study)
-        return StudyResult(run.path, study, reason, None, failed=failed)
+        return StudyResult(run.path, study, reason, None, failed, failed_stages=stages.failures)
     log.info(
         "the search is done (%s); finishing study %s: refit the best on all non-test rows, "
         "ensemble, final/, metrics, report",
         reason,
         study.study_name,
     )
-    metrics = finish(cfg, prepared, study, artifacts, run)
-    tracking.final(metrics)
+    metrics = finish(cfg, prepared, study, artifacts, run, stages)
+    stages.attempt("tracking", lambda: tracking.final(metrics))
     if cfg.ladder.enabled:  # what each technique of the best recipe contributed
         params = decode(cfg.search.space, ranked(study)[0].params)
-        run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher)
-    report_or_log(run.path, study=study)
-    return StudyResult(run.path, study, reason, metrics)
+        stages.attempt(
+            "ladder",
+            lambda: run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher),
+        )
+    stages.conclude(lambda: write_report(run.path, study=study))
+    return StudyResult(run.path, study, reason, metrics, failed_stages=stages.failures)
 
 
 def _search(
@@ -438,33 +466,35 @@ def finish(
     study: optuna.Study,
     artifacts: TrialArtifacts,
     run: RunDir,
+    stages: LateStages | None = None,
 ) -> dict[str, Any]:
-    """Refit the best trial on every non-test row; build the ensemble when it beats the best
-    single trial on out-of-fold predictions; evaluate the final predictor once on the test
-    rows (and, when an ensemble is kept, the refit best trial beside it, paired)."""
+    """Refit the best trial on every non-test row; build the ensemble when it passes the
+    keep rule against that trial on out-of-fold predictions; evaluate the final predictor
+    once on the test rows (and, when an ensemble is kept, the refit best trial beside it,
+    paired). An ensemble stage that fails leaves the refit best trial as the final
+    predictor, and the failure in ``stages``."""
     best = ranked(study)[0]
+    tie_note = tie_break(study)
+    if tie_note:
+        log.info("best trial: %s", tie_note)
     params = decode(cfg.search.space, best.params)
     tuned = apply_params(cfg, params)
     if tuned.data != cfg.data:  # a searched encoding (data.image_size): load at the best
         prepared = prepare(tuned)
     single = refit(tuned, prepared, fold_epochs=record(best).get("best_epochs"))
-    decision = decide(cfg, prepared, study, artifacts)
-    log.info("ensemble: %s", decision.reason)
-    final: AnyPredictor = single.predictor
-    summary = decision.to_dict()
-    if decision.kept:
-        final = build(cfg, prepared, study, artifacts, decision)
-        summary["test"] = compare_on_test(prepared, final, single.predictor, seed=cfg.seed)
+    stages = stages or LateStages(run)
+    final, summary = _ensemble_stage(cfg, prepared, study, artifacts, single.predictor, stages)
     write_json(run.ensemble, summary)
     extra = {
         "best_trial": best.number,
         "best_value": best.value,
         "best_value_std": record(best).get("std"),
+        "best_trial_tie_break": tie_note,
         "fold_scores": record(best).get("fold_scores"),
         "best_params": params,
         "refit_epochs": single.epochs,
         "bagging": cfg.ensemble.bagging.model_dump() if cfg.ensemble.bagging.seeds > 1 else None,
-        "final": "ensemble" if decision.kept else "best trial",
+        "final": "ensemble" if summary["kept"] else "best trial",
         "ensemble": summary,
         "trials": {
             state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
@@ -472,6 +502,39 @@ def finish(
         },
     }
     return evaluate_and_write(run, prepared, single.first, seed=cfg.seed, extra=extra, final=final)
+
+
+def _ensemble_stage(
+    cfg: RunConfig,
+    prepared: Prepared,
+    study: optuna.Study,
+    artifacts: TrialArtifacts,
+    single: AnyPredictor,
+    stages: LateStages,
+) -> tuple[AnyPredictor, dict[str, Any]]:
+    """(the final predictor, ``ensemble.json``): the ensemble when it is kept, else
+    ``single``, also when the stage fails."""
+
+    def decide_and_build() -> tuple[AnyPredictor, dict[str, Any]]:
+        decision = decide(cfg, prepared, study, artifacts)
+        log.info("ensemble: %s", decision.reason)
+        summary = decision.to_dict()
+        if not decision.kept:
+            return single, summary
+        ensemble = build(cfg, prepared, study, artifacts, decision)
+        summary["test"] = compare_on_test(prepared, ensemble, single, seed=cfg.seed)
+        return ensemble, summary
+
+    found = stages.attempt("ensemble", decide_and_build)
+    if found is not None:
+        return found
+    reason = stages.failures[-1].reason
+    return single, {
+        "kept": False,
+        "failed": True,
+        "method": cfg.ensemble.method,
+        "reason": f"the ensemble stage failed ({reason}); the best single trial is final",
+    }
 
 
 def compare_on_test(

@@ -23,9 +23,8 @@ log = logging.getLogger("tunelab")
 
 def epoch_status(record: dict[str, Any], metric: str) -> str:
     """``train_loss 0.1234  val_loss 0.2345  accuracy 0.9876  lr 1.00e-03``"""
-    parts = [f"train_loss {record['train_loss']:.4f}"]
-    if "val_loss" in record:
-        parts.append(f"val_loss {record['val_loss']:.4f}")
+    # boosted trees without early stopping record no losses per iteration
+    parts = [f"{key} {record[key]:.4f}" for key in ("train_loss", "val_loss") if key in record]
     if isinstance(record.get(metric), float):
         parts.append(f"{metric} {record[metric]:.4f}")
     parts.append(f"lr {record['lr']:.2e}")
