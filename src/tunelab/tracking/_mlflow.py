@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from tunelab import uris
 from tunelab.errors import FatalError
 from tunelab.optional import optional_import
 from tunelab.tracking.trackers import FinalRecord, TrialRecord, epoch_values
@@ -47,16 +48,18 @@ class MlflowTracker:
             "mlflow.tracking", package="mlflow-skinny", extra="mlflow", purpose="tracking.mlflow"
         ).MlflowClient
         self.key = key
+        connect = uris.expand(uri, field="tracking.mlflow")  # ${NAME}: a password
         try:
-            self.client = MlflowClient(tracking_uri=uri)
+            self.client = MlflowClient(tracking_uri=connect)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment = (
                 found.experiment_id if found else self.client.create_experiment(experiment)
             )
             self.parent = self._find(role) or self._start_parent(label, role, params, tags)
         except Exception as exc:
+            detail = uris.scrub(f"{type(exc).__name__}: {exc}", connect)
             raise FatalError(
-                f"tracking.mlflow: cannot use {uri!r} ({type(exc).__name__}: {exc}). Check the "
+                f"tracking.mlflow: cannot use {uri!r} ({detail}). Check the "
                 "URI (sqlite:///mlflow.db, http://HOST:5000; MLflow 3 opens file: stores only "
                 "with MLFLOW_ALLOW_FILE_STORE=true) or remove tracking.mlflow"
             ) from None
