@@ -365,9 +365,16 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="[default: RUN/model.onnx or RUN/model.pt]"),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace an earlier export at --output (and its .json)")
+    ] = False,
     trust_code: TrustCodeOpt = False,
 ) -> None:
-    """Export a neural predictor, its preprocessing inside, as ONNX or TorchScript."""
+    """Export a neural predictor, its preprocessing inside, as ONNX or TorchScript.
+
+    An existing file is replaced only with --overwrite, and only when tunelab exported it;
+    nothing is ever written into the run's final/ folder or over its other files.
+    """
     from tunelab.export import FORMATS, export_predictor
 
     try:
@@ -375,12 +382,11 @@ def export(
             raise FatalError(
                 f"--format {format!r} is not an export format; use one of {', '.join(FORMATS)}"
             )
-        if output is not None:
-            _check_output(output)
         exported = export_predictor(
             run,
             format=format,  # checked against FORMATS above
             output=output,
+            overwrite=overwrite,
             trust_code=trust_code,
         )
     except TunelabError as exc:
@@ -396,15 +402,9 @@ def export(
 
 
 def _check_output(path: Path) -> None:
-    if path.is_dir():
-        raise FatalError(
-            f"--output {path} is a folder; give a file name, e.g. {path / 'preds.csv'}"
-        )
-    if not path.parent.is_dir():
-        raise FatalError(
-            f"--output {path}: the folder {str(path.parent)!r} does not exist; create it first "
-            "or write into an existing one (e.g. the run directory)"
-        )
+    from tunelab.results.outputs import check_folder
+
+    check_folder(path)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
