@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -590,6 +591,14 @@ class RunConfig(Section):
                 "a run name is one plain folder name: letters, digits, '_', '-' and '.', "
                 "not starting with '.' or '-' (e.g. 'digits-cnn'); choose another name"
             )
+        limit = _name_max() - NAME_SUFFIX
+        if len(value.encode()) > limit:
+            raise ValueError(
+                f"a run name is a folder name, and this one has {len(value.encode())} "
+                f"characters: the file system here allows {limit + NAME_SUFFIX} in a name, "
+                f"less {NAME_SUFFIX} for what tunelab appends (NAME-lr-find, the trackers' "
+                f"NAME-DATE-TIME), so at most {limit}; choose a shorter name"
+            )
         return value
 
     @model_validator(mode="after")
@@ -652,6 +661,20 @@ class RunConfig(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# characters tunelab appends to a run's name for the folders it makes: NAME-lr-find, and
+# the trackers' NAME-YYYYmmdd-HHMMSS
+NAME_SUFFIX = 16
+
+
+def _name_max() -> int:
+    """The longest file name the file system of the working directory takes (255 when it
+    does not say)."""
+    try:
+        return os.pathconf("runs" if Path("runs").is_dir() else ".", "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no limit
+        return 255
 
 
 # the URI fields, each with the variable its fix names and its other ways to give a password
