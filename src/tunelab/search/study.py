@@ -18,7 +18,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -29,6 +29,7 @@ from tunelab.errors import ConfigError, FatalError
 from tunelab.registry import PRUNERS, SAMPLERS
 from tunelab.results.rundir import RunDir
 from tunelab.search.space import grid
+from tunelab.search.stale import HeartbeatRDBStorage, RetryStaleTrial, mark_stale
 from tunelab.training.metrics import GREATER_IS_BETTER
 
 FIELD = "search.storage"  # what errors about the storage name
@@ -134,14 +135,12 @@ def rdb_storage(url: str, cfg: SearchConfig) -> RDBStorage:
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
+            storage = HeartbeatRDBStorage(
                 connect,
                 engine_kwargs=engine,
                 heartbeat_interval=cfg.heartbeat_interval,
                 grace_period=_grace_period(cfg),
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=cfg.max_retry
-                ),
+                heartbeat_stale_trial_callback=RetryStaleTrial(cfg.max_retry),
             )
         if sqlite:
             sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
@@ -218,14 +217,11 @@ def journal_storage(path: Path, cfg: SearchConfig) -> JournalStorage:
             "create it or give another path (journal alone keeps it in the run directory)"
         )
     try:
-        with warnings.catch_warnings():  # the retry callback is "experimental" in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
         return HeartbeatJournalStorage(
             JournalFileBackend(str(path)),
             heartbeat_interval=cfg.heartbeat_interval,
             grace_period=_grace_period(cfg),
-            stale_trial_callback=retry,
+            stale_trial_callback=RetryStaleTrial(cfg.max_retry),
         )
     except (OSError, ValueError) as exc:
         raise FatalError(
@@ -274,6 +270,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
             started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
             if now - max(float(beat), started) > self.grace_period:
                 stale.append(self.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+        mark_stale(self, stale, self.grace_period)
         return stale
 
     def get_heartbeat_interval(self) -> int:
