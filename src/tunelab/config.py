@@ -575,8 +575,9 @@ class RunConfig(Section):
     budget: float | None = Field(
         None,
         gt=0,
-        description="wall seconds for the whole run (search, refit, ensemble); the search "
-        "stops early enough for the rest to fit",
+        description="wall seconds for the whole tunelab run, from the command's start "
+        "(start-up, search, refit, ensemble, report); a trial or refit that would run past "
+        "it stops at an epoch boundary",
     )
     ladder: LadderConfig = LadderConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -303,8 +303,7 @@ def _reuse(path: Path, keys: set[str]) -> Variants:
     problem = _shape_problem(earlier)
     if problem is not None:  # valid JSON, but not what tunelab writes: refused as above
         raise FatalError(
-            f"{path} is not a ladder document ({problem}); delete it to measure the ladder "
-            "afresh"
+            f"{path} is not a ladder document ({problem}); delete it to measure the ladder afresh"
         )
     kept: Variants = {}
     for key, variant in earlier["variants"].items():
