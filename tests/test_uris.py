@@ -174,3 +174,9 @@ def test_a_connection_string_given_as_the_storage_is_shown_without_its_password(
         make_config(search={"storage": "host=db password=Zq9xSecret user=u"})
     assert "Zq9xSecret" not in str(caught.value)
     assert "password=***" in str(caught.value)
+
+
+def test_a_question_mark_inside_a_query_value_stays_inside_the_masked_value() -> None:
+    assert masked("postgresql://u@db/x?password=Zq9?x&sslmode=require") == (
+        "postgresql://u@db/x?password=***&sslmode=require"
+    )

@@ -95,7 +95,7 @@ def _query_parts(uri: str, cut: int) -> list[tuple[int, int]]:
     parts: list[tuple[int, int]] = []
     start = cut + 1
     for index in range(cut + 1, len(uri) + 1):
-        if index == len(uri) or uri[index] in "&;?#":
+        if index == len(uri) or uri[index] in "&;#":
             if index > start:
                 parts.append((start, index))
             start = index + 1

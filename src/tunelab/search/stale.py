@@ -7,7 +7,6 @@ trial), and ``run.log`` says which trial went stale and whether it is retried.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from typing import Any
@@ -28,11 +27,14 @@ def stale_reason(grace_period: int) -> str:
 
 
 def mark_stale(storage: Any, trial_ids: list[int], grace_period: int) -> None:
-    """Give each trial about to be failed as stale its reason (another process may have
-    failed it already: then its reason is there)."""
+    """Give each trial about to be failed as stale its reason. Best effort: another
+    process may have failed it already (then its reason is there), or be writing the same
+    reason at this moment; failing the trial must go on either way."""
     for trial_id in trial_ids:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, KeyError):
+        try:
             storage.set_trial_user_attr(trial_id, FAIL_REASON, stale_reason(grace_period))
+        except Exception as exc:
+            log.debug("stale trial %d: its reason not written (%s)", trial_id, exc)
 
 
 class HeartbeatRDBStorage(RDBStorage):
