@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,36 @@ def test_the_temporary_run_directory_goes_with_the_estimator(
     del model
     gc.collect()
     assert not run_dir.exists()
+
+
+FIRST_FIT = """
+import gc
+from sklearn.datasets import load_iris
+from tunelab.sklearn import TunelabClassifier
+
+def search():  # as GridSearchCV does: the estimator lives in a caller's frame
+    model = TunelabClassifier(overrides={"train.epochs": 1, "train.threads": 1})
+    model.fit(*load_iris(return_X_y=True))
+    return model.run_dir_
+
+first = search()  # the first fit of the process
+gc.collect()
+print("left behind" if first.exists() else "removed")
+gc.disable()  # freed by reference counting alone: no reference cycle holds the estimator
+second = search()
+print("left behind" if second.exists() else "removed")
+"""
+
+
+def test_the_first_estimator_of_a_process_is_collected_with_its_folder() -> None:
+    """The first fit of a process imported tunelab's modules; a traceback Optuna keeps from
+    that import held the fit's frames, so the estimator and its temporary folder stayed
+    until the interpreter exited (a GridSearchCV session filled the temp folder)."""
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_FIT], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["removed", "removed"]
 
 
 def test_a_dataframe_keeps_its_column_names_and_one_hots_text_columns() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -28,6 +29,9 @@ app = typer.Typer(
     help="Fine-tune a model on your data and show which techniques helped.",
 )
 console = Console(stderr=True)
+# when this process started (set by main; None when the commands run inside another
+# program, e.g. a test's CliRunner): where a run's time budget starts
+_started: float | None = None
 
 ConfigArg = Annotated[Path, typer.Argument(help="the run's YAML config", show_default=False)]
 SetOpt = Annotated[
@@ -185,6 +189,10 @@ def run(
                 hooks=[progress.on_trial],
                 poll=progress.poll,
                 ladder_watcher=LadderProgress(console=view, live=False),
+                on_stage=progress.stage,
+                on_start=progress.on_start,
+                started=_started,  # the budget counts from the process's start
+                quiet_workers=quiet or view.is_terminal,  # their lines would break the bar
             )
     except KeyboardInterrupt:
         console.print("interrupted: finished trials are saved; run the same command to resume")
@@ -385,15 +393,23 @@ def worker(
     parent: Annotated[
         int | None, typer.Option(hidden=True, help="stop when this process ends")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing")] = False,
 ) -> None:
     """Join a study and run trials until it has enough (used by run --jobs; start more on
     other machines with a shared run directory whose search.storage is a PostgreSQL URL:
-    the default SQLite file needs a local disk)."""
+    the default SQLite file needs a local disk). Prints a line when it joins and when each
+    of its trials starts and ends."""
     from tunelab.search.run import run_worker
 
+    view = Console(stderr=True, quiet=quiet)
     try:
         reason, failed = run_worker(
-            run_dir, threads=threads, deadline=deadline, budget_end=budget_end, parent=parent
+            run_dir,
+            threads=threads,
+            deadline=deadline,
+            budget_end=budget_end,
+            parent=parent,
+            say=lambda line: view.print(line, highlight=False, markup=False, soft_wrap=True),
         )
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -401,6 +417,13 @@ def worker(
         _fail(exc)
     if failed:
         console.print(f"[bold red]worker stopped[/]: {escape(reason)}", soft_wrap=True)
+    if _started is not None:  # its own process (not inside a test's CliRunner)
+        # its trials are in the storage and its log is closed: skip the interpreter's
+        # teardown (seconds of unloading torch), which its parent and the budget wait for
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1 if failed else 0)
+    if failed:
         raise typer.Exit(1)
 
 
@@ -446,9 +469,16 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="[default: RUN/model.onnx or RUN/model.pt]"),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace an earlier export at --output (and its .json)")
+    ] = False,
     trust_code: TrustCodeOpt = False,
 ) -> None:
-    """Export a neural predictor, its preprocessing inside, as ONNX or TorchScript."""
+    """Export a neural predictor, its preprocessing inside, as ONNX or TorchScript.
+
+    An existing file is replaced only with --overwrite, and only when tunelab exported it;
+    nothing is ever written into the run's final/ folder or over its other files.
+    """
     from tunelab.export import FORMATS, export_predictor
 
     try:
@@ -456,12 +486,11 @@ def export(
             raise FatalError(
                 f"--format {format!r} is not an export format; use one of {', '.join(FORMATS)}"
             )
-        if output is not None:
-            _check_output(output)
         exported = export_predictor(
             run,
             format=format,  # checked against FORMATS above
             output=output,
+            overwrite=overwrite,
             trust_code=trust_code,
         )
     except TunelabError as exc:
@@ -473,18 +502,6 @@ def export(
         console.print(
             f"checked on {exported.rows_checked} test rows: outputs within "
             f"{exported.max_abs_difference:.2g} of the predictor's"
-        )
-
-
-def _check_output(path: Path) -> None:
-    if path.is_dir():
-        raise FatalError(
-            f"--output {path} is a folder; give a file name, e.g. {path / 'preds.csv'}"
-        )
-    if not path.parent.is_dir():
-        raise FatalError(
-            f"--output {path}: the folder {str(path.parent)!r} does not exist; create it first "
-            "or write into an existing one (e.g. the run directory)"
         )
 
 
@@ -611,6 +628,10 @@ def split_trust_code(args: list[str]) -> tuple[list[str], list[str] | None]:
 
 def main() -> None:
     """Console-script entry point."""
+    global _started
+    from tunelab.search.timeline import process_start
+
+    _started = process_start() or time.time()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,6 +38,7 @@ from tunelab.registry import (
     did_you_mean,
 )
 from tunelab.training.metrics import METRICS
+from tunelab.uris import masked, problem
 
 DATA_PREFIXES = tuple(DATA_SOURCES.names())
 MODEL_PREFIXES = tuple(MODEL_SOURCES.names())
@@ -474,31 +476,17 @@ class SearchConfig(Section):
 
 
 def _storage_problem(storage: str) -> str | None:
-    """What is wrong with a ``search.storage`` value, or None."""
+    """What is wrong with a ``search.storage`` value, or None (a password in it: see
+    ``RunConfig._no_passwords``)."""
     if storage == "journal" or (storage.startswith("journal:") and storage != "journal:"):
         return None
     if "://" not in storage:
-        shown = re.sub(r":[^:@/]*@", ":***@", storage)
         return (
-            f"storage {shown!r} is not a storage; write a database URL (sqlite:///PATH, "
-            "postgresql://USER@HOST/DB), journal:PATH for a journal file, or journal for one "
-            "in the run directory"
+            f"storage {masked(storage)!r} is not a storage; write a database URL "
+            "(sqlite:///PATH, postgresql://USER@HOST/DB), journal:PATH for a journal file, or "
+            "journal for one in the run directory"
         )
-    import sqlalchemy  # only for URLs: keeps loading a config light
-
-    try:
-        url = sqlalchemy.engine.make_url(storage)
-    except sqlalchemy.exc.ArgumentError:
-        return None  # opening the storage names what is wrong with it
-    if url.password is None or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", str(url.password)):
-        return None
-    shown = url.render_as_string(hide_password=True)
-    return (
-        f"storage {shown!r} holds a password, which would be written to RUN/config.yaml and "
-        "printed by tunelab check; write ${NAME} in its place and export NAME (for example "
-        f"{shown.replace(':***@', ':${TUNELAB_DB_PASSWORD}@', 1)!r}), or leave it out and "
-        "export PGPASSWORD for PostgreSQL"
-    )
+    return None
 
 
 class CrossValidationConfig(Section):
@@ -599,8 +587,9 @@ class RunConfig(Section):
     budget: float | None = Field(
         None,
         gt=0,
-        description="wall seconds for the whole run (search, refit, ensemble); the search "
-        "stops early enough for the rest to fit",
+        description="wall seconds for the whole tunelab run, from the command's start "
+        "(start-up, search, refit, ensemble, report); a trial or refit that would run past "
+        "it stops at an epoch boundary",
     )
     ladder: LadderConfig = LadderConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -615,7 +604,29 @@ class RunConfig(Section):
                 "a run name is one plain folder name: letters, digits, '_', '-' and '.', "
                 "not starting with '.' or '-' (e.g. 'digits-cnn'); choose another name"
             )
+        limit = _name_max() - NAME_SUFFIX
+        if len(value.encode()) > limit:
+            raise ValueError(
+                f"a run name is a folder name, and this one has {len(value.encode())} "
+                f"characters: the file system here allows {limit + NAME_SUFFIX} in a name, "
+                f"less {NAME_SUFFIX} for what tunelab appends (NAME-lr-find, the trackers' "
+                f"NAME-DATE-TIME), so at most {limit}; choose a shorter name"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _no_passwords(self) -> RunConfig:
+        # every URI the config holds, whatever its field: config.yaml and tunelab check
+        # would show a password written in one
+        problems = []
+        for field, value in _strings(self.model_dump()):
+            if field in _PASSWORD_FIXES or "://" in value:
+                variable, hint = _PASSWORD_FIXES.get(field, _PASSWORD_FIXES[""])
+                found = problem(field, value, variable=variable, hint=hint)
+                problems += [found] if found else []
+        if problems:
+            raise ValueError("\n  - ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _classical_head(self) -> RunConfig:
@@ -663,6 +674,48 @@ class RunConfig(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# characters tunelab appends to a run's name for the folders it makes: NAME-lr-find, and
+# the trackers' NAME-YYYYmmdd-HHMMSS
+NAME_SUFFIX = 16
+
+
+def _name_max() -> int:
+    """The longest file name the file system of the working directory takes (255 when it
+    does not say)."""
+    try:
+        return os.pathconf("runs" if Path("runs").is_dir() else ".", "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no limit
+        return 255
+
+
+# the URI fields, each with the variable its fix names and its other ways to give a password
+_PASSWORD_FIXES = {
+    "search.storage": (
+        "TUNELAB_DB_PASSWORD",
+        ", or leave it out and export PGPASSWORD (or PGPASSFILE) for PostgreSQL",
+    ),
+    "tracking.mlflow": (
+        "TUNELAB_MLFLOW_PASSWORD",
+        ", or leave it out and export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+        "(an MLflow server) or PGPASSWORD (a PostgreSQL store)",
+    ),
+    "": ("TUNELAB_PASSWORD", ""),
+}
+
+
+def _strings(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Every string in a dumped config, with its dotted field name."""
+    if isinstance(value, str):
+        return [(prefix, value)]
+    if isinstance(value, dict):
+        items = [(f"{prefix}.{k}" if prefix else str(k), v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [(f"{prefix}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return []
+    return [found for name, item in items for found in _strings(item, name)]
 
 
 def load_config(path: str | Path, *, overrides: list[str] | None = None) -> RunConfig:

@@ -7,7 +7,9 @@ On a terminal: a live bar with the current epoch's numbers. Anywhere else (a log
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +35,37 @@ class PlainLines:
         if last or now - self._last >= self.interval:
             self.console.print(line, highlight=False, markup=False, soft_wrap=True)
             self._last = now
+
+    @property
+    def quiet_for(self) -> float:
+        """Seconds since the last line."""
+        return time.monotonic() - self._last
+
+
+class Heartbeat:
+    """Off a terminal, a log never goes silent: while running, prints ``status()`` (with the
+    seconds since ``start``) whenever ``lines`` printed nothing for ``every`` seconds, from
+    a background thread, so also while data loads or a long epoch runs."""
+
+    def __init__(self, lines: PlainLines, status: Callable[[], str], every: float) -> None:
+        self.lines, self.status, self.every = lines, status, every
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tunelab-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(1.0, self.every / 4)):
+            if self.lines.quiet_for >= self.every:
+                elapsed = time.monotonic() - self._started
+                self.lines(f"[{elapsed:.0f} s] {self.status()}", last=True)
 
 
 class EpochProgress:

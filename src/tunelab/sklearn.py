@@ -33,7 +33,18 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from tunelab.config import RunConfig, config_from_dict, load_config, set_dotted
+
+# What fit uses, imported with this module and not inside fit: a module imported for the
+# first time during fit may keep a traceback (Optuna keeps one for each optional backend it
+# lacks), whose frames hold fit's frame, and with it the estimator and its folder, for good.
+from tunelab.data import load_arrays
 from tunelab.errors import ConfigError, DataError
+from tunelab.evaluation.crossval import cross_validate
+from tunelab.evaluation.fitting import fit_on_rows
+from tunelab.evaluation.prepare import prepare_rows
+from tunelab.pipeline import write_cross_validation
+from tunelab.results.predictor import load_predictor
+from tunelab.results.rundir import open_run_dir, release_run_dir, write_json
 
 if TYPE_CHECKING:
     from tunelab.results.rundir import RunDir
@@ -92,9 +103,6 @@ class _TunelabEstimator(BaseEstimator):  # type: ignore[misc]
             InvalidInput: inputs or target tunelab refuses (non-finite values, one class).
             InvalidConfig: the config or an override is invalid.
         """
-        from tunelab.data import load_arrays
-        from tunelab.results.predictor import load_predictor
-
         frame = _as_frame(X)
         validate_data(self, X, skip_check_array=True)
         target = self._checked_target(y)
@@ -213,8 +221,6 @@ class TunelabRegressor(RegressorMixin, _TunelabEstimator):  # type: ignore[misc]
 def _train_run(cfg: RunConfig, raw: Any, run_dir: Path) -> dict[str, Any] | None:
     """Fit once on train + validation rows, write the run directory, return the k-fold
     summary (None with a holdout)."""
-    from tunelab.results.rundir import open_run_dir, release_run_dir
-
     run = open_run_dir(cfg, run_dir, overwrite=True)
     try:
         return _fit_into(run, cfg, raw)
@@ -223,12 +229,6 @@ def _train_run(cfg: RunConfig, raw: Any, run_dir: Path) -> dict[str, Any] | None
 
 
 def _fit_into(run: RunDir, cfg: RunConfig, raw: Any) -> dict[str, Any] | None:
-    from tunelab.evaluation.crossval import cross_validate
-    from tunelab.evaluation.fitting import fit_on_rows
-    from tunelab.evaluation.prepare import prepare_rows
-    from tunelab.pipeline import write_cross_validation
-    from tunelab.results.rundir import write_json
-
     # no test rows: scikit-learn scores the estimator on rows it never saw, outside fit
     prepared = prepare_rows(
         cfg, raw, test_rows=np.zeros(0, dtype=np.int64), cache_dir=run.features

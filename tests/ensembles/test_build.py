@@ -21,7 +21,7 @@ from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import load_predictor
 from tunelab.results.trial_record import record
-from tunelab.search.budget import Budget
+from tunelab.search.budget import EXIT_TAIL, FIXED_TAIL, Budget
 from tunelab.search.run import run_study
 
 LR = {"type": "float", "low": 1e-3, "high": 3e-1, "log": True}
@@ -186,8 +186,12 @@ def test_the_budget_leaves_time_for_the_refit_and_the_members() -> None:
         study.add_trial(trial)
     budget = Budget(end=1000.0, timeout_end=None, refits_after=3.0, rows_ratio=1.25, folds=5)
     # median trial 12 s; a refit is one fold (12/5) on 1.25x the rows: 3 s; three of them,
-    # a fixed 3 s, and room for one more trial
-    assert budget.stop_time(study.trials) == pytest.approx(1000.0 - 3.0 - 3 * 3.0 - 12.0)
+    # the fixed tail (test evaluation, report) and the exit, and room for one more trial
+    tail = FIXED_TAIL + EXIT_TAIL
+    assert budget.stop_time(study.trials) == pytest.approx(1000.0 - tail - 3 * 3.0 - 12.0)
+    # a running trial stops by the search's deadline (pruned), the refits by the final one
+    assert budget.search_deadline(study.trials) == pytest.approx(1000.0 - tail - 3 * 3.0)
+    assert budget.final_deadline == pytest.approx(1000.0 - tail)
     capped = Budget(end=1000.0, timeout_end=900.0, refits_after=3.0, rows_ratio=1.25, folds=5)
     assert capped.stop_time(study.trials) == 900.0
     assert Budget(None, None, 1.0, 1.0, 1).stop_time(study.trials) is None

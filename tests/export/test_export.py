@@ -63,7 +63,7 @@ def _unusual_rows() -> pd.DataFrame:
 def test_a_table_model_takes_raw_columns_and_gives_the_predictors_probabilities(
     table_run: Path, format: Any
 ) -> None:
-    exported = export_predictor(table_run, format=format)
+    exported = export_predictor(table_run, format=format, overwrite=True)
     assert exported.path == table_run / ("model.onnx" if format == "onnx" else "model.pt")
     assert exported.rows_checked == 48
     assert exported.max_abs_difference is not None
@@ -77,7 +77,7 @@ def test_a_table_model_takes_raw_columns_and_gives_the_predictors_probabilities(
 def test_codes_computed_from_the_written_vocabulary_give_the_same_outputs(
     table_run: Path,
 ) -> None:
-    exported = export_predictor(table_run, format="onnx")
+    exported = export_predictor(table_run, format="onnx", overwrite=True)
     described = json.loads(exported.inputs_path.read_text())
     assert described["output"] == {
         "name": "probabilities",
@@ -168,3 +168,65 @@ def test_without_onnxruntime_the_message_gives_the_pip_command(
     result = runner.invoke(app, ["export", str(table_run), "--format", "onnx"])
     assert result.exit_code == 2
     assert "tunelab[export]" in result.output
+
+
+# --- never over what tunelab did not make (issue 24) -------------------------------------
+
+
+def _export(*args: str) -> Any:
+    return runner.invoke(app, ["export", *args])
+
+
+def test_an_existing_file_of_the_users_is_never_replaced(table_run: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "userfile.txt"
+    mine.write_text("my notes")
+    for extra in ([], ["--overwrite"]):
+        result = _export(str(table_run), "--format", "onnx", "--output", str(mine), *extra)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert mine.read_text() == "my notes"
+        assert not Path(f"{mine}.json").exists()
+    assert "already exists; pass --overwrite" in _export(
+        str(table_run), "--format", "onnx", "--output", str(mine)
+    ).output.replace("\n", " ")
+
+
+def test_a_users_file_beside_the_target_is_never_replaced(table_run: Path, tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+    sidecar = Path(f"{target}.json")
+    sidecar.write_text('{"mine": true}\n')
+    for extra in ([], ["--overwrite"]):
+        result = _export(str(table_run), "--format", "onnx", "--output", str(target), *extra)
+        assert result.exit_code == 2, result.output
+        assert sidecar.read_text() == '{"mine": true}\n'
+        assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["final/model.safetensors", "final/predictor.json", "final/new.onnx", "config.yaml"]
+)
+def test_the_runs_own_files_are_never_written_even_with_overwrite(
+    table_run: Path, name: str
+) -> None:
+    """--output RUN/final/model.safetensors destroyed the weights, and predict then failed."""
+    target = table_run / name
+    before = target.read_bytes() if target.exists() else None
+    for extra in ([], ["--overwrite"]):
+        result = _export(str(table_run), "--format", "onnx", "--output", str(target), *extra)
+        assert result.exit_code == 2, result.output
+        assert "never writes over" in result.output.replace("\n", " ")
+        assert (target.read_bytes() if target.exists() else None) == before
+    assert tunelab.load_predictor(table_run).predict_proba(_unusual_rows()).shape == (12, 2)
+
+
+def test_an_earlier_export_is_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    run = train(make_config(train={"epochs": 1}), out=tmp_path / "run").run_dir
+    assert _export(str(run), "--format", "torchscript").exit_code == 0
+    again = _export(str(run), "--format", "torchscript")
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    first = (run / "model.pt").stat().st_mtime_ns
+    replaced = _export(str(run), "--format", "torchscript", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert (run / "model.pt").stat().st_mtime_ns >= first
+    assert json.loads((run / "model.pt.json").read_text())["file"] == "model.pt"
+    assert not list(run.glob(".*.partial"))

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import make_config
 from tunelab.config import RunConfig
+from tunelab.errors import FatalError
 from tunelab.ladder import Watcher, run_ladder
 from tunelab.ladder.rungs import STAGES, Stage, StageContext
 from tunelab.results.rundir import RunDir, open_run_dir
@@ -154,6 +155,24 @@ def test_an_interrupted_ladder_keeps_its_measured_folds(tmp_path: Path) -> None:
     resumed = Counter()
     doc = ladder(cfg, tmp_path / "run", resumed)
     assert resumed.trained == 2 and doc["complete"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[]", "{}", '"ladder"', '{"variants": []}', '{"variants": {"k": 5}}', '{"ladder": [', ""],
+)
+def test_a_ladder_json_of_the_wrong_shape_is_refused_like_a_truncated_one(
+    tmp_path: Path, content: str
+) -> None:
+    """A valid JSON of the wrong shape ([]) was silently dropped and measured again."""
+    cfg = make_config(ladder={**SMALL, "rungs": ["regularization"]})
+    run = open_run_dir(cfg, tmp_path / "run")
+    run.ladder.write_text(content)
+    counter = Counter()
+    with pytest.raises(FatalError, match=r"delete it to measure the ladder afresh"):
+        run_ladder(cfg, run, watcher=counter)
+    assert counter.trained == 0
+    assert run.ladder.read_text() == content  # kept for the user to look at
 
 
 def test_a_stage_registered_later_is_measured_on_the_same_splits(

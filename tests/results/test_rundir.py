@@ -76,6 +76,19 @@ def test_a_run_name_is_one_plain_folder_name(name: str) -> None:
         make_config(name=name)
 
 
+def test_a_name_longer_than_the_file_system_allows_is_refused_by_check(tmp_path: Path) -> None:
+    """A 300-character name passed tunelab check; training then failed on the folder."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("name: safe", "name: " + "n" * 300))
+    result = CliRunner().invoke(app, ["check", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "300 characters" in result.output and "at most 239" in result.output
+    longest = "n" * 239  # with NAME-lr-find and the trackers' NAME-DATE-TIME still a name
+    assert make_config(name=longest).name == longest
+    with pytest.raises(ConfigError, match="choose a shorter name"):
+        make_config(name=longest + "n")
+
+
 def test_name_dot_dot_cannot_reach_the_project_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

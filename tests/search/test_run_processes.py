@@ -172,6 +172,9 @@ def test_sigkill_mid_trial_then_rerun_retries_the_dead_trial_and_keeps_the_rest(
     for number, was in complete_before.items():
         assert after[number] == was, f"trial {number} changed on resume"
     assert after[killed[0]][0] == TrialState.FAIL
+    reason = study.trials[killed[0]].user_attrs.get("fail_reason", "")
+    assert reason.startswith("stale: no heartbeat for more than 2 s"), reason
+    assert f"trial {killed[0]} failed, stale: no heartbeat" in (out / "run.log").read_text()
     retries = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed[0]]
     assert len(retries) == 1, "the killed trial is retried once"
     retry = retries[0]

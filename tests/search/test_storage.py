@@ -211,6 +211,31 @@ def test_journal_heartbeats_judge_a_trial_by_its_last_beat_or_its_own_start(
     assert storage._get_stale_trial_ids(study_id) == ids[:2]
 
 
+@pytest.mark.parametrize("storage", [None, "journal"])
+def test_a_stale_trial_gets_its_reason_and_its_retry_is_logged(
+    tmp_path: Path, storage: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker killed mid-trial left an empty fail_reason, and run.log never said that
+    the trial went stale or that it was retried."""
+    cfg = small_config(storage=storage, heartbeat_interval=1, grace_period=1, max_retry=1)
+    study = optuna.create_study(
+        storage=make_storage(storage_url(cfg, tmp_path), cfg.search), study_name="stale"
+    )
+    dead = study.ask()
+    dead.set_user_attr("note", "kept")
+    study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
+    time.sleep(2.5)  # past the grace period (SQLite: whole seconds), as a killed trial
+    with caplog.at_level("WARNING", logger="tunelab"):
+        optuna.storages.fail_stale_trials(study)
+    failed, retry = study.get_trials()
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["fail_reason"].startswith("stale: no heartbeat for more than 1 s")
+    assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
+    assert "fail_reason" not in retry.user_attrs and retry.user_attrs["note"] == "kept"
+    assert "trial 0 failed, stale: no heartbeat" in caplog.text
+    assert "retried with the same parameters (retry 1 of 1)" in caplog.text
+
+
 # --- a killed process on a journal file, as a user would see it -----------------------
 
 

@@ -189,3 +189,28 @@ def test_tracking_can_be_added_to_a_study_when_it_resumes(
     assert len(mlflow_runs(file_store)["trial"]) == 2  # the first trial too
     recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert recorded["test"]["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])  # type: ignore[index]
+
+
+def test_a_reference_in_the_tracking_uri_is_read_from_the_environment(
+    tmp_path: Path, config_factory: Any, file_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URI in config.yaml keeps ${NAME}; MLflow gets the value (issue 27's secrets)."""
+    monkeypatch.setenv("TUNELAB_TEST_MLRUNS", file_store.removeprefix("file:"))
+    cfg = config_factory(tracking={"mlflow": "file:${TUNELAB_TEST_MLRUNS}"})
+    train(cfg, out=tmp_path / "run")
+    assert len(mlflow_runs(file_store)["train"]) == 1
+    assert "${TUNELAB_TEST_MLRUNS}" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_a_server_that_refuses_shows_the_reference_never_the_password(
+    tmp_path: Path, config_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNELAB_TEST_MLFLOW_PW", "Zq9-mlflow-secret")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    uri = "http://bob:${TUNELAB_TEST_MLFLOW_PW}@127.0.0.1:9"  # nothing listens on port 9
+    cfg = config_factory(tracking={"mlflow": uri})
+    with pytest.raises(FatalError) as caught:
+        train(cfg, out=tmp_path / "run")
+    assert uri in str(caught.value)
+    assert "Zq9-mlflow-secret" not in str(caught.value)

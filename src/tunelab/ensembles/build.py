@@ -9,6 +9,7 @@ is evaluated once, by the caller.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,15 +179,29 @@ def _choose(cfg: RunConfig, task: str, found: Candidates, metric: str) -> select
     return select.mean(task, found.truth, found.oof, metric)
 
 
+class OutOfTime(Exception):
+    """The time budget ended before every member of the ensemble was refit."""
+
+
 def build(
     cfg: RunConfig,
     prepared: Prepared,
     study: optuna.Study,
     artifacts: TrialArtifacts,
     decision: Decision,
+    *,
+    deadline: float | None = None,
 ) -> EnsemblePredictor:
     """The ensemble predictor of a kept decision: one member per chosen trial (with a
-    stacker, every candidate), each its fold models' mean or a refit on all rows."""
+    stacker, every candidate), each its fold models' mean or a refit on all rows.
+
+    Args:
+        deadline: the Unix time refit members must end by (the time budget): a refit
+            stops at an epoch boundary, and none starts after it.
+
+    Raises:
+        OutOfTime: a refit member would start after ``deadline``.
+    """
     assert decision.choice is not None
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     stacked = decision.choice.stacker is not None
@@ -195,7 +210,7 @@ def build(
         for number, weight in zip(decision.trials, decision.weights, strict=True)
         if stacked or weight > 0
     ]
-    members = [_member(cfg, prepared, trial, artifacts) for trial, _ in chosen]
+    members = [_member(cfg, prepared, trial, artifacts, deadline) for trial, _ in chosen]
     weights = [w for _, w in chosen]
     total = sum(weights)
     return EnsemblePredictor(
@@ -208,7 +223,11 @@ def build(
 
 
 def _member(
-    cfg: RunConfig, prepared: Prepared, trial: FrozenTrial, artifacts: TrialArtifacts
+    cfg: RunConfig,
+    prepared: Prepared,
+    trial: FrozenTrial,
+    artifacts: TrialArtifacts,
+    deadline: float | None,
 ) -> AnyPredictor:
     if cfg.ensemble_members() == "folds" and artifacts.has_predictors(trial):
         folds = artifacts.predictors(trial)
@@ -217,6 +236,9 @@ def _member(
         return EnsemblePredictor(
             members=folds, weights=[1.0 / len(folds)] * len(folds), method="folds"
         )
+    if deadline is not None and time.time() >= deadline:
+        raise OutOfTime(f"the time budget ended before trial {trial.number} could be refit")
     tuned = apply_params(cfg, decode(cfg.search.space, trial.params))
     log.info("ensemble: refitting trial %d on all non-test rows", trial.number)
-    return refit(tuned, prepared, fold_epochs=record(trial).get("best_epochs")).predictor
+    epochs = record(trial).get("best_epochs")
+    return refit(tuned, prepared, fold_epochs=epochs, deadline=deadline).predictor

@@ -11,7 +11,7 @@ techniques of the neural loop (dropout, augmentation, ...) do not apply to trees
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.errors import ConfigError
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.trees import Forest, TreePredictor, probabilities
-from tunelab.training.loop import EpochCallback, FitResult
+from tunelab.training.loop import EpochCallback, FitResult, StopTraining
 from tunelab.training.metrics import compute_metrics
 
 FAMILIES = ("hgb",)
@@ -107,9 +107,10 @@ def fit_trees(
         info={"notes": list(encoder.notes), "techniques": _describe(model)},
     )
     result = _result(model, forest, fit_args, target.task, prepared.metric)
-    for record in result.history:
+    for record in result.history:  # after the fit: its iterations cannot be stopped
         for callback in callbacks:
-            callback(record)
+            with suppress(StopTraining):
+                callback(record)
     return predictor, result
 
 

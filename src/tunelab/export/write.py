@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from tunelab.errors import FatalError
 from tunelab.export.graph import Graph, build_graph
 from tunelab.export.inputs import describe_inputs, feed
 from tunelab.optional import optional_import
+from tunelab.results.outputs import check_output
 from tunelab.results.predictor import AnyPredictor, Predictor, load_predictor
 from tunelab.results.rundir import RunDir
 
@@ -33,6 +35,8 @@ FORMATS: tuple[Format, ...] = ("onnx", "torchscript")
 # times the largest value for regression (float32 holds about 7 significant digits).
 TOLERANCE = 1e-5
 _OPSET = 18
+# the run-directory files export writes (RunDir names them): the only ones it may replace
+EXPORT_NAMES = ("model.onnx", "model.onnx.json", "model.pt", "model.pt.json")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ def export_predictor(
     *,
     format: Format,
     output: str | Path | None = None,
+    overwrite: bool = False,
     trust_code: bool = False,
 ) -> Exported:
     """Export the predictor of ``run`` (a run directory or a predictor folder).
@@ -66,22 +71,33 @@ def export_predictor(
     Args:
         format: ``onnx`` (needs ``tunelab[export]``) or ``torchscript``.
         output: the file to write; default ``RUN/model.onnx`` or ``RUN/model.pt``. Its
-            inputs' description goes to the same name plus ``.json``.
+            inputs' description goes to the same name plus ``.json``. Never a file in
+            the run's ``final/`` or another of its own files.
+        overwrite: replace ``output`` and its ``.json`` when they exist (only an earlier
+            export: a file tunelab did not write is never replaced).
         trust_code: a ``py:`` architecture may be imported (see ``load_predictor``).
 
     Raises:
         FatalError: not a neural predictor (an ensemble, boosted trees), a text model, a
-            network the exporter cannot trace; MissingDependency without onnx.
+            network the exporter cannot trace, an output that exists (without
+            ``overwrite``) or belongs to the run; MissingDependency without onnx.
     """
     if format not in FORMATS:
         raise FatalError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
     if format == "onnx":  # before the predictor loads: a missing package is said at once
         _onnx_packages()
+    path = Path(output) if output is not None else _default_path(Path(run), format)
+    inputs_path = Path(f"{path}.json")
+    for target in (path, inputs_path):  # before any work: nothing is written if refused
+        check_output(
+            target,
+            overwrite=overwrite,
+            own=EXPORT_NAMES,
+            made_by_tunelab=lambda _: _earlier_export(path),
+        )
     predictor = _neural(load_predictor(run, trust_code=trust_code), run)
     graph = build_graph(predictor)
-    path = Path(output) if output is not None else _default_path(Path(run), format)
     _write(graph, path, format)
-    inputs_path = Path(f"{path}.json")
     description = {"format": format, "file": path.name, **describe_inputs(predictor, graph)}
     difference, rows, tolerance = _check(predictor, path, format, Path(run))
     description["check"] = {
@@ -89,7 +105,9 @@ def export_predictor(
         "max_abs_difference": difference,
         "tolerance": tolerance,
     }
-    inputs_path.write_text(json.dumps(description, indent=2) + "\n")
+    _replace_with(
+        inputs_path, lambda partial: partial.write_text(json.dumps(description, indent=2) + "\n")
+    )
     if difference is not None and difference > tolerance:
         raise FatalError(
             f"{path}: the exported model's outputs differ from the predictor's by up to "
@@ -131,6 +149,29 @@ def _neural(predictor: AnyPredictor, run: str | Path) -> Predictor:
     return predictor
 
 
+def _earlier_export(path: Path) -> bool:
+    """Whether ``path`` is a file tunelab exported: the description beside it names it."""
+    try:
+        description = json.loads(Path(f"{path}.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (
+        isinstance(description, dict)
+        and description.get("file") == path.name
+        and description.get("format") in FORMATS
+    )
+
+
+def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
+    """Write beside ``path``, then rename over it: a failed export leaves the earlier one."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _default_path(run: Path, format: Format) -> Path:
     folder = run.parent if run.name == "final" and (run / "predictor.json").is_file() else run
     return RunDir(folder).onnx if format == "onnx" else RunDir(folder).torchscript
@@ -142,10 +183,10 @@ def _write(graph: Graph, path: Path, format: Format) -> None:
             # both exporters say they are deprecated in favour of torch.export
             warnings.simplefilter("ignore", DeprecationWarning)
             if format == "onnx":
-                _write_onnx(graph, path)
+                _replace_with(path, lambda partial: _write_onnx(graph, partial))
             else:
                 traced = torch.jit.trace(graph.module, graph.examples)  # type: ignore[no-untyped-call]
-                traced.save(str(path))
+                _replace_with(path, lambda partial: traced.save(str(partial)))
     except OSError as exc:
         raise FatalError(f"cannot write {path}: {exc.strerror or exc}") from None
     except (RuntimeError, TypeError, ValueError) as exc:

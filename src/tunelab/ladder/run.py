@@ -307,13 +307,30 @@ def _reuse(path: Path, keys: set[str]) -> Variants:
         raise FatalError(
             f"{path} is not valid JSON ({exc}); delete it to measure the ladder afresh"
         ) from None
-    found = earlier.get("variants") if isinstance(earlier, dict) else None
+    problem = _shape_problem(earlier)
+    if problem is not None:  # valid JSON, but not what tunelab writes: refused as above
+        raise FatalError(
+            f"{path} is not a ladder document ({problem}); delete it to measure the ladder afresh"
+        )
     kept: Variants = {}
-    for key, variant in (found if isinstance(found, dict) else {}).items():
-        folds = variant.get("folds") if isinstance(variant, dict) else None
-        if key in keys and isinstance(folds, list) and all(_finite_fold(f) for f in folds):
+    for key, variant in earlier["variants"].items():
+        folds = variant["folds"]
+        if key in keys and all(_finite_fold(f) for f in folds):
             kept[key] = {"label": variant.get("label"), "folds": folds}
     return kept
+
+
+def _shape_problem(doc: Any) -> str | None:
+    """What makes ``doc`` not a ladder document (see ``ladder.document``), or None."""
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, not an object"
+    variants = doc.get("variants")
+    if not isinstance(variants, dict):
+        return "no 'variants' object"
+    for key, variant in variants.items():
+        if not isinstance(variant, dict) or not isinstance(variant.get("folds"), list):
+            return f"variant {key!r} has no 'folds' list"
+    return None
 
 
 def _finite_fold(fold: Any) -> bool:

@@ -1,14 +1,20 @@
 """Where a command may write a file the user names (``--output``, ``--out``).
 
-An output never lands on what a run needs or on what the command reads: a file named by
-``RunDir`` (``config.yaml``, ``metrics.json``, the study, the lock ...), anything inside a
-run's ``final/``, ``artifacts/`` or ``features/``, or the command's own input. An existing
-file anywhere else is replaced only with ``--overwrite``.
+One rule for every such file: its folder exists; it never lands on what a run needs or on
+what the command reads: a file named by ``RunDir`` (``config.yaml``, ``metrics.json``, the
+study, the lock ...), anything inside a run's ``final/``, ``artifacts/`` or ``features/``,
+or the command's own input; not even with ``--overwrite``. An existing file anywhere else
+is replaced only with ``--overwrite`` (and, for a command that says how to tell, only when
+tunelab made it).
+
+Example::
+
+    check_output(Path("runs/x/preds.csv"), run=RunDir(Path("runs/x")), overwrite=False)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from tunelab.errors import FatalError
@@ -23,6 +29,8 @@ def check_output(
     overwrite: bool = False,
     default: Path | None = None,
     option: str = "--output",
+    own: Collection[str] = (),
+    made_by_tunelab: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Check that ``path`` may be written; returns it.
 
@@ -35,10 +43,54 @@ def check_output(
         default: the file the command writes when no output is named (``RUN/report.html``):
             naming it is allowed, and it is replaced as it would be without the option.
         option: the option's name, for messages.
+        own: names of run-directory files this command writes itself (``model.onnx``),
+            which it may write into a run directory.
+        made_by_tunelab: whether an existing file is one tunelab wrote (None: any file may
+            be replaced with ``overwrite``).
 
     Raises:
         FatalError: a folder, a missing folder, a run's own file, an input, or an existing
-            file without ``overwrite``.
+            file without ``overwrite`` (or not made by tunelab).
+    """
+    check_folder(path, option=option)
+    target = path.resolve()
+    if default is not None and target == default.resolve():
+        return path
+    held = _final_folder(target)
+    if held is not None:
+        raise FatalError(
+            f"{option} {path} is inside a run's final/ folder ({held}), which tunelab never "
+            "writes over (not even with --overwrite: the predictor needs it); give a file "
+            "outside final/ with a name of your own"
+        )
+    for owner in _runs_around(target, run):
+        _refuse_run_file(path, target, owner, option, own)
+    for given in inputs:
+        if target == given.resolve() or _same_file(target, given):
+            raise FatalError(
+                f"{option} {path} is the command's input {given}; writing it would replace "
+                "what it reads. Give another file name"
+            )
+    if not _exists(path):
+        return path
+    if not overwrite:
+        raise FatalError(
+            f"{option} {path} already exists; pass --overwrite to replace it, or give a new "
+            "file name"
+        )
+    if made_by_tunelab is not None and not made_by_tunelab(path):
+        raise FatalError(
+            f"{option} {path} exists and tunelab did not write it; --overwrite replaces only "
+            "what tunelab made: move the file away or choose another name"
+        )
+    return path
+
+
+def check_folder(path: Path, *, option: str = "--output") -> None:
+    """``path`` names a file in a folder that exists.
+
+    Raises:
+        FatalError: ``path`` is a folder, or its folder does not exist.
     """
     if path.is_dir():
         raise FatalError(f"{option} {path} is a folder; give a file name, e.g. {path / 'out.csv'}")
@@ -47,23 +99,6 @@ def check_output(
             f"{option} {path}: the folder {str(path.parent)!r} does not exist; create it first "
             "or write into an existing one"
         )
-    target = path.resolve()
-    if default is not None and target == default.resolve():
-        return path
-    for owner in _runs_around(target, run):
-        _refuse_run_file(path, target, owner, option)
-    for given in inputs:
-        if target == given.resolve() or _same_file(target, given):
-            raise FatalError(
-                f"{option} {path} is the command's input {given}; writing it would replace "
-                "what it reads. Give another file name"
-            )
-    if path.exists() and not overwrite:
-        raise FatalError(
-            f"{option} {path} already exists; pass --overwrite to replace it, or give a new "
-            "file name"
-        )
-    return path
 
 
 def only_files_of(*names: str) -> Callable[[RunDir], bool]:
@@ -90,6 +125,15 @@ def only_files_of(*names: str) -> Callable[[RunDir], bool]:
     return check
 
 
+def _final_folder(target: Path) -> Path | None:
+    """The predictor folder (a ``final/`` holding ``predictor.json``) that holds
+    ``target``, also outside a marked run directory (a copied ``final/``)."""
+    for folder in target.parents:
+        if folder.name == "final" and (folder / "predictor.json").is_file():
+            return folder
+    return None
+
+
 def _runs_around(target: Path, run: RunDir | None) -> list[RunDir]:
     """``run`` and the run directory (a folder with tunelab's mark) that holds ``target``."""
     found = [RunDir(run.path.resolve())] if run is not None else []
@@ -100,14 +144,19 @@ def _runs_around(target: Path, run: RunDir | None) -> list[RunDir]:
     return found
 
 
-def _refuse_run_file(path: Path, target: Path, run: RunDir, option: str) -> None:
-    for own in run.own_files():
-        if target.is_relative_to(own):  # the file itself, or inside one of tunelab's folders
-            what = f"its {own.name}" if target == own else f"inside its {own.name}/"
+def _refuse_run_file(
+    path: Path, target: Path, run: RunDir, option: str, own: Collection[str]
+) -> None:
+    for held in run.own_files():
+        if held.name in own and target == held:
+            continue  # a file this command itself writes into a run directory
+        if target.is_relative_to(held):  # the file itself, or inside one of tunelab's folders
+            what = f"its {held.name}" if target == held else f"inside its {held.name}/"
             raise FatalError(
                 f"{option} {path} is {what}: the run directory {run.path} is tunelab's, and "
-                "writing there would destroy the run's files. Give a file outside its "
-                f"final/ with a name of your own, e.g. {run.path / 'predictions.csv'}"
+                "writing there would destroy the run's files (not even --overwrite does). Give "
+                f"a file outside its final/ with a name of your own, e.g. "
+                f"{run.path / 'predictions.csv'}"
             )
 
 

@@ -1,10 +1,13 @@
-"""One time budget for the whole run: the search stops early enough for what follows it.
+"""One time budget for the whole command: every second of it, from the process's start.
 
-``budget: 480`` means the run should be done in eight minutes: search, refit of the best,
-and the ensemble. After each trial the search estimates what the rest will cost from the
-trials it has timed (a refit trains about one fold's epochs on all the non-test rows; an
-ensemble of refit members costs one refit per member) and starts no trial that could not
-finish before the time that leaves.
+``budget: 480`` means ``tunelab run`` should be done in eight minutes: start-up (imports,
+loading the data, opening the study), search, refit of the best, the ensemble, the test
+evaluation and the report. After each trial the search estimates what the rest will cost
+from the trials it has timed (a refit trains about one fold's epochs on all the non-test
+rows; an ensemble of refit members costs one refit per member) and starts no trial that
+could not finish before the time that leaves. A trial still running at its deadline is
+stopped at an epoch boundary (pruned), and so is the refit and each refit ensemble member
+(keeping the weights they have), so nothing overruns by more than one epoch.
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
 
-# seconds for loading fold models, predicting and writing files after the search
+# seconds for loading fold models, predicting on the test rows and writing the files and
+# the report after the refit
 FIXED_TAIL = 3.0
+# seconds for the interpreter to exit: unloading torch and the other libraries took 1 to
+# 5 s on a loaded 2-core machine, and the budget counts until the command ends
+EXIT_TAIL = 3.0
+# the user attribute of a trial the budget stopped (where it stopped)
+STOPPED_ATTR = "stopped_by_budget"
 
 
 @dataclass(frozen=True)
@@ -44,21 +53,43 @@ class Budget:
     def stop_time(self, trials: list[FrozenTrial]) -> float | None:
         """The time after which no new trial should start (None: never for the budget),
         given the study's trials."""
-        durations = [
-            t.duration.total_seconds()
-            for t in trials
-            if t.state == TrialState.COMPLETE and t.duration is not None
-        ]
         ends = [self.timeout_end] if self.timeout_end is not None else []
-        if self.end is not None:
-            trial = median(durations) if durations else 0.0
-            refit = trial / max(self.folds, 1) * self.rows_ratio
-            ends.append(self.end - FIXED_TAIL - self.refits_after * refit - trial)
+        search_end = self.search_deadline(trials)
+        if search_end is not None:
+            ends.append(search_end - _trial_seconds(trials))
         return min(ends) if ends else None
+
+    def search_deadline(self, trials: list[FrozenTrial]) -> float | None:
+        """The time a running trial must end by, so that the refits after the search still
+        fit in the budget (None without a budget)."""
+        if self.end is None:
+            return None
+        refit = _trial_seconds(trials) / max(self.folds, 1) * self.rows_ratio
+        return self.end - FIXED_TAIL - EXIT_TAIL - self.refits_after * refit
+
+    @property
+    def final_deadline(self) -> float | None:
+        """The time the refit and the ensemble's refits must end by: what is left is for
+        the test evaluation and the report."""
+        return None if self.end is None else self.end - FIXED_TAIL - EXIT_TAIL
+
+    def out_of_time(self) -> bool:
+        deadline = self.final_deadline
+        return deadline is not None and time.time() >= deadline
 
     def exhausted(self, trials: list[FrozenTrial]) -> bool:
         stop = self.stop_time(trials)
         return stop is not None and time.time() >= stop
+
+
+def _trial_seconds(trials: list[FrozenTrial]) -> float:
+    """The median duration of the study's complete trials (0 before the first)."""
+    durations = [
+        t.duration.total_seconds()
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.duration is not None
+    ]
+    return median(durations) if durations else 0.0
 
 
 def run_budget(

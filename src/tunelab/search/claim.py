@@ -22,8 +22,9 @@ from typing import Any
 import optuna
 import sqlalchemy
 
+from tunelab import uris
 from tunelab.errors import FatalError
-from tunelab.search.study import redact, resolve_url
+from tunelab.search.study import FIELD, redact
 
 log = logging.getLogger("tunelab")
 FINISHER_ATTR = "tunelab:finisher"
@@ -52,7 +53,8 @@ def claim_study(url: str, study: optuna.Study) -> StudyClaim:
         return StudyClaim(held=True)
     key = _key(study.study_name)
     try:
-        engine = sqlalchemy.create_engine(resolve_url(url), poolclass=sqlalchemy.pool.NullPool)
+        connect = uris.expand(url, field=FIELD)
+        engine = sqlalchemy.create_engine(connect, poolclass=sqlalchemy.pool.NullPool)
         # autocommit: the session lock lives outside transactions, and none is left open
         connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")

@@ -28,11 +28,15 @@ from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import rank_of
 from tunelab.results.trial_record import RECORD
+from tunelab.search.budget import STOPPED_ATTR, Budget
 from tunelab.search.space import suggest
+from tunelab.training.loop import would_pass
 from tunelab.training.metrics import compute_metrics
 
 # (trial number, fold, folds, epoch record) -> None: the live view's hook
 EpochHook = Callable[[int, int, int, dict[str, Any]], None]
+# (trial number, its parameters as config values) -> None: a trial starts
+StartHook = Callable[[int, dict[str, Any]], None]
 REPORT_EVERY_S = 1.0  # with no pruner: seconds between epoch reports (live progress only)
 log = logging.getLogger("tunelab")
 
@@ -45,6 +49,9 @@ class Objective:
     prepared: Prepared
     artifacts: TrialArtifacts
     on_epoch: EpochHook | None = None
+    on_start: StartHook | None = None
+    # the time budget: a trial that would run past its search deadline is pruned
+    budget: Budget | None = None
     # the study's trials as the trial loop last read them (rank_of counts the complete ones)
     known: list[FrozenTrial] = field(default_factory=list)
     splits: Splits = field(init=False)
@@ -66,14 +73,19 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         params = suggest(trial, self.cfg.search.space, self.cfg)
+        if self.on_start is not None:
+            self.on_start(trial.number, params)
         cfg = apply_params(self.cfg, params)
         pruner = self.cfg.search.pruner
         per_fold = self.cfg.cv.prune_on == "fold" or pruner == "wilcoxon"
+        deadline = self.budget.search_deadline(self.known) if self.budget else None
         cv = cross_validate(
             cfg,
             self._prepared_for(cfg),
             self.splits,
-            on_epoch=self._epoch_hook(trial, prune=not per_fold and pruner != "none"),
+            on_epoch=self._epoch_hook(
+                trial, prune=not per_fold and pruner != "none", deadline=deadline
+            ),
             after_fold=self._fold_hook(trial) if per_fold and pruner != "none" else None,
         )
         cv_record = {
@@ -107,12 +119,13 @@ class Objective:
         )
 
     def _epoch_hook(
-        self, trial: optuna.Trial, *, prune: bool
+        self, trial: optuna.Trial, *, prune: bool, deadline: float | None
     ) -> Callable[[int, dict[str, Any]], None]:
         """Reports the first fold's epochs to the study: every epoch when the pruner judges
         them (the other folds have no comparable intermediate values); with no pruner, at
         most one a second, so a dashboard still follows a long trial while short trials
-        write nothing per epoch (their curves are in the trial's history)."""
+        write nothing per epoch (their curves are in the trial's history). Prunes the
+        trial when its next epoch would end after ``deadline`` (the time budget)."""
         folds, metric = len(self.splits), self.prepared.metric
         last_report = time.monotonic()
 
@@ -120,6 +133,11 @@ class Objective:
             nonlocal last_report
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, fold, folds, record)
+            if deadline is not None and would_pass(deadline, record):
+                where = f"fold {fold + 1}/{folds} epoch {record['epoch'] + 1}"
+                log.info("trial %d stopped after %s: the time budget ends", trial.number, where)
+                trial.set_user_attr(STOPPED_ATTR, where)
+                raise optuna.TrialPruned(f"stopped after {where}: the time budget ends")
             if fold != 0 or metric not in record or not np.isfinite(record[metric]):
                 return
             if prune or time.monotonic() - last_report >= REPORT_EVERY_S:

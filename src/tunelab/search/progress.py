@@ -1,6 +1,9 @@
 """The live view of a study (trial i/N, fold, epoch, current and best score, ETA) and the
-summary printed at the end. Off a terminal: one plain line per finished trial, and the
-leaderboard printed whole (full parameter names, no 80-column cut)."""
+summary printed at the end. Off a terminal (a pipe, a log file): a line when each stage
+starts (loading data, search, refit, ensemble, report) and when each trial starts and ends,
+the running trial's or the refit's epoch at most every ``PLAIN_EVERY_S`` seconds, and the
+current state again whenever nothing was printed for that long, so a log never goes silent;
+the leaderboard printed whole (full parameter names, no 80-column cut)."""
 
 from __future__ import annotations
 
@@ -15,10 +18,14 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.config import RunConfig
-from tunelab.progress import PlainLines
+from tunelab.progress import Heartbeat, PlainLines
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.rundir import RunDir
 from tunelab.search.run import StudyResult
+from tunelab.search.space import params_text
+from tunelab.training.log import epoch_status
+
+PLAIN_EVERY_S = 10.0  # off a terminal: the longest silence, and the epoch lines' spacing
 
 # what the leaderboard shows for a value that does not exist (the std of one score)
 NOT_AVAILABLE = "n/a"
@@ -31,7 +38,12 @@ class StudyProgress:
         self.total = cfg.search.n_trials
         self.metric = cfg.train.metric or "score"
         self.best: str = "-"
-        self._plain = None if console.is_terminal else PlainLines(console)
+        self._status = "starting"
+        self._stage = "starting"
+        self._plain = None if console.is_terminal else PlainLines(console, PLAIN_EVERY_S)
+        self._heartbeat = (
+            Heartbeat(self._plain, lambda: self._status, PLAIN_EVERY_S) if self._plain else None
+        )
         self._progress = Progress(
             TextColumn("[bold]trials"),
             MofNCompleteColumn(),
@@ -46,23 +58,54 @@ class StudyProgress:
 
     def __enter__(self) -> StudyProgress:
         self._progress.start()
+        if self._heartbeat is not None:
+            self._heartbeat.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self._progress.stop()
+
+    def stage(self, text: str) -> None:
+        """A stage of the run starts (``loading data``, ``refit: trial 3 ...``), or a note
+        on the current one (``note: ...``)."""
+        if not text.startswith("note:"):
+            self._stage = text.split(":")[0]
+        self._say(text, now=True)
+
+    def on_start(self, trial: int, params: dict[str, Any]) -> None:
+        self._say(f"trial {trial} started ({params_text(params)})", now=True)
 
     def on_epoch(self, trial: int, fold: int, folds: int, record: dict[str, Any]) -> None:
         if self._plain is not None:
-            return  # a log gets one line per trial
+            where = f"trial {trial}" + (f" fold {fold + 1}/{folds}" if folds > 1 else "")
+            if self._stage == "refit":
+                where = f"refit of trial {trial}"
+            metric = next((k for k in (self.metric, "accuracy", "rmse") if k in record), "")
+            status = f"{where} epoch {record['epoch'] + 1}  {epoch_status(record, metric)}"
+            self._say(f"{status}; best {self.best}")
+            return
         value = next((record[k] for k in (self.metric, "accuracy", "rmse") if k in record), None)
         score = f"{value:.4f}" if isinstance(value, float) else "-"
         status = (
             f"trial {trial} fold {fold + 1}/{folds} epoch {record['epoch'] + 1} "
             f"score {score}  best {self.best}"
         )
+        if self._stage == "refit":
+            status = f"refit of trial {trial} epoch {record['epoch'] + 1}"
         self._progress.update(self._task, status=status)
+
+    def _say(self, line: str, *, now: bool = False) -> None:
+        """Off a terminal, print ``line`` (at once, or when the last line is old enough);
+        on one, show it in the live view's status."""
+        self._status = line
+        if self._plain is not None:
+            self._plain(line, last=now)
+        else:
+            self._progress.update(self._task, status=line)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._refresh(study)
@@ -78,6 +121,8 @@ class StudyProgress:
         if best_first:
             self.best = f"{best_first[0].value:.4f} (trial {best_first[0].number})"
         failed = sum(t.state == TrialState.FAIL for t in trials)
+        if self._stage == "search":
+            self._status = f"search: {done}/{self.total} trials finished, best {self.best}"
         if self._plain is not None:
             for trial in trials:
                 if trial.state.is_finished() and trial.number not in self._reported:
@@ -116,6 +161,8 @@ def study_summary(result: StudyResult, *, terminal: bool, top: int = 10) -> list
             ]
             table.add_row(*cells)
         parts.append(table)
+    elif board.empty:
+        parts += [Text(title), Text("no trials ran")]
     else:
         plain = shown.drop(columns=["fail_reason"], errors="ignore").astype(object)
         plain = plain.where(plain.notna(), NOT_AVAILABLE)  # None too, which na_rep misses
@@ -127,7 +174,18 @@ def study_summary(result: StudyResult, *, terminal: bool, top: int = 10) -> list
         parts.append(Text(f"… {more} more row{'s' if more > 1 else ''}, see {path}"))
     if result.metrics is not None:
         parts.append(_final_table(result.metrics))
+    if result.time is not None:
+        parts.append(Text(time_line(result.time)))
     return parts
+
+
+def time_line(spent: dict[str, Any]) -> str:
+    """``time: 19.6 s of a 20 s budget: start-up 6.1 s, search 11.2 s, ...`` and the notes."""
+    budget = spent.get("budget")
+    of = f" of a {budget:g} s budget" if budget else ""
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spent["phases"].items())
+    notes = "".join(f"\n  note: {note}" for note in spent.get("notes", []))
+    return f"time: {spent['elapsed']:.1f} s{of}: {phases}{notes}"
 
 
 def _final_table(metrics: dict[str, Any]) -> Table:

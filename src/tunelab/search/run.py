@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.applies import peek_modality, refuse_misfits
 from tunelab.config import ParamSpec, RunConfig, apply_params, load_config
 from tunelab.data import take
-from tunelab.ensembles.build import build, decide
+from tunelab.ensembles.build import OutOfTime, build, decide
 from tunelab.errors import FatalError
 from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
@@ -43,9 +44,9 @@ from tunelab.results.rundir import (
 )
 from tunelab.results.stages import LateStages, StageFailure
 from tunelab.results.trial_record import record
-from tunelab.search.budget import Budget, fold_fraction, run_budget
+from tunelab.search.budget import STOPPED_ATTR, Budget, fold_fraction, run_budget
 from tunelab.search.claim import claim_study
-from tunelab.search.objective import EpochHook, Objective
+from tunelab.search.objective import EpochHook, Objective, StartHook
 from tunelab.search.optimize import (
     TrialHook,
     failure_message,
@@ -53,7 +54,7 @@ from tunelab.search.optimize import (
     optimize,
     trailing_failures,
 )
-from tunelab.search.space import decode
+from tunelab.search.space import decode, params_text
 from tunelab.search.study import (
     artifact_folder,
     make_storage,
@@ -61,8 +62,10 @@ from tunelab.search.study import (
     redact,
     storage_url,
 )
+from tunelab.search.timeline import Stages, Timeline
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
 from tunelab.tracking import Tracking
+from tunelab.training.loop import EpochCallback
 from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
 
 log = logging.getLogger("tunelab")
@@ -79,6 +82,7 @@ class StudyResult:
             who it is; this process ran trials only.
         failed_stages: stages after the final predictor that failed (the ensemble, the
             ladder, tracking, the report), each with its reason; what finished is kept.
+        time: where the time went (``Timeline.summary``).
     """
 
     run_dir: Path
@@ -88,6 +92,7 @@ class StudyResult:
     failed: bool = False
     finisher: str | None = None
     failed_stages: list[StageFailure] = field(default_factory=list)
+    time: dict[str, Any] | None = None
 
 
 def resumable(cfg: RunConfig) -> Callable[[RunDir], bool]:
@@ -160,6 +165,8 @@ class _Hooks:
     on_epoch: EpochHook | None
     trial: list[TrialHook]
     poll: Callable[[optuna.Study], None] | None
+    on_start: StartHook | None = None
+    quiet_workers: bool = False  # --jobs workers print nothing (a live view owns the terminal)
 
 
 def run_study(
@@ -172,6 +179,10 @@ def run_study(
     hooks: list[TrialHook] | None = None,
     poll: Callable[[optuna.Study], None] | None = None,
     ladder_watcher: Watcher | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_start: StartHook | None = None,
+    started: float | None = None,
+    quiet_workers: bool = False,
 ) -> StudyResult:
     """Search, refit the best parameters, combine the best trials when that helps, and
     evaluate the final predictor once on the test rows (then measure the ablation ladder of
@@ -182,12 +193,19 @@ def run_study(
     joins the search with that run's config and returns after its trials, with
     ``StudyResult.finisher`` naming the process that finishes.
 
+    Args:
+        on_stage: told each stage in words as it starts (loading data, search, refit ...).
+        on_start: told each trial this process starts, with its parameters.
+        started: when the command started (Unix time), where the budget's clock starts;
+            default now.
+        quiet_workers: ``--jobs`` workers print nothing (a live view owns the terminal).
+
     Raises:
         ConfigError: a setting, set or searched, that cannot apply to the data's modality
             (before any trial).
     """
-    started = time.time()
-    watch = _Hooks(jobs, on_epoch, hooks or [], poll)
+    clock = Stages(Timeline(started or time.time()), on_stage=on_stage, on_epoch=on_epoch)
+    watch = _Hooks(jobs, on_epoch, hooks or [], poll, on_start, quiet_workers)
     check_stages(cfg, task=known_task(cfg))  # what later stages would refuse, said now
     known = peek_modality(cfg.data)
     if known is not None:  # before the run directory: a setting that cannot apply
@@ -198,18 +216,19 @@ def run_study(
         if overwrite or not busy.holder.study:
             raise
         holder = str(busy.holder)
-        return _join(owner_config(busy.run, cfg), busy.run, holder, started, watch)
+        return _join(owner_config(busy.run, cfg), busy.run, holder, clock, watch)
     with ExitStack() as held:
         held.callback(release_run_dir, run)
         held.enter_context(logging_to(run.log))
+        clock.say("loading data and opening the study")
         prepared, study, artifacts = setup(cfg, run)
         refuse_misfits(cfg, prepared.raw.modality)  # a py: source's modality is known now
         claim = claim_study(storage_url(cfg, run.path), study)
         held.callback(claim.release)
-        budget = _budget(cfg, prepared, started)
+        budget = _budget(cfg, prepared, clock.clock.started)
         opened = (prepared, study, artifacts)
         if claim.held:
-            result = _own_study(cfg, run, opened, budget, watch, ladder_watcher)
+            result = _own_study(cfg, run, opened, budget, watch, ladder_watcher, clock)
         else:  # a run on another machine finishes this study
             result = _trials_only(cfg, run, opened, budget, watch, claim.holder)
     return result
@@ -225,6 +244,7 @@ def _own_study(
     budget: Budget,
     watch: _Hooks,
     ladder_watcher: Watcher | None,
+    clock: Stages,
 ) -> StudyResult:
     """The finisher's part: search, then refit, ensemble, test, ladder and report."""
     prepared, study, artifacts = opened
@@ -237,6 +257,7 @@ def _own_study(
         study.user_attrs.get("storage"),
     )
     tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
+    clock.enter("search", f"search: {finished(study)} of {cfg.search.n_trials} trials done")
     try:
         hooks = [tracking.on_trial, trial_log(prepared.metric)]
         reason, failed = _search(cfg, run, opened, budget, watch, hooks, wait=True)
@@ -246,43 +267,86 @@ def _own_study(
         write_study_results(run, study, cfg.search.space)
         raise
     write_study_results(run, study, cfg.search.space)
-    return _conclude(cfg, run, opened, tracking, (reason, failed), ladder_watcher)
+    ending = _Ending(tracking, budget, clock, ladder_watcher)
+    return _conclude(cfg, run, opened, ending, stopped=(reason, failed))
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """What the stages after the search report to, and the time they may take."""
+
+    tracking: Tracking
+    budget: Budget
+    clock: Stages
+    ladder_watcher: Watcher | None
 
 
 def _conclude(
-    cfg: RunConfig,
-    run: RunDir,
-    opened: Opened,
-    tracking: Tracking,
-    stopped: tuple[str, bool],
-    ladder_watcher: Watcher | None,
+    cfg: RunConfig, run: RunDir, opened: Opened, ending: _Ending, *, stopped: tuple[str, bool]
 ) -> StudyResult:
     """After the search: the refit and ensemble, then the late stages (tracking, the
     ladder, the report), each of which may fail without costing what finished."""
     prepared, study, artifacts = opened
     reason, failed = stopped
+    tracking, clock = ending.tracking, ending.clock
     stages = LateStages(run)
     # the trials --jobs workers ran, or a callback missed
     stages.attempt("tracking", lambda: tracking.on_trial(study))
     if failed or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        clock.enter("report", "report")
         report_or_log(run.path, study=study)
-        return StudyResult(run.path, study, reason, None, failed, failed_stages=stages.failures)
+        _budget_notes(study, clock)
+        time_spent = _time(run, cfg, clock)
+        return StudyResult(
+            run.path, study, reason, None, failed, time=time_spent, failed_stages=stages.failures
+        )
     log.info(
         "the search is done (%s); finishing study %s: refit the best on all non-test rows, "
         "ensemble, final/, metrics, report",
         reason,
         study.study_name,
     )
-    metrics = finish(cfg, prepared, study, artifacts, run, stages)
+    budget = ending.budget
+    metrics = finish(cfg, prepared, study, artifacts, run, stages, budget=budget, clock=clock)
     stages.attempt("tracking", lambda: tracking.final(metrics))
     if cfg.ladder.enabled:  # what each technique of the best recipe contributed
+        clock.enter("ladder", "ladder: what each technique contributed")
         params = decode(cfg.search.space, ranked(study)[0].params)
+        watcher = ending.ladder_watcher
         stages.attempt(
             "ladder",
-            lambda: run_ladder(cfg, run, prepared=prepared, params=params, watcher=ladder_watcher),
+            lambda: run_ladder(cfg, run, prepared=prepared, params=params, watcher=watcher),
         )
+    clock.enter("report", "report")
     stages.conclude(lambda: write_report(run.path, study=study))
-    return StudyResult(run.path, study, reason, metrics, failed_stages=stages.failures)
+    _budget_notes(study, clock)
+    time_spent = _time(run, cfg, clock)
+    return StudyResult(
+        run.path, study, reason, metrics, time=time_spent, failed_stages=stages.failures
+    )
+
+
+def _budget_notes(study: optuna.Study, clock: Stages) -> None:
+    """The trials of this command that the time budget stopped (pruned), noted first."""
+    stopped = [
+        f"trial {trial.number} stopped after {trial.user_attrs[STOPPED_ATTR]} (pruned): the "
+        "time budget ends"
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if STOPPED_ATTR in trial.user_attrs
+        and trial.datetime_start is not None
+        and trial.datetime_start.timestamp() >= clock.clock.started
+    ]
+    clock.clock.notes[:0] = stopped
+
+
+def _time(run: RunDir, cfg: RunConfig, clock: Stages) -> dict[str, Any]:
+    """Where the time went, also in ``metrics.json`` when the run wrote one."""
+    summary = clock.clock.summary(budget=cfg.budget)
+    log.info("time: %s", summary)
+    if run.metrics.is_file():
+        metrics = json.loads(run.metrics.read_text())
+        write_json(run.metrics, {**metrics, "time": summary})
+    return summary
 
 
 def _search(
@@ -299,9 +363,16 @@ def _search(
     prepared, study, artifacts = opened
     reason, failed = "n_trials", False
     if watch.jobs > 1:
-        reason, failed = _with_workers(run, watch.jobs, study, budget=budget, poll=watch.poll)
+        reason, failed = _with_workers(run, watch, study, budget=budget)
     if not failed:  # also after --jobs: a trial of a killed worker is run again here
-        objective = Objective(cfg, prepared, artifacts, on_epoch=watch.on_epoch)
+        objective = Objective(
+            cfg,
+            prepared,
+            artifacts,
+            on_epoch=watch.on_epoch,
+            on_start=watch.on_start,
+            budget=budget,
+        )
         hooks = [*watch.trial, *more_hooks]
         reason, failed = optimize(
             study, objective, cfg, hooks=hooks, budget=budget, wait_for_running=wait
@@ -309,12 +380,13 @@ def _search(
     return reason, failed
 
 
-def _join(cfg: RunConfig, run: RunDir, holder: str, started: float, watch: _Hooks) -> StudyResult:
+def _join(cfg: RunConfig, run: RunDir, holder: str, clock: Stages, watch: _Hooks) -> StudyResult:
     """Run trials of the study that ``holder`` runs in ``run`` (its run directory's lock is
     taken); it does the finishing stages."""
     with logging_to(run.log):
+        clock.say("loading data and opening the study")
         prepared, study, artifacts = setup(cfg, run)
-        budget = _budget(cfg, prepared, started)
+        budget = _budget(cfg, prepared, clock.clock.started)
         return _trials_only(cfg, run, (prepared, study, artifacts), budget, watch, holder)
 
 
@@ -380,24 +452,24 @@ def trial_log(metric: str) -> TrialHook:
 
 
 def _budget(cfg: RunConfig, prepared: Prepared, started: float) -> Budget:
+    """The run's end (``budget``, from the command's start) and the search's
+    (``search.timeout``, from now: the search's start)."""
     rows = len(prepared.split.train) + len(prepared.split.validation)
+    timeout = cfg.search.timeout
     return run_budget(
         cfg,
         end=started + cfg.budget if cfg.budget else None,
-        timeout_end=started + cfg.search.timeout if cfg.search.timeout else None,
+        timeout_end=time.time() + timeout if timeout else None,
         fold_fraction=fold_fraction(cfg, len(prepared.split.train), rows),
     )
 
 
 def _with_workers(
-    run: RunDir,
-    jobs: int,
-    study: optuna.Study,
-    *,
-    budget: Budget,
-    poll: Callable[[optuna.Study], None] | None,
+    run: RunDir, watch: _Hooks, study: optuna.Study, *, budget: Budget
 ) -> tuple[str, bool]:
-    codes = run_workers(run, jobs, study, budget=budget, poll=poll)
+    codes = run_workers(
+        run, watch.jobs, study, budget=budget, poll=watch.poll, quiet=watch.quiet_workers
+    )
     if all(code == 0 for code in codes):
         return "n_trials", False
     log.warning("worker exit codes: %s", codes)
@@ -414,13 +486,17 @@ def run_worker(
     deadline: float | None = None,
     budget_end: float | None = None,
     parent: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[str, bool]:
     """A worker process: join the study of ``run_dir`` and run trials until done.
 
     Args:
         deadline: ``search.timeout``'s end (Unix time).
         budget_end: the whole run's end (``budget``); the worker stops early enough for
-            the refit and ensemble, as the main process does.
+            the refit and ensemble, as the main process does, and prunes a trial that
+            would run past that.
+        say: told, in one line each, that the worker joined, and each trial it starts
+            and ends.
     """
     if parent is not None:
         watch_parent(parent)
@@ -428,8 +504,14 @@ def run_worker(
     if threads:
         cfg = apply_params(cfg, {"train.threads": threads})
     run = RunDir(run_dir)
+    tell = say or (lambda line: None)
+    me = f"worker {os.getpid()}"
     with logging_to(run.log):
         prepared, study, artifacts = setup(cfg, run)
+        tell(
+            f"{me} joined study {study.study_name} in {run_dir}: {finished(study)} of "
+            f"{cfg.search.n_trials} trials finished"
+        )
         rows = len(prepared.split.train) + len(prepared.split.validation)
         budget = run_budget(
             cfg,
@@ -437,7 +519,21 @@ def run_worker(
             timeout_end=deadline,
             fold_fraction=fold_fraction(cfg, len(prepared.split.train), rows),
         )
-        return optimize(study, Objective(cfg, prepared, artifacts), cfg, budget=budget)
+        objective = Objective(
+            cfg,
+            prepared,
+            artifacts,
+            on_start=lambda number, params: tell(
+                f"{me}: trial {number} started ({params_text(params)})"
+            ),
+            budget=budget,
+        )
+
+        def ended(study: optuna.Study, trial: FrozenTrial) -> None:
+            value = f" value {trial.value:.4f}" if trial.value is not None else ""
+            tell(f"{me}: trial {trial.number} {trial.state.name.lower()}{value}")
+
+        return optimize(study, objective, cfg, hooks=[ended], budget=budget)
 
 
 def write_study_results(run: RunDir, study: optuna.Study, space: dict[str, ParamSpec]) -> None:
@@ -467,24 +563,49 @@ def finish(
     artifacts: TrialArtifacts,
     run: RunDir,
     stages: LateStages | None = None,
+    *,
+    budget: Budget | None = None,
+    clock: Stages | None = None,
 ) -> dict[str, Any]:
     """Refit the best trial on every non-test row; build the ensemble when it passes the
     keep rule against that trial on out-of-fold predictions; evaluate the final predictor
     once on the test rows (and, when an ensemble is kept, the refit best trial beside it,
     paired). An ensemble stage that fails leaves the refit best trial as the final
-    predictor, and the failure in ``stages``."""
+    predictor, and the failure in ``stages``.
+
+    Args:
+        budget: the time budget: the refit and the ensemble's refits stop at an epoch
+            boundary by its deadline, and an ensemble that cannot be refit in time is not
+            built (each with a note).
+        clock: the time line and the live view.
+    """
+    clock = clock or Stages(Timeline(time.time()))
+    deadline = budget.final_deadline if budget is not None else None
     best = ranked(study)[0]
     tie_note = tie_break(study)
     if tie_note:
         log.info("best trial: %s", tie_note)
     params = decode(cfg.search.space, best.params)
     tuned = apply_params(cfg, params)
+    clock.enter("refit", f"refit: trial {best.number} on all non-test rows")
     if tuned.data != cfg.data:  # a searched encoding (data.image_size): load at the best
         prepared = prepare(tuned)
-    single = refit(tuned, prepared, fold_epochs=record(best).get("best_epochs"))
+    single = refit(
+        tuned,
+        prepared,
+        fold_epochs=record(best).get("best_epochs"),
+        deadline=deadline,
+        callbacks=[_refit_view(clock, best.number)],
+    )
+    for note in single.notes:
+        clock.note(note)
+    clock.enter("ensemble", f"ensemble: {cfg.ensemble.method} on out-of-fold predictions")
     stages = stages or LateStages(run)
-    final, summary = _ensemble_stage(cfg, prepared, study, artifacts, single.predictor, stages)
+    final, summary = _ensemble_stage(
+        cfg, prepared, study, artifacts, single.predictor, stages, _Deadline(deadline, clock)
+    )
     write_json(run.ensemble, summary)
+    clock.enter("test evaluation", "test evaluation: the final predictor on the test rows")
     extra = {
         "best_trial": best.number,
         "best_value": best.value,
@@ -504,6 +625,24 @@ def finish(
     return evaluate_and_write(run, prepared, single.first, seed=cfg.seed, extra=extra, final=final)
 
 
+def _refit_view(clock: Stages, trial: int) -> EpochCallback:
+    """The refit's epochs, for the live view (as fold 1 of 1 of its trial)."""
+
+    def show(record: dict[str, Any]) -> None:
+        if clock.on_epoch is not None:
+            clock.on_epoch(trial, 0, 1, record)
+
+    return show
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    """When the ensemble's refits must end (None: no budget), and where a note goes."""
+
+    at: float | None
+    clock: Stages
+
+
 def _ensemble_stage(
     cfg: RunConfig,
     prepared: Prepared,
@@ -511,17 +650,23 @@ def _ensemble_stage(
     artifacts: TrialArtifacts,
     single: AnyPredictor,
     stages: LateStages,
+    deadline: _Deadline,
 ) -> tuple[AnyPredictor, dict[str, Any]]:
-    """(the final predictor, ``ensemble.json``): the ensemble when it is kept, else
-    ``single``, also when the stage fails."""
+    """(the final predictor, ``ensemble.json``): the ensemble when it is kept and built in
+    time, else ``single``, also when the stage fails."""
 
     def decide_and_build() -> tuple[AnyPredictor, dict[str, Any]]:
         decision = decide(cfg, prepared, study, artifacts)
         log.info("ensemble: %s", decision.reason)
-        summary = decision.to_dict()
         if not decision.kept:
-            return single, summary
-        ensemble = build(cfg, prepared, study, artifacts, decision)
+            return single, decision.to_dict()
+        try:
+            ensemble = build(cfg, prepared, study, artifacts, decision, deadline=deadline.at)
+        except OutOfTime as exc:
+            deadline.clock.note(f"ensemble not built: {exc}; the final predictor is the refit")
+            late = replace(decision, kept=False, reason=f"{decision.reason}; {exc}")
+            return single, late.to_dict()
+        summary = decision.to_dict()
         summary["test"] = compare_on_test(prepared, ensemble, single, seed=cfg.seed)
         return ensemble, summary
 

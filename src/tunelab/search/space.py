@@ -128,3 +128,11 @@ def grid(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
 
 def grid_size(space: dict[str, ParamSpec]) -> int:
     return len(list(itertools.product(*grid(space).values()))) if space else 1
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """``train.lr=0.00312, model.depth=2``: a trial's parameters in one line."""
+    return ", ".join(
+        f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in params.items()
+    )

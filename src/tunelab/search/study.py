@@ -10,8 +10,6 @@ directory's by default, a shared one when workers run on several machines.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -20,17 +18,21 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from tunelab import uris
 from tunelab.config import RunConfig, SearchConfig
 from tunelab.errors import ConfigError, FatalError
 from tunelab.registry import PRUNERS, SAMPLERS
 from tunelab.results.rundir import RunDir
 from tunelab.search.space import grid
+from tunelab.search.stale import HeartbeatRDBStorage, RetryStaleTrial, mark_stale
 from tunelab.training.metrics import GREATER_IS_BETTER
+
+FIELD = "search.storage"  # what errors about the storage name
 
 # Samplers and pruners by name: ``tunelab.registry`` lists the names and points at these.
 
@@ -112,7 +114,7 @@ def make_storage(url: str, cfg: SearchConfig) -> optuna.storages.BaseStorage:
     NAME here, at connection time, so a password never sits in a config or a log.
     """
     if url.startswith("journal:"):
-        return journal_storage(Path(expand_environment(url.removeprefix("journal:"))), cfg)
+        return journal_storage(Path(uris.expand(url.removeprefix("journal:"), field=FIELD)), cfg)
     return rdb_storage(url, cfg)
 
 
@@ -129,18 +131,16 @@ def rdb_storage(url: str, cfg: SearchConfig) -> RDBStorage:
     if sqlite:
         # several local worker processes write to one file: wait for the lock (default 5 s)
         engine = {"connect_args": {"timeout": 120}}
-    connect = resolve_url(url)
+    connect = uris.expand(url, field=FIELD)
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
+            storage = HeartbeatRDBStorage(
                 connect,
                 engine_kwargs=engine,
                 heartbeat_interval=cfg.heartbeat_interval,
                 grace_period=_grace_period(cfg),
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=cfg.max_retry
-                ),
+                heartbeat_stale_trial_callback=RetryStaleTrial(cfg.max_retry),
             )
         if sqlite:
             sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
@@ -163,10 +163,7 @@ def _cannot_open(url: str, connect: str, exc: Exception) -> str:
             f"search.storage: {redact(url)!r} needs the database driver {missing!r}, which is "
             f"not installed: {hint}"
         )
-    detail = f"{type(exc).__name__}: {exc}"
-    password = _password(connect)
-    if password:  # drivers may echo the connection string
-        detail = detail.replace(password, "***")
+    detail = uris.scrub(f"{type(exc).__name__}: {exc}", connect)  # drivers may echo it
     return (
         f"search.storage: cannot open {redact(url)!r} ({detail}); check the URL, that the "
         "database server runs and accepts this user, and that the password is right"
@@ -220,14 +217,11 @@ def journal_storage(path: Path, cfg: SearchConfig) -> JournalStorage:
             "create it or give another path (journal alone keeps it in the run directory)"
         )
     try:
-        with warnings.catch_warnings():  # the retry callback is "experimental" in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
         return HeartbeatJournalStorage(
             JournalFileBackend(str(path)),
             heartbeat_interval=cfg.heartbeat_interval,
             grace_period=_grace_period(cfg),
-            stale_trial_callback=retry,
+            stale_trial_callback=RetryStaleTrial(cfg.max_retry),
         )
     except (OSError, ValueError) as exc:
         raise FatalError(
@@ -276,6 +270,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
             started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
             if now - max(float(beat), started) > self.grace_period:
                 stale.append(self.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+        mark_stale(self, stale, self.grace_period)
         return stale
 
     def get_heartbeat_interval(self) -> int:
@@ -288,67 +283,10 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 HEARTBEAT_ATTR = "tunelab:heartbeat"
 
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_environment(text: str) -> str:
-    """``text`` with each ``${NAME}`` replaced by the environment variable NAME."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(
-                f"search.storage: the environment variable {name} (named in the URL as "
-                f"${{{name}}}) is not set; export it in the shell that starts tunelab (on "
-                "every machine that runs a worker)"
-            )
-        return os.environ[name]
-
-    return _REFERENCE.sub(value, text)
-
-
-def resolve_url(url: str) -> str:
-    """The URL to connect with: ``${NAME}`` references replaced by their values, the
-    password URL-escaped, so it may hold any character."""
-    if "${" not in url:
-        return url
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        return expand_environment(url)  # RDBStorage reports the malformed URL
-
-    def expand(part: str | None) -> str | None:
-        return expand_environment(part) if part else part
-
-    expanded = parsed.set(
-        username=expand(parsed.username),
-        password=expand(str(parsed.password) if parsed.password else None),
-        host=expand(parsed.host),
-        database=expand(parsed.database),
-    )
-    return expanded.render_as_string(hide_password=False)
-
-
-def _password(url: str) -> str | None:
-    try:
-        password = sqlalchemy.engine.make_url(url).password
-    except sqlalchemy.exc.ArgumentError:
-        return None
-    return str(password) if password else None
-
-
 def redact(url: str) -> str:
     """The URL for messages and logs: a literal password shown as ``***``; a URL with no
     password, or with a ``${NAME}`` reference in its place, shown as it is."""
-    if "://" not in url:
-        return url
-    password = _password(url)
-    if password is None:
-        # unparsable: hide whatever sits between "user:" and "@" all the same
-        return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
-    if _REFERENCE.fullmatch(password):
-        return url
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    return uris.masked(url)
 
 
 def direction(metric: str) -> str:

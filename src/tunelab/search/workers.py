@@ -24,6 +24,7 @@ from tunelab.training.cores import threads_per_job
 
 log = logging.getLogger("tunelab")
 PARENT_POLL_SECONDS = 1.0
+WAIT_SECONDS = 1.0  # between looks at the study while workers run
 
 
 def run_workers(
@@ -33,29 +34,57 @@ def run_workers(
     *,
     budget: Budget,
     poll: Callable[[optuna.Study], None] | None,
+    quiet: bool = False,
 ) -> list[int]:
     """Start ``jobs`` worker processes on the study and wait; CPU threads are split
-    between them. Returns their exit codes."""
+    between them. Returns their exit codes.
+
+    Args:
+        quiet: the workers print nothing (their lines would break a live view).
+    """
     threads = threads_per_job(jobs)
     command = [sys.executable, "-m", "tunelab.cli", "worker", str(run.path)]
     command += ["--threads", str(threads), "--parent", str(os.getpid())]
+    command += ["--quiet"] if quiet else []
     if budget.timeout_end is not None:
         command += ["--deadline", repr(budget.timeout_end)]
     if budget.end is not None:
         command += ["--budget-end", repr(budget.end)]
     workers = [subprocess.Popen(command) for _ in range(jobs)]
+    stopped: set[int] = set()
     try:
         while any(w.poll() is None for w in workers):
             if poll is not None:
                 poll(study)
-            time.sleep(1.0)
+            if budget.out_of_time():
+                stopped |= _stop_for_the_budget(workers)
+            _wait(workers, WAIT_SECONDS)
     except KeyboardInterrupt:
         for worker in workers:
             worker.send_signal(signal.SIGINT)
         for worker in workers:
             worker.wait()
         raise
-    return [w.returncode for w in workers]
+    return [0 if w.pid in stopped else w.returncode for w in workers]
+
+
+def _stop_for_the_budget(workers: list[subprocess.Popen[bytes]]) -> set[int]:
+    """End the workers still running when the time left is the refit's and the report's:
+    by then their trials have stopped (pruned at the search's deadline), so what is left
+    is starting up or exiting."""
+    running = {w.pid for w in workers if w.poll() is None}
+    for worker in workers:
+        if worker.pid in running:
+            log.info("worker %d stopped: the time budget ends", worker.pid)
+            worker.terminate()
+    return running
+
+
+def _wait(workers: list[subprocess.Popen[bytes]], seconds: float) -> None:
+    """Sleep up to ``seconds``, less once every worker has ended."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and any(w.poll() is None for w in workers):
+        time.sleep(0.1)
 
 
 def worker_config_path(run_dir: Path) -> Path:

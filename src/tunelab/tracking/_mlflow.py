@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from tunelab import uris
 from tunelab.errors import FatalError
 from tunelab.optional import optional_import
 from tunelab.reach import folder_problem, http_problem, tcp_problem
@@ -63,16 +64,18 @@ class MlflowTracker:
                 "server or correct the URI"
             )
         self.key = key
+        connect = uris.expand(uri, field="tracking.mlflow")  # ${NAME}: a password
         try:
-            self.client = MlflowClient(tracking_uri=uri)
+            self.client = MlflowClient(tracking_uri=connect)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment = (
                 found.experiment_id if found else self.client.create_experiment(experiment)
             )
             self.parent = self._find(role) or self._start_parent(label, role, params, tags)
         except Exception as exc:
+            detail = uris.scrub(f"{type(exc).__name__}: {exc}", connect)
             raise FatalError(
-                f"tracking.mlflow: cannot use {uri!r} ({type(exc).__name__}: {exc}). Check the "
+                f"tracking.mlflow: cannot use {uri!r} ({detail}). Check the "
                 "URI (sqlite:///mlflow.db, http://HOST:5000; MLflow 3 opens file: stores only "
                 "with MLFLOW_ALLOW_FILE_STORE=true) or remove tracking.mlflow"
             ) from None

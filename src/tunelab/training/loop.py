@@ -31,10 +31,36 @@ from tunelab.training.optim import add_trainable, make_optimizer
 from tunelab.training.schedules import lr_at
 
 Scorer = Callable[[np.ndarray], dict[str, float]]
-# Called after every epoch with that epoch's record; raising stops training (e.g. pruning).
+# Called after every epoch with that epoch's record; raising StopTraining ends training
+# after this epoch, keeping the model; any other exception aborts the fit (e.g. pruning).
 EpochCallback = Callable[[dict[str, Any]], None]
 NON_FINITE = "non_finite"
 MAX_EPOCHS = "max_epochs"
+TIME_BUDGET = "time_budget"
+
+
+class StopTraining(Exception):
+    """Raised by an epoch callback: training ends after this epoch, for ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def would_pass(deadline: float, record: dict[str, Any]) -> bool:
+    """Whether an epoch as long as ``record``'s would end after ``deadline`` (Unix time)."""
+    return time.time() + float(record.get("seconds", 0.0)) > deadline
+
+
+def stop_before(deadline: float) -> EpochCallback:
+    """An epoch callback that ends training when the next epoch would end after
+    ``deadline``: the time budget's stop, at an epoch boundary."""
+
+    def check(record: dict[str, Any]) -> None:
+        if would_pass(deadline, record):
+            raise StopTraining(TIME_BUDGET)
+
+    return check
 
 
 @dataclass
@@ -50,7 +76,8 @@ class FitResult:
             score of the fit; with the training loss of their epoch); without validation
             rows, only the training loss.
         monitor: what early stopping monitored, or None when it was off.
-        stop_reason: patience_exhausted, non_finite or max_epochs.
+        stop_reason: patience_exhausted, non_finite, max_epochs or time_budget (a callback
+            stopped it: ``stop_before``).
         validation_outputs: the model's outputs on the validation rows with the weights it
             holds at the end (float32 numpy); None without validation rows or under
             mixed precision.
@@ -161,7 +188,10 @@ def fit(
         record["seconds"] = time.perf_counter() - started
         result.history.append(record)
         for callback in callbacks:
-            callback(record)
+            try:
+                callback(record)
+            except StopTraining as stop:
+                reason = reason or stop.reason
         if reason is not None:
             result.stop_reason = reason
             break
