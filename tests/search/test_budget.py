@@ -104,13 +104,13 @@ def small_study(tmp_path: Path, **ensemble: Any) -> tuple[RunConfig, Any]:
 def test_an_ensemble_of_refits_is_not_built_when_the_budget_has_ended(tmp_path: Path) -> None:
     cfg, (prepared, study, artifacts, run) = small_study(tmp_path, members="refit")
     over = Budget(end=time.time() - 60, timeout_end=None, refits_after=4, rows_ratio=1, folds=1)
-    stages = Stages(Timeline(time.time()))
-    metrics = finish(cfg, prepared, study, artifacts, run, budget=over, stages=stages)
+    clock = Stages(Timeline(time.time()))
+    metrics = finish(cfg, prepared, study, artifacts, run, budget=over, clock=clock)
     assert metrics["final"] == "best trial"
     assert metrics["stop_reason"] == TIME_BUDGET  # the refit trained one epoch
     assert not metrics["ensemble"]["kept"]
     assert "time budget ended before trial" in metrics["ensemble"]["reason"]
-    assert any(note.startswith("ensemble not built") for note in stages.clock.notes)
+    assert any(note.startswith("ensemble not built") for note in clock.clock.notes)
 
 
 def test_the_summary_says_where_the_time_went(tmp_path: Path) -> None:

@@ -59,9 +59,9 @@ def check_output(
     held = _final_folder(target)
     if held is not None:
         raise FatalError(
-            f"{option} {path} is inside a run's final/ folder ({held}), which tunelab never "
-            "writes over (not even with --overwrite: the predictor needs it); give a file "
-            "outside final/ with a name of your own"
+            f"{option} {path} is inside a run's final/ folder ({held}): tunelab's predictor, "
+            "which tunelab never writes over (not even with --overwrite); give a file outside "
+            "final/ with a name of your own"
         )
     for owner in _runs_around(target, run):
         _refuse_run_file(path, target, owner, option, own)
@@ -154,7 +154,7 @@ def _refuse_run_file(
             what = f"its {held.name}" if target == held else f"inside its {held.name}/"
             raise FatalError(
                 f"{option} {path} is {what}: the run directory {run.path} is tunelab's, and "
-                "writing there would destroy the run's files (not even --overwrite does). Give "
+                "tunelab never writes over the run's files (not even with --overwrite). Give "
                 f"a file outside its final/ with a name of your own, e.g. "
                 f"{run.path / 'predictions.csv'}"
             )
