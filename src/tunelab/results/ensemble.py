@@ -19,6 +19,7 @@ import numpy as np
 from tunelab.data.base import Inputs
 from tunelab.errors import DataError, FatalError
 from tunelab.results.files import DAMAGED, inside, resolved
+from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import plain_file
 from tunelab.results.predictor import AnyPredictor, load_from, manifest_header
 
@@ -134,7 +135,16 @@ class EnsemblePredictor:
             raise ValueError("ensemble members must share the task and classes")
 
     def _combined(self, inputs: Inputs | list[str]) -> np.ndarray:
-        return combine(member_outputs(self.members, inputs, self.task), self.weights, self.stacker)
+        outputs = member_outputs(self.members, inputs, self.task)  # each member checks its own
+        combined = combine(outputs, self.weights, self.stacker)
+        return check_outputs(combined, cause=self._non_finite_cause)
+
+    def _non_finite_cause(self) -> str:
+        if self.stacker is None:
+            return "the ensemble's weights contain NaN or infinite values"
+        if not (np.isfinite(self.stacker.coef).all() and np.isfinite(self.stacker.intercept).all()):
+            return "the stacker's coefficients contain NaN or infinite values"
+        return "the stacker's scores exceed the largest float64 number"
 
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
         if self.task == "regression":

@@ -31,6 +31,7 @@ from tunelab.errors import DataError, FatalError
 from tunelab.models.base import BuiltModel
 from tunelab.models.local import SPEC_METADATA_KEY
 from tunelab.results.files import check_folder, inside
+from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import FORMAT_VERSION, read_manifest
 from tunelab.training.loop import predict_outputs
 
@@ -100,7 +101,14 @@ class Predictor:
         """Class labels (the original ones) or regression values."""
         outputs = self._outputs(inputs)
         if self.task == "regression":
-            return outputs_to_predictions(outputs, task=self.task, target_scale=self.target_scale)
+            values = outputs_to_predictions(outputs, task=self.task, target_scale=self.target_scale)
+            return check_outputs(
+                values,
+                cause=lambda: (
+                    "the outputs scaled by predictor.json's target_scale "
+                    "exceed the largest float64 number"
+                ),
+            )
         assert self.classes is not None
         return np.asarray(np.asarray(self.classes, dtype=object)[outputs.argmax(1)])
 
@@ -109,7 +117,8 @@ class Predictor:
         if len(features[0]) == 0:
             # as scikit-learn does; the outputs would not even have one column per class
             raise DataError("the input has no rows; give at least one example to predict on")
-        return predict_outputs(self.model, features)
+        outputs = predict_outputs(self.model, features)
+        return check_outputs(outputs, cause=lambda: non_finite_cause(self.model, features))
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
         """Decode image files the way the training images were (size, colour mode)."""
@@ -152,6 +161,25 @@ class Predictor:
         # the mode every other file of the run gets (0644 under the usual umask)
         shutil.copymode(manifest_path, directory / WEIGHTS_FILE)
         return directory
+
+
+def non_finite_cause(model: nn.Module, features: tuple[torch.Tensor, ...]) -> str:
+    """Why a network's outputs are not finite: its weights, its inputs, or neither."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return (
+                f"the model's weights contain NaN or infinite values (tensor {name!r}); train "
+                "or save the predictor again"
+            )
+    if any(f.is_floating_point() and not bool(torch.isfinite(f).all()) for f in features):
+        return (
+            "the inputs become infinite once standardized (values beyond float32's range, "
+            "about 3.4e38): check those rows"
+        )
+    return (
+        "the network's weights are finite, but its computation overflows on these rows: "
+        "check them for values far outside the training data's range"
+    )
 
 
 def raw_inputs(

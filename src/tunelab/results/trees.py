@@ -23,6 +23,7 @@ from tunelab.data.base import Inputs
 from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError, FatalError
 from tunelab.results.files import FOREST_LIMIT, read_npz
+from tunelab.results.guard import check_outputs
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -166,14 +167,24 @@ class TreePredictor:
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
         if self.task == "regression":
             raise DataError("predict_proba is for classification; this model does regression")
-        return probabilities(self.forest.raw(self.features(inputs)))
+        return probabilities(self._raw(inputs))
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
-        raw = self.forest.raw(self.features(inputs))
+        raw = self._raw(inputs)
         if self.task == "regression":
             return np.asarray(raw[:, 0], np.float64)
         assert self.classes is not None
         return np.asarray(np.asarray(self.classes, dtype=object)[probabilities(raw).argmax(1)])
+
+    def _raw(self, inputs: Inputs | list[str]) -> np.ndarray:
+        raw = self.forest.raw(self.features(inputs))
+        return check_outputs(raw, cause=self._non_finite_cause)
+
+    def _non_finite_cause(self) -> str:
+        forest = self.forest
+        if not (np.isfinite(forest.value).all() and np.isfinite(forest.baseline).all()):
+            return "the forest's leaf values contain NaN or infinite values"
+        return "the forest's leaf values add up past the largest float64 number"
 
     def save(self, directory: str | Path) -> Path:
         from tunelab.results.predictor import manifest_header
