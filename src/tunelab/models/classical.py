@@ -118,6 +118,8 @@ class TreeHead(nn.Module):
     def __init__(self, *, trees: int, nodes: int, outputs: int, raw_outputs: int) -> None:
         super().__init__()
         self.outputs = outputs
+        # the width of the features it splits on, when known (loading checks the indices)
+        self.features: int | None = None
         self.register_buffer("feature", torch.zeros(trees, nodes, dtype=torch.long))
         self.register_buffer("threshold", torch.zeros(trees, nodes, dtype=torch.float64))
         self.register_buffer("left", torch.zeros(trees, nodes, dtype=torch.long))
@@ -156,6 +158,7 @@ class TreeHead(nn.Module):
         trees = [(column, tree.nodes) for step in per_iteration for column, tree in enumerate(step)]
         width = max((len(nodes) for _, nodes in trees), default=1)
         head = cls(trees=len(trees), nodes=width, outputs=outputs, raw_outputs=len(baseline))
+        head.features = int(estimator.n_features_in_)
         for index, (column, nodes) in enumerate(trees):
             count = len(nodes)
             head.feature[index, :count] = torch.from_numpy(nodes["feature_idx"].astype(np.int64))
@@ -218,4 +221,8 @@ def rebuild_head(model: nn.Module, spec: dict[str, Any]) -> None:
     """Give a rebuilt model the classical head its spec names (before its weights load)."""
     head = spec.get("classical_head")
     if isinstance(head, dict) and head.get("kind") == "hgb":
-        model.head = TreeHead.from_spec(head)
+        tree_head = TreeHead.from_spec(head)
+        # the head it replaces reads the backbone's features
+        features = getattr(getattr(model.head, "linear", None), "in_features", None)
+        tree_head.features = features if isinstance(features, int) else None
+        model.head = tree_head

@@ -9,6 +9,7 @@ inside the ensemble's own folder.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,9 +18,16 @@ import numpy as np
 
 from tunelab.data.base import Inputs
 from tunelab.errors import DataError, FatalError
-from tunelab.results.predictor import AnyPredictor, load_from, manifest_header, plain_file
+from tunelab.results.files import DAMAGED, inside, resolved
+from tunelab.results.guard import check_outputs
+from tunelab.results.manifest import plain_file
+from tunelab.results.predictor import AnyPredictor, load_from, manifest_header
 
 MAX_DEPTH = 4  # an ensemble of fold bags of ... : deeper nesting is a damaged file
+# an ensemble of 50 trials (ensemble.size's most) or a bag of 50 x 20 fold models is the most
+# tunelab makes
+MAX_MEMBERS = 1000
+WEIGHT_TOLERANCE = 1e-6  # weights are normalized to sum to 1, then written as JSON numbers
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,9 @@ class EnsemblePredictor:
     ) -> None:
         if not members or len(weights) != len(members):
             raise ValueError("an ensemble needs members and one weight per member")
+        problem = _weights_problem([float(w) for w in weights])
+        if problem:
+            raise ValueError(f"an ensemble's {problem}")
         first = members[0]
         self.members = members
         self.weights = np.asarray(weights, np.float64)
@@ -124,7 +135,16 @@ class EnsemblePredictor:
             raise ValueError("ensemble members must share the task and classes")
 
     def _combined(self, inputs: Inputs | list[str]) -> np.ndarray:
-        return combine(member_outputs(self.members, inputs, self.task), self.weights, self.stacker)
+        outputs = member_outputs(self.members, inputs, self.task)  # each member checks its own
+        combined = combine(outputs, self.weights, self.stacker)
+        return check_outputs(combined, cause=self._non_finite_cause)
+
+    def _non_finite_cause(self) -> str:
+        if self.stacker is None:
+            return "the ensemble's weights contain NaN or infinite values"
+        if not (np.isfinite(self.stacker.coef).all() and np.isfinite(self.stacker.intercept).all()):
+            return "the stacker's coefficients contain NaN or infinite values"
+        return "the stacker's scores exceed the largest float64 number"
 
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
         if self.task == "regression":
@@ -168,36 +188,123 @@ def load_ensemble(
     device: str = "cpu",
     trust_code: bool = False,
     depth: int = 0,
+    seen: set[Path] | None = None,
 ) -> EnsemblePredictor:
+    """The ensemble in ``directory``, its members loaded from their folders.
+
+    ``seen``: the member folders already loaded for the predictor at the top; a folder is
+    loaded once (a member that is its own ensemble, or two names for one folder, are
+    refused), so loading ends, and ends in as many loads as there are folders.
+    """
     path = directory / "predictor.json"
-    names, weights = manifest.get("members"), manifest.get("weights")
-    if (
-        depth >= MAX_DEPTH
-        or not isinstance(names, list)
-        or not isinstance(weights, list)
-        or len(names) != len(weights)
-        or not names
-    ):
-        raise FatalError(
-            f"{path}: its members and weights are missing, unequal in number or nested too "
-            "deep; the ensemble is damaged: train or save it again"
-        )
+    names, weights = _members_and_weights(path, manifest, depth)
+    seen = set() if seen is None else seen
     members = []
-    for index in range(len(names)):
-        folder = directory / plain_file({"member": names[index]}, "member", directory)
-        if not (folder / "predictor.json").is_file():
-            raise FatalError(f"{path}: member {names[index]!r} has no predictor.json in {folder}")
-        members.append(load_from(folder, device=device, trust_code=trust_code, depth=depth + 1))
+    for name in names:
+        folder = _member_folder(path, name, seen)
+        members.append(
+            load_from(folder, device=device, trust_code=trust_code, depth=depth + 1, seen=seen)
+        )
+    stacker = _stacker(path, manifest, members=len(members))
     try:
-        stacker = LinearStacker.from_dict(manifest["stacker"]) if manifest.get("stacker") else None
         return EnsemblePredictor(
             members=members,
-            weights=[float(w) for w in weights],
+            weights=weights,
             stacker=stacker,
             method=str(manifest.get("method", "mean")),
-            info=manifest.get("info", {}),
+            info=manifest["info"],
         )
     except (KeyError, TypeError, ValueError) as exc:
+        raise FatalError(f"{path}: the ensemble is damaged ({exc}); {DAMAGED}") from None
+
+
+def _members_and_weights(
+    path: Path, manifest: dict[str, Any], depth: int
+) -> tuple[list[str], list[float]]:
+    names, weights = manifest.get("members"), manifest.get("weights")
+    if depth >= MAX_DEPTH:
         raise FatalError(
-            f"{path}: the ensemble is damaged ({type(exc).__name__}: {exc}); train or save it again"
+            f"{path}: ensembles are nested more than {MAX_DEPTH} deep (tunelab nests at most an "
+            f"ensemble of bags of fold models); {DAMAGED}"
+        )
+    if not isinstance(names, list) or not isinstance(weights, list) or not names:
+        raise FatalError(f"{path}: its members and weights are missing or not lists; {DAMAGED}")
+    if len(names) > MAX_MEMBERS or len(names) != len(weights):
+        raise FatalError(
+            f"{path}: {len(names)} members and {len(weights)} weights; an ensemble has one "
+            f"weight per member and at most {MAX_MEMBERS} members: {DAMAGED}"
+        )
+    if len(set(map(str, names))) != len(names):
+        raise FatalError(f"{path}: members names a folder twice; {DAMAGED}")
+    problem = _weights_problem(weights)
+    if problem:
+        raise FatalError(f"{path}: {problem}; {DAMAGED}")
+    return [str(name) for name in names], [float(w) for w in weights]
+
+
+def _weights_problem(weights: list[Any]) -> str | None:
+    for index, weight in enumerate(weights):
+        if not isinstance(weight, int | float) or isinstance(weight, bool):
+            return f"weights[{index}] is {weight!r:.40}, not a number"
+        if not np.isfinite(weight) or weight < 0:
+            return f"weights[{index}] is {weight} (each weight is a finite number, 0 or more)"
+    total = math.fsum(weights)
+    if abs(total - 1.0) > WEIGHT_TOLERANCE:
+        return f"weights sum to {total:.6g}, not 1 (within {WEIGHT_TOLERANCE:g})"
+    return None
+
+
+def _member_folder(path: Path, name: str, seen: set[Path]) -> Path:
+    directory = path.parent
+    folder = directory / plain_file({"member": name}, "member", directory)
+    target = resolved(folder)
+    if target == resolved(directory) or not inside(folder, directory):
+        raise FatalError(
+            f"{path}: member {name!r} leads to {target}, not a folder inside the ensemble's "
+            f"own ({directory}); an ensemble holds its members: {DAMAGED}"
+        )
+    if target in seen:
+        raise FatalError(
+            f"{path}: member {name!r} is a folder this predictor already loaded ({target}); "
+            f"each member has a folder of its own: {DAMAGED}"
+        )
+    seen.add(target)
+    if not (folder / "predictor.json").is_file():
+        raise FatalError(
+            f"{path}: member {name!r} has no predictor.json ({folder / 'predictor.json'} does "
+            "not exist); the ensemble is incomplete: train or save it again"
+        )
+    return folder
+
+
+def _stacker(path: Path, manifest: dict[str, Any], *, members: int) -> LinearStacker | None:
+    """The stacker's coefficients, checked against the members' outputs side by side."""
+    data = manifest.get("stacker")
+    if data is None:
+        return None
+    task, classes = manifest["task"], manifest["classes"]
+    try:
+        stacker = LinearStacker.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FatalError(
+            f"{path}: stacker is not an object of a kind, a coef matrix and an intercept list "
+            f"of numbers ({type(exc).__name__}: {exc!s:.80}); {DAMAGED}"
         ) from None
+    width = 1 if task == "regression" else len(classes)
+    rows = 1 if task != "multiclass" else width
+    wanted = "ridge" if task == "regression" else "logistic"
+    problem = None
+    if stacker.kind != wanted:
+        problem = f"kind is {stacker.kind}, but a {task} ensemble is stacked by {wanted}"
+    elif stacker.coef.shape != (rows, members * width):
+        problem = (
+            f"coef has shape {stacker.coef.shape}, not ({rows}, {members * width}): one row per "
+            f"output, one column per output of each of the {members} members"
+        )
+    elif stacker.intercept.shape != (rows,):
+        problem = f"intercept has shape {stacker.intercept.shape}, not ({rows},)"
+    elif not (np.isfinite(stacker.coef).all() and np.isfinite(stacker.intercept).all()):
+        problem = "coef or intercept holds a NaN or infinite value"
+    if problem:
+        raise FatalError(f"{path}: stacker {problem}; {DAMAGED}")
+    return stacker

@@ -21,20 +21,20 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from tunelab import __version__
 from tunelab.data.base import Inputs
-from tunelab.data.encoding import Encoder, encoder_from_dict
+from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError, FatalError
-from tunelab.models import rebuild_model
 from tunelab.models.base import BuiltModel
 from tunelab.models.local import SPEC_METADATA_KEY
+from tunelab.results.files import check_folder, inside
+from tunelab.results.guard import check_outputs
+from tunelab.results.manifest import FORMAT_VERSION, read_manifest
 from tunelab.training.loop import predict_outputs
 
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -101,7 +101,14 @@ class Predictor:
         """Class labels (the original ones) or regression values."""
         outputs = self._outputs(inputs)
         if self.task == "regression":
-            return outputs_to_predictions(outputs, task=self.task, target_scale=self.target_scale)
+            values = outputs_to_predictions(outputs, task=self.task, target_scale=self.target_scale)
+            return check_outputs(
+                values,
+                cause=lambda: (
+                    "the outputs scaled by predictor.json's target_scale "
+                    "exceed the largest float64 number"
+                ),
+            )
         assert self.classes is not None
         return np.asarray(np.asarray(self.classes, dtype=object)[outputs.argmax(1)])
 
@@ -110,7 +117,8 @@ class Predictor:
         if len(features[0]) == 0:
             # as scikit-learn does; the outputs would not even have one column per class
             raise DataError("the input has no rows; give at least one example to predict on")
-        return predict_outputs(self.model, features)
+        outputs = predict_outputs(self.model, features)
+        return check_outputs(outputs, cause=lambda: non_finite_cause(self.model, features))
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
         """Decode image files the way the training images were (size, colour mode)."""
@@ -140,6 +148,12 @@ class Predictor:
             "encoder": self.encoder.to_dict(),
             "model": self.built.spec,
             "weights": WEIGHTS_FILE,
+            # loading checks they are all there (a tokenizer folder that lost one still loads)
+            "files": sorted(
+                path.relative_to(directory).as_posix()
+                for path in directory.rglob("*")
+                if path.is_file() and path.name != "predictor.json"
+            ),
         }
         manifest_path = directory / "predictor.json"
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -147,6 +161,25 @@ class Predictor:
         # the mode every other file of the run gets (0644 under the usual umask)
         shutil.copymode(manifest_path, directory / WEIGHTS_FILE)
         return directory
+
+
+def non_finite_cause(model: nn.Module, features: tuple[torch.Tensor, ...]) -> str:
+    """Why a network's outputs are not finite: its weights, its inputs, or neither."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return (
+                f"the model's weights contain NaN or infinite values (tensor {name!r}); train "
+                "or save the predictor again"
+            )
+    if any(f.is_floating_point() and not bool(torch.isfinite(f).all()) for f in features):
+        return (
+            "the inputs become infinite once standardized (values beyond float32's range, "
+            "about 3.4e38): check those rows"
+        )
+    return (
+        "the network's weights are finite, but its computation overflows on these rows: "
+        "check them for values far outside the training data's range"
+    )
 
 
 def raw_inputs(
@@ -219,17 +252,6 @@ def manifest_header(predictor: AnyPredictor, *, kind: str) -> dict[str, Any]:
     }
 
 
-def plain_file(manifest: dict[str, Any], key: str, directory: Path) -> str:
-    """The file name a manifest entry gives, refused unless it is a file of ``directory``."""
-    value = manifest.get(key)
-    if not _is_plain_name(value):
-        raise FatalError(
-            f"{directory / 'predictor.json'}: {key} {value!r} is not the name of a file in "
-            f"{directory}; a predictor reads only files next to its predictor.json"
-        )
-    return str(value)
-
-
 def load_predictor(
     path: str | Path, *, device: str = "cpu", trust_code: bool = False
 ) -> AnyPredictor:
@@ -244,28 +266,44 @@ def load_predictor(
             would run their Python code.
 
     Raises:
-        FatalError: no ``predictor.json``; a damaged predictor (unreadable JSON, missing or
-            truncated weights, weights that do not match the architecture); code named in
-            the file without ``trust_code``.
+        FatalError: no ``predictor.json``; a damaged predictor: a link out of its folder, a
+            file above its size limit, unreadable or non-finite JSON, weights that are
+            missing, truncated, not finite or do not match the architecture, trees that are
+            not trees, ensemble weights that are not a mean (the checks:
+            ``results/files.py``, ``manifest.py``, ``model_checks.py``, ``text_checks.py``,
+            ``trees.py``, ``ensemble.py``); code named in the file without ``trust_code``.
     """
     directory = Path(path)
     if (directory / "final" / "predictor.json").is_file():
         directory = directory / "final"
+        if not inside(directory, Path(path)):
+            raise FatalError(
+                f"{directory} leads out of the run directory {path}; a run's final/ is a "
+                "folder inside it: copy the predictor in instead of linking it"
+            )
     manifest_path = directory / "predictor.json"
     if not manifest_path.is_file():
         raise FatalError(
             f"no predictor in {str(path)!r}: expected {manifest_path} (a run directory written "
             "by 'tunelab train' or its final/ folder)"
         )
+    check_folder(directory)
     return load_from(directory, device=device, trust_code=trust_code)
 
 
 def load_from(
-    directory: Path, *, device: str = "cpu", trust_code: bool = False, depth: int = 0
+    directory: Path,
+    *,
+    device: str = "cpu",
+    trust_code: bool = False,
+    depth: int = 0,
+    seen: set[Path] | None = None,
 ) -> AnyPredictor:
     """The predictor in ``directory`` (its ``predictor.json`` says which kind)."""
+    from tunelab.results.model_checks import load_network
+
     manifest_path = directory / "predictor.json"
-    manifest = _read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path)
     kind = manifest.get("kind", "model")
     if kind == "trees":
         from tunelab.results.trees import load_trees
@@ -274,24 +312,15 @@ def load_from(
     if kind == "ensemble":
         from tunelab.results.ensemble import load_ensemble
 
-        return load_ensemble(directory, manifest, device=device, trust_code=trust_code, depth=depth)
+        return load_ensemble(
+            directory, manifest, device=device, trust_code=trust_code, depth=depth, seen=seen
+        )
     if kind != "model":
         raise FatalError(
-            f"{manifest_path}: kind {kind!r} is not a predictor kind tunelab knows (model, "
+            f"{manifest_path}: kind {kind!r:.40} is not a predictor kind tunelab knows (model, "
             "trees, ensemble); the predictor is damaged or from a newer tunelab"
         )
-    _check_fields(manifest_path, manifest, MODEL_FIELDS)
-    _check_model_files(manifest_path, manifest)
-    try:
-        built = rebuild_model(manifest["model"], directory, trust_code=trust_code)
-        encoder = encoder_from_dict(manifest["encoder"], directory)
-    except (KeyError, TypeError, ValueError, OSError) as exc:
-        raise FatalError(
-            f"{manifest_path}: its model or encoder entry is damaged ({type(exc).__name__}: "
-            f"{exc}); train or save the predictor again"
-        ) from None
-    weights = directory / manifest["weights"]
-    _load_weights(built.module, weights)
+    built, encoder = load_network(directory, manifest, trust_code=trust_code)
     built.module.to(torch.device(device)).eval()
     scale = manifest.get("target_scale")
     return Predictor(
@@ -302,127 +331,24 @@ def load_from(
         classes=manifest["classes"],
         modality=manifest["modality"],
         input_columns=manifest["input_columns"],
-        target_scale=(float(scale[0]), float(scale[1])) if scale else None,
-        info=manifest.get("info", {}),
+        target_scale=_target_scale(manifest_path, scale),
+        info=manifest["info"],
     )
 
 
-# Every entry load_predictor reads, with the JSON type it must have: of every predictor,
-# and of a model's.
-MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "task": str,
-    "classes": (list, type(None)),
-    "modality": str,
-    "input_columns": list,
-}
-MODEL_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "encoder": dict,
-    "model": dict,
-    "weights": str,
-}
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    """``predictor.json``, checked for every entry ``load_predictor`` reads."""
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+def _target_scale(path: Path, scale: Any) -> tuple[float, float] | None:
+    if scale is None:
+        return None
+    if not (
+        isinstance(scale, list)
+        and len(scale) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
+    ):
         raise FatalError(
-            f"{path} is not valid JSON ({exc}); the predictor is damaged: train or save it again"
-        ) from None
-    if not isinstance(manifest, dict):
-        raise FatalError(f"{path} holds {type(manifest).__name__}, not a predictor's JSON object")
-    if manifest.get("format") != FORMAT_VERSION:
-        raise FatalError(
-            f"{path}: format {manifest.get('format')} is not supported "
-            f"by tunelab {__version__}; re-train or upgrade tunelab"
+            f"{path}: target_scale {scale!r:.60} is not [mean, std]; the predictor is damaged: "
+            "train or save it again"
         )
-    _check_fields(path, manifest, MANIFEST_FIELDS)
-    return manifest
-
-
-def _check_fields(
-    path: Path, manifest: dict[str, Any], fields: dict[str, type | tuple[type, ...]]
-) -> None:
-    for name, kind in fields.items():
-        if not isinstance(manifest.get(name), kind):
-            raise FatalError(
-                f"{path}: entry {name!r} is missing or not {_json_type(kind)} (got "
-                f"{manifest.get(name)!r:.60}); the predictor is damaged: train or save it again"
-            )
-
-
-def _check_model_files(path: Path, manifest: dict[str, Any]) -> None:
-    """Files a model's manifest names are files of its directory: a path leading elsewhere
-    is refused, so a predictor reads nothing outside its own folder."""
-    named = {
-        "weights": manifest["weights"],
-        "encoder.tokenizer": manifest["encoder"].get("tokenizer"),
-    }
-    for name, value in named.items():
-        if value is not None and not _is_plain_name(value):
-            raise FatalError(
-                f"{path}: {name} {value!r} is not the name of a file in {path.parent}; a "
-                "predictor reads only files next to its predictor.json"
-            )
-
-
-def _is_plain_name(value: object) -> bool:
-    return isinstance(value, str) and value not in ("", ".", "..") and Path(value).name == value
-
-
-def _json_type(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", list: "a list", dict: "an object", type(None): "null"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names[k] for k in kinds)
-
-
-def _load_weights(module: nn.Module, path: Path) -> None:
-    """Load the trained weights; they must fit the architecture exactly."""
-    if not path.is_file():
-        raise FatalError(
-            f"{path} does not exist; the predictor is incomplete: train or save it again"
-        )
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise FatalError(
-            f"{path} is not a readable safetensors file ({exc}); it is truncated or damaged: "
-            "train or save the predictor again"
-        ) from None
-    mismatch = _state_mismatch(module, state)
-    if mismatch:
-        raise FatalError(
-            f"{path} does not match the architecture in predictor.json ({mismatch}); the "
-            "weights were altered or belong to another model: train or save it again"
-        )
-    module.load_state_dict(state, strict=True)
-
-
-def _tensors(count: int) -> str:
-    return f"{count} tensor{'s' if count != 1 else ''}"
-
-
-def _state_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str:
-    """What differs between a module's tensors and a state dict, or "" when they fit."""
-    own = module.state_dict()
-    problems = []
-    missing = sorted(set(own) - set(state))
-    if missing:
-        problems.append(f"{_tensors(len(missing))} missing, e.g. {missing[0]!r}")
-    unexpected = sorted(set(state) - set(own))
-    if unexpected:
-        problems.append(
-            f"{_tensors(len(unexpected))} the architecture lacks, e.g. {unexpected[0]!r}"
-        )
-    for name in sorted(set(own) & set(state)):
-        if own[name].shape != state[name].shape:
-            problems.append(
-                f"{name!r} has shape {tuple(state[name].shape)}, the model needs "
-                f"{tuple(own[name].shape)}"
-            )
-            break
-    return "; ".join(problems)
+    return float(scale[0]), float(scale[1])
 
 
 def array_columns(shape: tuple[int, ...]) -> list[str]:

@@ -12,6 +12,7 @@ scikit-learn release that changes them fails the tests, not a user.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import numpy as np
 from tunelab.data.base import Inputs
 from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError, FatalError
+from tunelab.results.files import FOREST_LIMIT, read_npz
+from tunelab.results.guard import check_outputs
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -99,14 +102,10 @@ class Forest:
 
     @classmethod
     def load(cls, path: Path) -> Forest:
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                return cls(**{name: np.asarray(saved[name]) for name in (*_ARRAYS, "baseline")})
-        except (OSError, KeyError, ValueError) as exc:
-            raise FatalError(
-                f"{path} is not a readable forest ({type(exc).__name__}: {exc}); the predictor "
-                "is damaged: train or save it again"
-            ) from None
+        """The arrays of ``forest.npz``, as saved (``check_forest`` says whether they make
+        a forest)."""
+        arrays = read_npz(path, (*_ARRAYS, "baseline"), limit=FOREST_LIMIT, kind="forest")
+        return cls(**arrays)
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -168,14 +167,24 @@ class TreePredictor:
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
         if self.task == "regression":
             raise DataError("predict_proba is for classification; this model does regression")
-        return probabilities(self.forest.raw(self.features(inputs)))
+        return probabilities(self._raw(inputs))
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
-        raw = self.forest.raw(self.features(inputs))
+        raw = self._raw(inputs)
         if self.task == "regression":
             return np.asarray(raw[:, 0], np.float64)
         assert self.classes is not None
         return np.asarray(np.asarray(self.classes, dtype=object)[probabilities(raw).argmax(1)])
+
+    def _raw(self, inputs: Inputs | list[str]) -> np.ndarray:
+        raw = self.forest.raw(self.features(inputs))
+        return check_outputs(raw, cause=self._non_finite_cause)
+
+    def _non_finite_cause(self) -> str:
+        forest = self.forest
+        if not (np.isfinite(forest.value).all() and np.isfinite(forest.baseline).all()):
+            return "the forest's leaf values contain NaN or infinite values"
+        return "the forest's leaf values add up past the largest float64 number"
 
     def save(self, directory: str | Path) -> Path:
         from tunelab.results.predictor import manifest_header
@@ -194,16 +203,136 @@ class TreePredictor:
 
 
 def load_trees(directory: Path, manifest: dict[str, Any]) -> TreePredictor:
-    from tunelab.data.encoding import encoder_from_dict
-    from tunelab.results.predictor import plain_file
+    from tunelab.results.manifest import check_fields, load_encoder, plain_file
 
-    forest = Forest.load(directory / plain_file(manifest, "forest", directory))
+    check_fields(directory / "predictor.json", manifest, {"encoder": dict})
+    path = directory / plain_file(manifest, "forest", directory)
+    encoder = load_encoder(directory, manifest)
+    forest = Forest.load(path)
+    outputs = len(manifest["classes"]) if manifest["task"] == "multiclass" else 1
+    check_forest(forest, path, features=math.prod(encoder.input_shape), outputs=outputs)
     return TreePredictor(
         forest=forest,
-        encoder=encoder_from_dict(manifest["encoder"], directory),
+        encoder=encoder,
         task=manifest["task"],
         classes=manifest["classes"],
         modality=manifest["modality"],
         input_columns=manifest["input_columns"],
-        info=manifest.get("info", {}),
+        info=manifest["info"],
     )
+
+
+# -- the checks on load ----------------------------------------------------------------------
+
+MAX_TREE_DEPTH = 4096  # scikit-learn's trees of 31 leaves (its default) are at most 30 deep
+_KINDS = {"i": "integers", "u": "integers", "f": "floats", "b": "booleans"}
+_ARRAY_KINDS = {
+    "feature": "iu",
+    "threshold": "f",
+    "missing_left": "b",
+    "left": "iu",
+    "right": "iu",
+    "is_leaf": "b",
+    "value": "f",
+    "roots": "iu",
+    "baseline": "f",
+}
+
+
+def check_forest(forest: Forest, path: Path, *, features: int, outputs: int) -> None:
+    """Refuse a forest that could not be walked as saved: arrays of the wrong kind or shape,
+    an index out of range, a node reached twice (a cycle or a shared subtree), a tree deeper
+    than ``MAX_TREE_DEPTH``, a NaN threshold, a leaf value that is not finite.
+
+    Args:
+        features: the columns the encoder gives (what ``feature`` indexes).
+        outputs: trees per iteration: 1 for regression and binary, else one per class.
+    """
+    problem = (
+        _arrays_problem(forest, outputs)
+        or _values_problem(forest, features)
+        or structure_problem(forest.left, forest.right, forest.is_leaf, forest.roots)
+    )
+    if problem:
+        raise FatalError(
+            f"{path}: {problem}; the forest was altered or damaged: train or save the "
+            "predictor again"
+        )
+
+
+def _arrays_problem(forest: Forest, outputs: int) -> str | None:
+    for name, kinds in _ARRAY_KINDS.items():
+        array = getattr(forest, name)
+        if array.dtype.kind not in kinds:
+            return f"array {name!r} holds {array.dtype} values, not {_KINDS[kinds[0]]}"
+    nodes = forest.is_leaf.shape
+    for name in _ARRAYS[:-1]:
+        if getattr(forest, name).shape != nodes or len(nodes) != 1:
+            return (
+                f"array {name!r} has shape {getattr(forest, name).shape}, but 'is_leaf' has "
+                f"{nodes}: every node array holds one value per node"
+            )
+    if forest.roots.ndim != 2 or forest.roots.shape[1] != outputs:
+        return f"array 'roots' has shape {forest.roots.shape}, not (iterations, {outputs})"
+    if forest.baseline.shape != (outputs,):
+        return f"array 'baseline' has shape {forest.baseline.shape}, not ({outputs},)"
+    return None
+
+
+def _values_problem(forest: Forest, features: int) -> str | None:
+    internal = ~forest.is_leaf
+    used = forest.feature[internal]
+    if used.size and (used.min() < 0 or used.max() >= features):
+        node = _first(internal, (forest.feature < 0) | (forest.feature >= features))
+        return (
+            f"feature[{node}] is {forest.feature[node]}, but the inputs have {features} "
+            f"columns (0..{features - 1})"
+        )
+    if np.isnan(forest.threshold).any():
+        return f"threshold[{int(np.argmax(np.isnan(forest.threshold)))}] is NaN"
+    bad = forest.is_leaf & ~np.isfinite(forest.value)
+    if bad.any():
+        node = int(np.argmax(bad))
+        return f"value[{node}] of a leaf is {forest.value[node]}"
+    if not np.isfinite(forest.baseline).all():
+        return f"array 'baseline' holds {forest.baseline[~np.isfinite(forest.baseline)][0]}"
+    return None
+
+
+def structure_problem(
+    left: np.ndarray, right: np.ndarray, is_leaf: np.ndarray, roots: np.ndarray
+) -> str | None:
+    """What keeps nodes ``left``/``right`` (indices into the same arrays) from being trees
+    that a walk from ``roots`` ends in, or None: a child or root out of range, a node reached
+    from two places, a tree deeper than ``MAX_TREE_DEPTH``."""
+    count = len(is_leaf)
+    internal = ~is_leaf
+    starts = roots.ravel()
+    if starts.size and (starts.min() < 0 or starts.max() >= count):
+        return f"a root index is outside the nodes 0..{count - 1}"
+    for name, children in (("left", left), ("right", right)):
+        outside = (children < 0) | (children >= count)
+        if (internal & outside).any():
+            node = _first(internal, outside)
+            return f"{name}[{node}] is {children[node]}, outside the nodes 0..{count - 1}"
+    parents = np.bincount(
+        np.concatenate([starts, left[internal], right[internal]]).astype(np.int64),
+        minlength=count,
+    )
+    if parents.size and parents.max() > 1:
+        node = int(np.argmax(parents > 1))
+        return (
+            f"node {node} is reached from {parents[node]} places (a root, or a child of a node "
+            "twice): the trees have a cycle or share a subtree"
+        )
+    frontier = starts
+    for _ in range(MAX_TREE_DEPTH + 1):  # each node is met once at most: parents <= 1
+        frontier = frontier[internal[frontier]]
+        if not frontier.size:
+            return None
+        frontier = np.concatenate([left[frontier], right[frontier]])
+    return f"a tree is deeper than {MAX_TREE_DEPTH} levels"
+
+
+def _first(among: np.ndarray, wrong: np.ndarray) -> int:
+    return int(np.argmax(among & wrong))
