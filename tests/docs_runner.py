@@ -9,6 +9,9 @@ What is run:
   word is a command (``tunelab``, ``python``, ``pip``, ``mkdir``...; a directory tree or a
   listing is not code): each command line in its own ``bash``, lines joined at a trailing
   backslash, a leading ``$ `` dropped;
+- a transcript (a block whose commands start with ``$ ``): only the ``$ `` lines run; the
+  lines after one are the output it shows, and every word of them must be in what the
+  command printed (so a shown error stays true); such a command may exit non-zero;
 - fenced ```yaml blocks are parsed, not run.
 
 What is not run, and why (the rules live here so that a rewritten document needs no change):
@@ -111,13 +114,37 @@ def _dedent(lines: list[str], indent: int) -> list[str]:
     return [line[indent:] if line[:indent].isspace() else line for line in lines]
 
 
-def commands(block: Block) -> Iterator[str]:
+@dataclass(frozen=True)
+class Command:
+    """A command line; ``shown``: the output a transcript shows after it (None: not a
+    transcript, the command must exit 0)."""
+
+    line: str
+    shown: str | None = None
+
+
+def commands(block: Block) -> Iterator[Command]:
     """The command lines of a shell block (continuations joined, prompts dropped)."""
-    joined = block.code.replace("\\\n", " ")
-    for line in joined.splitlines():
-        line = line.strip().removeprefix("$ ")
+    joined = block.code.replace("\\\n", " ").splitlines()
+    if any(line.strip().startswith("$ ") for line in joined):
+        yield from _transcript(joined)
+        return
+    for line in joined:
+        line = line.strip()
         if line and not line.startswith("#"):
-            yield line
+            yield Command(line)
+
+
+def _transcript(lines: list[str]) -> Iterator[Command]:
+    command: str | None = None
+    shown: list[str] = []
+    for line in [*lines, "$ "]:
+        if line.strip().startswith("$ "):
+            if command:
+                yield Command(command, " ".join(shown))
+            command, shown = line.strip().removeprefix("$ ").strip(), []
+        else:
+            shown.append(line.strip())
 
 
 def skip_reason(command: str) -> str | None:
@@ -173,16 +200,16 @@ def run_document(path: Path, workdir: Path, *, copy: tuple[Path, ...] = ()) -> O
 
 
 def _shell(
-    command: str, block: Block, workdir: Path, env: dict[str, str], outcome: Outcome
+    command: Command, block: Block, workdir: Path, env: dict[str, str], outcome: Outcome
 ) -> None:
-    why = skip_reason(command)
+    why = skip_reason(command.line)
     if why is not None:
-        outcome.used_rules.update(key for key in SKIP if key in command)
-        outcome.skipped.append(f"{block.where} {command}: {why}")
+        outcome.used_rules.update(key for key in SKIP if key in command.line)
+        outcome.skipped.append(f"{block.where} {command.line}: {why}")
         return
-    line = runnable(command)
+    line = runnable(command.line)
     if line:
-        _run(["bash", "-e", "-c", line], block, line, workdir, env)
+        _run(["bash", "-e", "-c", line], block, line, workdir, env, shown=command.shown)
         outcome.ran.append(f"{block.where} {line}")
 
 
@@ -197,13 +224,28 @@ def _environment(workdir: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def _run(argv: list[str], block: Block, shown: str, workdir: Path, env: dict[str, str]) -> None:
+def _run(
+    argv: list[str],
+    block: Block,
+    line: str,
+    workdir: Path,
+    env: dict[str, str],
+    *,
+    shown: str | None = None,
+) -> None:
     started = time.perf_counter()
     proc = subprocess.run(
         argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=TIMEOUT
     )
-    print(f"{block.where} {time.perf_counter() - started:5.1f}s {shown[:100]!r}")
+    print(f"{block.where} {time.perf_counter() - started:5.1f}s {line[:100]!r}")
     output = (proc.stdout + proc.stderr)[-3000:]
+    if shown:  # a transcript: what it shows must be what the command printed
+        printed = " ".join((proc.stdout + proc.stderr).split())
+        assert " ".join(shown.split()) in printed, (
+            f"{block.where}: the shown output is not what\n{line}\nprinted:\n{output}"
+        )
+        return
     assert proc.returncode == 0, (
-        f"{block.where}: exit {proc.returncode} running\n{shown}\n--- output (end) ---\n{output}"
+        f"{block.where}: exit {proc.returncode} running\n{line}\n--- output (end) ---\n"
+        f"{output}"
     )
