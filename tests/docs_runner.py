@@ -138,13 +138,15 @@ def commands(block: Block) -> Iterator[Command]:
 def _transcript(lines: list[str]) -> Iterator[Command]:
     command: str | None = None
     shown: list[str] = []
-    for line in [*lines, "$ "]:
+    for line in lines:
         if line.strip().startswith("$ "):
             if command:
                 yield Command(command, " ".join(shown))
             command, shown = line.strip().removeprefix("$ ").strip(), []
         else:
             shown.append(line.strip())
+    if command:
+        yield Command(command, " ".join(shown))
 
 
 def skip_reason(command: str) -> str | None:

@@ -24,7 +24,7 @@ from tunelab.report import write_report
 from tunelab.resolved import write_resolved
 from tunelab.results.rundir import RunDir, open_run_dir, release_run_dir, write_json
 from tunelab.results.stages import LateStages, StageFailure
-from tunelab.tracking import Tracking
+from tunelab.tracking import Tracking, refuse_unreachable
 from tunelab.training.log import log, log_epochs, log_fold_epochs
 from tunelab.training.loop import EpochCallback
 
@@ -63,6 +63,7 @@ def train(
         on_fold_epoch: called with (fold, record) after every epoch of the k-fold estimate.
         trust_code: a ``py:`` architecture named inside a ``file:`` checkpoint may run.
     """
+    refuse_unreachable(cfg)  # before the run directory: a mistyped address leaves none
     run = open_run_dir(cfg, out, overwrite=overwrite)
     try:
         return _train_into(run, cfg, callbacks, on_fold_epoch, prepared, trust_code=trust_code)

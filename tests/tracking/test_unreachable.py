@@ -174,3 +174,12 @@ def test_the_command_line_ends_with_one_line_and_exit_2(
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and uri in errors[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_an_unreachable_tracker_leaves_no_run_directory(
+    tmp_path: Path, config_factory: Any
+) -> None:
+    """Refused before the run directory is made: the same command with the address fixed
+    then runs without --overwrite."""
+    refused(tmp_path, tracked(config_factory, f"http://127.0.0.1:{closed_port()}"))
+    assert not (tmp_path / "run").exists()

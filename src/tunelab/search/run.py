@@ -64,7 +64,7 @@ from tunelab.search.study import (
 )
 from tunelab.search.timeline import Stages, Timeline
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
-from tunelab.tracking import Tracking
+from tunelab.tracking import Tracking, refuse_unreachable
 from tunelab.training.loop import EpochCallback
 from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
 
@@ -207,6 +207,7 @@ def run_study(
     clock = Stages(Timeline(started or time.time()), on_stage=on_stage, on_epoch=on_epoch)
     watch = _Hooks(jobs, on_epoch, hooks or [], poll, on_start, quiet_workers)
     check_stages(cfg, task=known_task(cfg))  # what later stages would refuse, said now
+    refuse_unreachable(cfg)  # before the run directory: a mistyped address leaves none
     known = peek_modality(cfg.data)
     if known is not None:  # before the run directory: a setting that cannot apply
         refuse_misfits(cfg, known)

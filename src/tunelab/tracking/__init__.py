@@ -17,6 +17,13 @@ Example (config)::
 """
 
 from tunelab.tracking.outcome import TrackerOutcome, outcome_lines
-from tunelab.tracking.trackers import Tracker, Tracking, final_record
+from tunelab.tracking.trackers import Tracker, Tracking, final_record, refuse_unreachable
 
-__all__ = ["Tracker", "TrackerOutcome", "Tracking", "final_record", "outcome_lines"]
+__all__ = [
+    "Tracker",
+    "TrackerOutcome",
+    "Tracking",
+    "final_record",
+    "outcome_lines",
+    "refuse_unreachable",
+]

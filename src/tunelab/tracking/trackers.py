@@ -219,6 +219,27 @@ class Tracking:
         return True
 
 
+def refuse_unreachable(cfg: RunConfig) -> None:
+    """Before the run directory is made: an MLflow store that cannot be reached stops the
+    run here (``tracking.required``), so a mistyped address leaves no folder behind.
+    ``Tracking.open`` checks again when it starts the tracker.
+
+    Raises:
+        FatalError: naming the URI, why, and the fix.
+    """
+    uri = cfg.tracking.mlflow
+    if uri is None or not cfg.tracking.required:
+        return
+    from tunelab.tracking._mlflow import store_problem
+
+    problem = store_problem(uri, seconds=cfg.tracking.timeout)
+    if problem is not None:
+        raise FatalError(
+            f"tracking.mlflow: cannot reach {uri!r} ({problem}). Start the tracking server or "
+            "correct the URI, or set tracking.required: false to run without it"
+        )
+
+
 Start = tuple[str, str, Callable[[], Any], Callable[[], Tracker]]
 
 
