@@ -11,7 +11,6 @@ techniques of the neural loop (dropout, augmentation, ...) do not apply to trees
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.errors import ConfigError
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.trees import Forest, TreePredictor, probabilities
+from tunelab.training.cores import limited_threads, process_threads
 from tunelab.training.loop import EpochCallback, FitResult
 from tunelab.training.metrics import compute_metrics
 
@@ -88,7 +88,8 @@ def fit_trees(
             "X_val": _matrix(encoder, raw.inputs, validation_rows),
             "y_val": target.values[validation_rows],
         }
-    with _threads(cfg.train.threads):
+    # this process's share of the free cores (trials side by side split them)
+    with limited_threads(cfg.train.threads or process_threads()):
         model.fit(x_train, target.values[train_rows], **fit_args)
     forest = Forest.from_sklearn(model)
     predictor = TreePredictor(
@@ -185,12 +186,3 @@ def _describe(model: Any) -> dict[str, Any]:
         },
         "note": "the neural techniques (dropout, augmentation, ...) do not apply to trees",
     }
-
-
-def _threads(threads: int | None) -> AbstractContextManager[Any]:
-    """At most ``threads`` OpenMP threads while boosting (as train.threads does for torch)."""
-    if not threads:
-        return nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="openmp")  # type: ignore[no-any-return]

@@ -29,6 +29,7 @@ from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import rank_of
 from tunelab.results.trial_record import RECORD
 from tunelab.search.space import suggest
+from tunelab.training.cores import rejudge
 from tunelab.training.metrics import compute_metrics
 
 # (trial number, fold, folds, epoch record) -> None: the live view's hook
@@ -65,6 +66,7 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
+        rejudge()  # other work is judged again for every trial
         params = suggest(trial, self.cfg.search.space, self.cfg)
         cfg = apply_params(self.cfg, params)
         pruner = self.cfg.search.pruner

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -34,6 +34,7 @@ from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
 from tunelab.results.trial_record import record
 from tunelab.search.budget import Budget, fold_fraction, run_budget
+from tunelab.search.jobs import auto_jobs
 from tunelab.search.objective import EpochHook, Objective
 from tunelab.search.optimize import (
     TrialHook,
@@ -52,6 +53,7 @@ from tunelab.search.study import (
 )
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
 from tunelab.tracking import Tracking, final_record
+from tunelab.training.cores import share_cores
 from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
 
 log = logging.getLogger("tunelab")
@@ -134,7 +136,7 @@ def run_study(
     *,
     out: str | Path | None = None,
     overwrite: bool = False,
-    jobs: int = 1,
+    jobs: int | Literal["auto"] = 1,
     on_epoch: EpochHook | None = None,
     hooks: list[TrialHook] | None = None,
     poll: Callable[[optuna.Study], None] | None = None,
@@ -142,10 +144,16 @@ def run_study(
 ) -> StudyResult:
     """Search, refit the best parameters, combine the best trials when that helps, and
     evaluate the final predictor once on the test rows (then measure the ablation ladder of
-    the best recipe when ``ladder.enabled``)."""
+    the best recipe when ``ladder.enabled``).
+
+    Args:
+        jobs: trials side by side (worker processes), or ``auto`` (``tunelab run``'s
+            default): from the free cores and a measurement of the recipe's model.
+    """
     started = time.time()
     run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg))
     run.artifacts.mkdir(exist_ok=True)
+    share_cores(jobs=1)  # this process: trials it runs itself, the refit, the ensemble
     with logging_to(run.log):
         prepared, study, artifacts = setup(cfg, run)
         log.info(
@@ -157,6 +165,9 @@ def run_study(
         )
         budget = _budget(cfg, prepared, started)
         tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
+        if jobs == "auto":
+            left = cfg.search.n_trials - finished(study)
+            jobs = auto_jobs(cfg, prepared, run, trials_left=left).jobs
         try:
             failed = False
             if jobs > 1:
@@ -221,14 +232,21 @@ def run_worker(
     deadline: float | None = None,
     budget_end: float | None = None,
     parent: int | None = None,
+    share: int = 1,
 ) -> tuple[str, bool]:
     """A worker process: join the study of ``run_dir`` and run trials until done.
 
     Args:
+        threads: torch threads for every trial; default this worker's share of the cores
+            that other work leaves free, judged at every trial.
         deadline: ``search.timeout``'s end (Unix time).
         budget_end: the whole run's end (``budget``); the worker stops early enough for
             the refit and ensemble, as the main process does.
+        parent: the ``tunelab run`` process that started this worker: the worker ends
+            with it, and its processes are not other work.
+        share: the workers of that run, which split the free cores.
     """
+    share_cores(jobs=share, root=parent)
     if parent is not None:
         watch_parent(parent)
     cfg = load_config(worker_config_path(run_dir))
