@@ -27,7 +27,7 @@ from torch import nn
 
 from tunelab import __version__
 from tunelab.data.base import Inputs
-from tunelab.data.encoding import Encoder, encoder_from_dict
+from tunelab.data.encoding import Encoder, encoder_from_dict, token_lengths
 from tunelab.errors import DataError, FatalError
 from tunelab.models import rebuild_model
 from tunelab.models.base import BuiltModel
@@ -110,7 +110,8 @@ class Predictor:
         if len(features[0]) == 0:
             # as scikit-learn does; the outputs would not even have one column per class
             raise DataError("the input has no rows; give at least one example to predict on")
-        return predict_outputs(self.model, features)
+        lengths = token_lengths(features) if self.modality == "text" else None
+        return predict_outputs(self.model, features, lengths=lengths)
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
         """Decode image files the way the training images were (size, colour mode)."""
