@@ -45,6 +45,7 @@ from tunelab.data.encoding import Encoder, TextEncoder, token_lengths
 from tunelab.evaluation.prepare import Prepared
 from tunelab.models.base import BuiltModel
 from tunelab.models.frozen import CachedUntilUnfrozen, HeadOnFeatures, embedding_of
+from tunelab.models.lent import frozen_part
 from tunelab.techniques.batchnorm import backbone_bn_layers
 from tunelab.training.batching import inference_batches
 from tunelab.training.cores import inference_threads
@@ -165,8 +166,12 @@ def weights_fingerprint(model: nn.Module) -> str:
     """A digest of every tensor of the model except its head's (freshly initialized).
 
     Remembered for tensors that have not changed since (same storage, same version
-    counter), so a backbone lent to many fits is hashed once.
+    counter), so a backbone lent to many fits is hashed once; a lent backbone's is the
+    content digest it is stored under (``tunelab.models.lent``), hashed once for both.
     """
+    lent = frozen_part(model)
+    if lent is not None and set(lent[1]) == {k for k in model.state_dict() if k[:5] != "head."}:
+        return lent[0]
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
     identity = tuple((k, v.data_ptr(), v._version) for k, v in state.items())
     known = _weight_digests.get(identity)

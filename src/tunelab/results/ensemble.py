@@ -17,6 +17,8 @@ import numpy as np
 
 from tunelab.data.base import Inputs
 from tunelab.errors import DataError, FatalError
+from tunelab.results.backbones import FOLDER as BACKBONES
+from tunelab.results.backbones import BackboneStore
 from tunelab.results.predictor import AnyPredictor, load_from, manifest_header, plain_file
 
 MAX_DEPTH = 4  # an ensemble of fold bags of ... : deeper nesting is a damaged file
@@ -144,12 +146,16 @@ class EnsemblePredictor:
             raise DataError("this ensemble's members do not take image files")
         return np.asarray(loader(paths))
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
+        """Write ``predictor.json`` and one folder per member. A frozen backbone that
+        members share is stored once, in ``backbones`` (default: this folder's own
+        ``backbones/``, so that the folder is complete wherever it is copied)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        store = backbones or BackboneStore(directory / BACKBONES)
         names = [f"member_{i}" for i in range(len(self.members))]
         for name, member in zip(names, self.members, strict=True):
-            member.save(directory / name)
+            member.save(directory / name, backbones=store)
         manifest = {
             **manifest_header(self, kind=self.kind),
             "method": self.method,
@@ -168,6 +174,7 @@ def load_ensemble(
     device: str = "cpu",
     trust_code: bool = False,
     depth: int = 0,
+    backbones: BackboneStore | None = None,
 ) -> EnsemblePredictor:
     path = directory / "predictor.json"
     names, weights = manifest.get("members"), manifest.get("weights")
@@ -187,7 +194,12 @@ def load_ensemble(
         folder = directory / plain_file({"member": names[index]}, "member", directory)
         if not (folder / "predictor.json").is_file():
             raise FatalError(f"{path}: member {names[index]!r} has no predictor.json in {folder}")
-        members.append(load_from(folder, device=device, trust_code=trust_code, depth=depth + 1))
+        store = backbones or BackboneStore(directory / BACKBONES)
+        members.append(
+            load_from(
+                folder, device=device, trust_code=trust_code, depth=depth + 1, backbones=store
+            )
+        )
     try:
         stacker = LinearStacker.from_dict(manifest["stacker"]) if manifest.get("stacker") else None
         return EnsemblePredictor(

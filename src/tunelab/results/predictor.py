@@ -21,8 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from tunelab import __version__
@@ -31,11 +30,16 @@ from tunelab.data.encoding import Encoder, encoder_from_dict, token_lengths
 from tunelab.errors import DataError, FatalError
 from tunelab.models import rebuild_model
 from tunelab.models.base import BuiltModel
+from tunelab.models.lent import Digest, frozen_part, mark_lent
 from tunelab.models.local import SPEC_METADATA_KEY
+from tunelab.results.backbones import FOLDER as BACKBONES
+from tunelab.results.backbones import BackboneStore, read_tensors
 from tunelab.training.loop import predict_outputs
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
+# predictor.json: the digest of a frozen backbone stored apart (tunelab.results.backbones)
+FROZEN_BACKBONE = "frozen_backbone"
 
 
 def outputs_to_predictions(
@@ -124,11 +128,26 @@ class Predictor:
 
     # -- saving and loading --------------------------------------------------------------
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``predictor.json``, the weights and the model's extra files."""
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
+        """Write ``predictor.json``, the weights and the model's extra files.
+
+        Args:
+            backbones: where a frozen backbone this model was lent goes, once for every
+                predictor that holds it; ``model.safetensors`` then holds only what
+                trained, and ``predictor.json`` names the backbone's digest. Without it,
+                every weight is in ``model.safetensors``.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        frozen = frozen_part(self.model) if backbones is not None else None
+        if backbones is not None and frozen is not None:
+            backbones.put(*frozen)
+        apart = frozen[1] if frozen is not None else {}
+        state = {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.model.state_dict().items()
+            if k not in apart
+        }
         save_file(
             state,
             str(directory / WEIGHTS_FILE),
@@ -142,6 +161,8 @@ class Predictor:
             "model": self.built.spec,
             "weights": WEIGHTS_FILE,
         }
+        if frozen is not None:
+            manifest[FROZEN_BACKBONE] = frozen[0]
         manifest_path = directory / "predictor.json"
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         # safetensors writes through a private temporary file (mode 0600); the weights get
@@ -203,7 +224,7 @@ class AnyPredictor(Protocol):
 
     def load_images(self, paths: list[Path]) -> np.ndarray: ...
 
-    def save(self, directory: str | Path) -> Path: ...
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path: ...
 
 
 def manifest_header(predictor: AnyPredictor, *, kind: str) -> dict[str, Any]:
@@ -232,7 +253,11 @@ def plain_file(manifest: dict[str, Any], key: str, directory: Path) -> str:
 
 
 def load_predictor(
-    path: str | Path, *, device: str = "cpu", trust_code: bool = False
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    trust_code: bool = False,
+    backbones: BackboneStore | None = None,
 ) -> AnyPredictor:
     """Load a predictor from a run directory (uses its ``final/``) or a predictor directory.
 
@@ -243,6 +268,8 @@ def load_predictor(
             architecture (the CLI's ``--trust-code``). Without it such a predictor is refused
             before anything is imported; pass it only for predictors you trust, as you
             would run their Python code.
+        backbones: where its frozen backbone is stored, when it keeps one apart; default
+            the predictor folder's own ``backbones/`` (``final/`` holds its own).
 
     Raises:
         FatalError: no ``predictor.json``; a damaged predictor (unreadable JSON, missing or
@@ -258,13 +285,20 @@ def load_predictor(
             f"no predictor in {str(path)!r}: expected {manifest_path} (a run directory written "
             "by 'tunelab train' or its final/ folder)"
         )
-    return load_from(directory, device=device, trust_code=trust_code)
+    store = backbones or BackboneStore(directory / BACKBONES)
+    return load_from(directory, device=device, trust_code=trust_code, backbones=store)
 
 
 def load_from(
-    directory: Path, *, device: str = "cpu", trust_code: bool = False, depth: int = 0
+    directory: Path,
+    *,
+    device: str = "cpu",
+    trust_code: bool = False,
+    depth: int = 0,
+    backbones: BackboneStore | None = None,
 ) -> AnyPredictor:
-    """The predictor in ``directory`` (its ``predictor.json`` says which kind)."""
+    """The predictor in ``directory`` (its ``predictor.json`` says which kind); a frozen
+    backbone it keeps apart is read from ``backbones``."""
     manifest_path = directory / "predictor.json"
     manifest = _read_manifest(manifest_path)
     kind = manifest.get("kind", "model")
@@ -275,7 +309,14 @@ def load_from(
     if kind == "ensemble":
         from tunelab.results.ensemble import load_ensemble
 
-        return load_ensemble(directory, manifest, device=device, trust_code=trust_code, depth=depth)
+        return load_ensemble(
+            directory,
+            manifest,
+            device=device,
+            trust_code=trust_code,
+            depth=depth,
+            backbones=backbones,
+        )
     if kind != "model":
         raise FatalError(
             f"{manifest_path}: kind {kind!r} is not a predictor kind tunelab knows (model, "
@@ -292,7 +333,10 @@ def load_from(
             f"{exc}); train or save the predictor again"
         ) from None
     weights = directory / manifest["weights"]
-    _load_weights(built.module, weights)
+    frozen = _frozen_backbone(directory, manifest, backbones)
+    _load_weights(built.module, weights, frozen=frozen)
+    if frozen:
+        mark_lent(built.module, set(frozen), Digest(manifest[FROZEN_BACKBONE]))
     built.module.to(torch.device(device)).eval()
     scale = manifest.get("target_scale")
     return Predictor(
@@ -378,26 +422,39 @@ def _json_type(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names[k] for k in kinds)
 
 
-def _load_weights(module: nn.Module, path: Path) -> None:
-    """Load the trained weights; they must fit the architecture exactly."""
+def _frozen_backbone(
+    directory: Path, manifest: dict[str, Any], backbones: BackboneStore | None
+) -> dict[str, torch.Tensor]:
+    """The frozen backbone a model keeps apart (none: empty)."""
+    digest = manifest.get(FROZEN_BACKBONE)
+    if digest is None:
+        return {}
+    store = backbones or BackboneStore(directory / BACKBONES)
+    return store.load(digest, owner=directory)
+
+
+def _load_weights(
+    module: nn.Module, path: Path, *, frozen: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Load the trained weights (and a frozen backbone kept apart, whose tensors the model
+    shares with every other predictor of this process that names it); together they must
+    fit the architecture exactly."""
     if not path.is_file():
         raise FatalError(
             f"{path} does not exist; the predictor is incomplete: train or save it again"
         )
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+    state = read_tensors(path)
+    shared = frozen or {}
+    mismatch = _state_mismatch(module, {**shared, **state})
+    if mismatch or set(shared) & set(state):
         raise FatalError(
-            f"{path} is not a readable safetensors file ({exc}); it is truncated or damaged: "
-            "train or save the predictor again"
-        ) from None
-    mismatch = _state_mismatch(module, state)
-    if mismatch:
-        raise FatalError(
-            f"{path} does not match the architecture in predictor.json ({mismatch}); the "
-            "weights were altered or belong to another model: train or save it again"
+            f"{path} does not match the architecture in predictor.json "
+            f"({mismatch or 'it repeats tensors of the frozen backbone'}); the weights were "
+            "altered or belong to another model: train or save it again"
         )
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=not shared)
+    if shared:  # the same tensors, not copies
+        module.load_state_dict(shared, strict=False, assign=True)
 
 
 def _tensors(count: int) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from tunelab.data.base import Inputs
 from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError, FatalError
+from tunelab.results.backbones import BackboneStore
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -177,7 +178,8 @@ class TreePredictor:
         assert self.classes is not None
         return np.asarray(np.asarray(self.classes, dtype=object)[probabilities(raw).argmax(1)])
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
+        """Write ``predictor.json`` and the trees (``backbones``: unused, trees have none)."""
         from tunelab.results.predictor import manifest_header
 
         directory = Path(directory)
