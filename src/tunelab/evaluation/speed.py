@@ -25,7 +25,12 @@ from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows, set
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.trees import is_tree_model
 from tunelab.models.base import BuiltModel
-from tunelab.training.cores import SMALL_MODEL_PARAMS, Speeds, inference_threads
+from tunelab.training.cores import (
+    FEWER_JOBS_TOLERANCE,
+    SMALL_MODEL_PARAMS,
+    Speeds,
+    inference_threads,
+)
 from tunelab.training.loop import fit
 from tunelab.training.losses import loss_function
 
@@ -69,9 +74,14 @@ def measure(cfg: RunConfig, prepared: Prepared, *, cores: int) -> Measured:
     trial = batches * cfg.train.epochs * folds / one.rate
     if trainable < SMALL_MODEL_PARAMS or cores == 1:
         return Measured(trainable, model_bytes, trial)
-    every = _steps_per_second(cfg, prepared, encoder, built, train_rows, threads=cores, copies=1)
-    side = _steps_per_second(cfg, prepared, encoder, built, train_rows, threads=1, copies=cores)
-    speeds = Speeds(one=one.rate, every=every.rate, parallel=side.rate, cores=cores)
+    timed = {"threads": cores, "copies": 1, "epochs": one.epochs}
+    every = _steps_per_second(cfg, prepared, encoder, built, train_rows, **timed).rate
+    if every >= FEWER_JOBS_TOLERANCE * cores * one.rate:
+        side = cores * one.rate  # side by side cannot beat this: one trial on every core wins
+    else:
+        timed = {"threads": 1, "copies": cores, "epochs": one.epochs}
+        side = _steps_per_second(cfg, prepared, encoder, built, train_rows, **timed).rate
+    speeds = Speeds(one=one.rate, every=every, parallel=side, cores=cores)
     return Measured(trainable, model_bytes, trial, speeds)
 
 
@@ -99,6 +109,7 @@ def _one_fit(
 class _Rate:
     rate: float  # steps per second, all copies together
     trainable: int
+    epochs: int  # of the measured rows, for about MEASURE_SECONDS
 
 
 def _steps_per_second(
@@ -110,25 +121,27 @@ def _steps_per_second(
     *,
     threads: int,
     copies: int,
+    epochs: int | None = None,
 ) -> _Rate:
     """Train ``copies`` copies of the model side by side (Python threads: torch releases
-    the interpreter while it computes) on ``threads`` torch threads, for about
-    ``MEASURE_SECONDS``; their steps per second together."""
+    the interpreter while it computes) on ``threads`` torch threads, for ``epochs`` over a
+    few batches (default: after a warm-up step, about ``MEASURE_SECONDS``); their steps
+    per second together."""
     tuned = apply_params(cfg, {"train.threads": threads, "early_stopping.enabled": False})
     batch = tuned.train.batch_size
-    subset = rows[: max(2 * batch, min(len(rows), 8 * batch))]
+    subset = rows[: 4 * batch]  # a few steps: a transformer's take a second each
     scale = prepared.target.scale(subset)
     results: list[tuple[int, float, int]] = []
     errors: list[BaseException] = []
 
     def train(model: BuiltModel, epochs: int) -> None:
         try:
-            _train(model, epochs)
+            _train(model, epochs, subset)
         except BaseException as exc:  # raised again in the calling thread
             errors.append(exc)
 
-    def _train(model: BuiltModel, epochs: int) -> None:
-        setup = set_up_fit(tuned, prepared, encoder, model, subset, None, scale)  # type: ignore[arg-type]
+    def _train(model: BuiltModel, epochs: int, rows: np.ndarray) -> None:
+        setup = set_up_fit(tuned, prepared, encoder, model, rows, None, scale)  # type: ignore[arg-type]
         steps_cfg = apply_params(tuned, {"train.epochs": epochs}).train
         result = fit(
             setup.inputs.model,
@@ -144,9 +157,11 @@ def _steps_per_second(
         trainable = sum(p.numel() for p in setup.inputs.model.parameters() if p.requires_grad)
         results.append((steps, seconds, trainable))
 
-    _train(_copy(built), 1)  # warm-up, and the time of one epoch
-    _, seconds, trainable = results.pop()
-    epochs = max(1, min(MAX_EPOCHS, math.ceil(MEASURE_SECONDS / max(seconds, 1e-6))))
+    if epochs is None:
+        _train(_copy(built), 1, subset[: 2 * batch])  # warm-up, and the time of a step
+        steps, seconds, _ = results.pop()
+        step = seconds / max(steps, 1)
+        epochs = max(1, min(MAX_EPOCHS, math.ceil(MEASURE_SECONDS / max(step * 4, 1e-6))))
     workers = [threading.Thread(target=train, args=(_copy(built), epochs)) for _ in range(copies)]
     started = time.perf_counter()
     for worker in workers:
@@ -156,7 +171,7 @@ def _steps_per_second(
     wall = time.perf_counter() - started
     if errors:
         raise errors[0]
-    return _Rate(rate=sum(r[0] for r in results) / wall, trainable=trainable)
+    return _Rate(rate=sum(r[0] for r in results) / wall, trainable=results[0][2], epochs=epochs)
 
 
 def _copy(built: BuiltModel) -> BuiltModel:
