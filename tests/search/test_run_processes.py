@@ -162,19 +162,19 @@ def test_sigkill_mid_trial_then_rerun_retries_the_dead_trial_and_keeps_the_rest(
     db = out / "study.db"
     cmd = command(config, out)
     kill_mid_trial(started(cmd), db, tmp_path / "first.err", complete=2)
-    rerun_after_kill(cmd, out, "killed", n_trials=n_trials, killed=1, complete=2)
+    rerun_after_kill(cmd, out, "killed", n_trials=n_trials, killed=range(1, 2), complete=2)
 
 
 def rerun_after_kill(
-    cmd: list[str], out: Path, name: str, *, n_trials: int, killed: int, complete: int
+    cmd: list[str], out: Path, name: str, *, n_trials: int, killed: range, complete: int
 ) -> None:
     """Rerun a killed study once its trials went stale: the finished trials are kept, each
-    killed one (``killed`` were running) is failed and run again once with its parameters,
-    the study ends with ``n_trials`` and its refit."""
+    killed one (as many as ``killed`` allows were left running) is failed and run again
+    once with its parameters, the study ends with ``n_trials`` and its refit."""
     db = out / "study.db"
     before = snapshot(load(db, name))
     running = sorted(n for n, (state, _, _) in before.items() if state == TrialState.RUNNING)
-    assert len(running) == killed, before
+    assert len(running) in killed, before
     complete_before = {n: v for n, v in before.items() if v[0] == TrialState.COMPLETE}
     assert len(complete_before) >= complete
 
@@ -216,7 +216,7 @@ def test_sigkill_with_parallel_trials_then_rerun_finishes_every_trial(
     rerun keeps the finished trials and runs each killed one again, once."""
     n_trials = 6
     config = write_config(
-        tmp_path, "parallel", epochs=EPOCHS, n_trials=n_trials, heartbeat_interval=1,
+        tmp_path, "parallel", epochs=4 * EPOCHS, n_trials=n_trials, heartbeat_interval=1,
         grace_period=2,
     )  # fmt: skip
     out = tmp_path / "run"
@@ -236,7 +236,8 @@ def test_sigkill_with_parallel_trials_then_rerun_finishes_every_trial(
     while workers_of(out) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not workers_of(out), "the workers end with the run that started them"
-    rerun_after_kill(cmd, out, "parallel", n_trials=n_trials, killed=2, complete=1)
+    # a worker notices within a second that its run is gone: one may finish its trial first
+    rerun_after_kill(cmd, out, "parallel", n_trials=n_trials, killed=range(1, 3), complete=1)
 
 
 def test_a_rerun_waits_for_a_killed_trial_to_go_stale_and_runs_it_again(
