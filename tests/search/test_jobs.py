@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def test_short_trials_are_not_worth_starting_workers_for(
     )
     cfg = make_config()
     plan = jobs.auto_jobs(cfg, prepare(cfg), RunDir(tmp_path), trials_left=5)
-    assert plan.jobs == 1 and "starting worker processes" in plan.reason
+    assert plan.jobs == 1 and "too little for starting worker processes" in plan.reason
 
 
 def test_a_recipe_that_cannot_be_measured_runs_one_trial_at_a_time(
@@ -119,3 +120,32 @@ def test_a_bad_jobs_value_is_refused_with_the_fix(tmp_path: Path, value: str) ->
     assert result.exit_code == 2
     assert "--jobs" in result.output and "auto" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_study_without_timed_trials_times_one_before_it_decides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_free_cores: None
+) -> None:
+    """The trial's own time (early stopping and pruning included) decides whether workers
+    pay: the step estimate said 30 s a trial, the trial took a second."""
+    import optuna
+
+    monkeypatch.setattr(
+        jobs, "measure", lambda *a, **k: Measured(trainable=500, model_bytes=1, trial_seconds=30.0)
+    )
+    cfg = make_config(search={"n_trials": 8, "space": {}})
+    study = optuna.create_study()
+    asked: list[int] = []
+
+    def one_trial(one: Any) -> tuple[str, bool]:
+        asked.append(one.search.n_trials)
+        study.optimize(lambda trial: (time.sleep(0.05), 1.0)[1], n_trials=1)
+        return "n_trials", False
+
+    count, _, failed = jobs.jobs_after_a_trial(
+        cfg, prepare(cfg), RunDir(tmp_path), study, one_trial
+    )
+    assert asked == [1] and not failed
+    assert count == 1, "7 trials of 0.05 s do not pay for workers"
+    # with the trials timed (a resumed study), none runs before the decision
+    count, _, _ = jobs.jobs_after_a_trial(cfg, prepare(cfg), RunDir(tmp_path), study, one_trial)
+    assert asked == [1] and count == 1

@@ -4,31 +4,85 @@ and a measurement of the recipe's model (``tunelab.evaluation.speed``).
 The measurement is stored in the run directory (``RunDir.cores``), keyed by what it depends
 on (the model, the fine-tuning strategy, the batch, the text length, the cores), so a
 resumed study does not measure again. Worker processes start only when the trials left
-are long enough to pay for their start (importing torch and loading the data).
+are long enough to pay for their start (importing torch and loading the data), judged on
+the study's own trials: ``tunelab run`` times one before it decides.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
+from statistics import median
 from typing import Any
+
+import optuna
+from optuna.trial import TrialState
 
 from tunelab.config import RunConfig
 from tunelab.evaluation.features import digest
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.speed import Measured, measure
 from tunelab.results.rundir import RunDir, write_json
+from tunelab.search.optimize import finished
 from tunelab.training.cores import Plan, Speeds, free_cores, memory_jobs, plan_jobs
 
 log = logging.getLogger("tunelab")
-# seconds a worker process takes to start (import torch, load the data), measured on a
-# 2-core machine: parallel trials must save more than this
+# seconds a worker process takes to start (import torch, load the data: 3.6 s on a quiet
+# 2-core machine, more with its first fit). Parallel trials must save twice this: the
+# trial estimate leaves out validation and the workers' warm-up (8 quickstart trials of
+# about 1.4 s, estimated to save 5.7 s, took 19.9 s with two workers and 15.0 s with one)
 WORKER_START_SECONDS = 5.0
+PAYS_OFF = 2.0
 
 
-def auto_jobs(cfg: RunConfig, prepared: Prepared, run: RunDir, *, trials_left: int) -> Plan:
-    """The plan for the trials left: how many side by side, threads each, and why."""
+def jobs_after_a_trial(
+    cfg: RunConfig,
+    prepared: Prepared,
+    run: RunDir,
+    study: optuna.Study,
+    optimize: Callable[[RunConfig], tuple[str, bool]],
+) -> tuple[int, str, bool]:
+    """``--jobs auto`` in ``tunelab run``: when the study has no timed trial, ``optimize``
+    runs one here first (its time, early stopping and pruning included, says whether the
+    rest is worth worker processes); then the plan for the trials left. Returns the jobs,
+    and why the trial loop stopped and whether that was a failure."""
+    reason, failed = "n_trials", False
+    done = finished(study)
+    if not _durations(study) and cfg.search.n_trials - done > 1:
+        one = cfg.model_copy(
+            update={"search": cfg.search.model_copy(update={"n_trials": done + 1})}
+        )
+        reason, failed = optimize(one)
+    durations = _durations(study)
+    plan = auto_jobs(
+        cfg,
+        prepared,
+        run,
+        trials_left=cfg.search.n_trials - finished(study),
+        trial_seconds=median(durations) if durations else None,
+    )
+    return plan.jobs, reason, failed
+
+
+def _durations(study: optuna.Study) -> list[float]:
+    """Seconds of the study's finished trials (complete or pruned)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return [t.duration.total_seconds() for t in trials if t.duration is not None]
+
+
+def auto_jobs(
+    cfg: RunConfig,
+    prepared: Prepared,
+    run: RunDir,
+    *,
+    trials_left: int,
+    trial_seconds: float | None = None,
+) -> Plan:
+    """The plan for the trials left: how many side by side, threads each, and why.
+    ``trial_seconds``: a trial's time as the study measured it (default: estimated from
+    the measured steps, without early stopping or pruning)."""
     cores = free_cores()
     if trials_left <= 1 or cores == 1:
         return _record(run, Plan(1, cores, f"{trials_left} trial(s) left, {cores} free core(s)"))
@@ -44,14 +98,15 @@ def auto_jobs(cfg: RunConfig, prepared: Prepared, run: RunDir, *, trials_left: i
         trials_left=trials_left,
         memory_jobs=memory_jobs(measured.model_bytes, 4 * measured.trainable),
     )
-    if plan.jobs > 1 and measured.trial_seconds is not None:
-        saved = trials_left * measured.trial_seconds * (1 - 1 / plan.jobs)
-        if saved < WORKER_START_SECONDS:
+    trial_seconds = trial_seconds or measured.trial_seconds
+    if plan.jobs > 1 and trial_seconds is not None:
+        saved = trials_left * trial_seconds * (1 - 1 / plan.jobs)
+        if saved < PAYS_OFF * WORKER_START_SECONDS:
             plan = Plan(
                 1,
                 plan.threads,
-                f"{trials_left} trials of about {measured.trial_seconds:.1f} s: side by side "
-                f"would save {saved:.1f} s, less than starting worker processes takes",
+                f"{trials_left} trials of about {trial_seconds:.1f} s: side by side "
+                f"would save {saved:.1f} s, too little for starting worker processes",
             )
     return _record(run, plan)
 

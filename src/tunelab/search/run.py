@@ -34,7 +34,7 @@ from tunelab.results.predictor import AnyPredictor
 from tunelab.results.rundir import RunDir, open_run_dir, write_json
 from tunelab.results.trial_record import record
 from tunelab.search.budget import Budget, fold_fraction, run_budget
-from tunelab.search.jobs import auto_jobs
+from tunelab.search.jobs import jobs_after_a_trial
 from tunelab.search.objective import EpochHook, Objective
 from tunelab.search.optimize import (
     TrialHook,
@@ -165,16 +165,19 @@ def run_study(
         )
         budget = _budget(cfg, prepared, started)
         tracking = Tracking.open(cfg, run, metric=prepared.metric, study=study, artifacts=artifacts)
-        if jobs == "auto":
-            left = cfg.search.n_trials - finished(study)
-            jobs = auto_jobs(cfg, prepared, run, trials_left=left).jobs
+        objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
+        hooks = [*(hooks or []), tracking.on_trial]
         try:
             failed = False
-            if jobs > 1:
+            if jobs == "auto":  # a trial timed here first, unless the study has some
+                jobs, reason, failed = jobs_after_a_trial(
+                    cfg, prepared, run, study, lambda one: optimize(
+                        study, objective, one, hooks=hooks, budget=budget
+                    )
+                )  # fmt: skip
+            if jobs > 1 and not failed:
                 reason, failed = _with_workers(run, jobs, study, budget=budget, poll=poll)
             if not failed:  # also after --jobs: a trial of a killed worker is run again here
-                objective = Objective(cfg, prepared, artifacts, on_epoch=on_epoch)
-                hooks = [*(hooks or []), tracking.on_trial]
                 reason, failed = optimize(
                     study, objective, cfg, hooks=hooks, budget=budget, wait_for_running=True
                 )
