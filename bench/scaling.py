@@ -149,13 +149,16 @@ def storage_calls(trial: optuna.Trial) -> float:
     for epoch in range(1, EPOCHS + 1):
         trial.report(lr * epoch, epoch)
         trial.should_prune()
-    trial.set_user_attr(RECORD, {  # tunelab's one record a trial
-        "fold_scores": [lr],
-        "std": 0.0,
-        "best_epochs": [EPOCHS],
-        "oof_metrics": {"accuracy": lr},
-        "artifacts": {"oof": "a", "history": "b", "predictor": "c"},
-    })
+    trial.set_user_attr(
+        RECORD,
+        {  # tunelab's one record a trial
+            "fold_scores": [lr],
+            "std": 0.0,
+            "best_epochs": [EPOCHS],
+            "oof_metrics": {"accuracy": lr},
+            "artifacts": {"oof": "a", "history": "b", "predictor": "c"},
+        },
+    )
     return lr
 
 

@@ -103,8 +103,12 @@ PROBLEMS = (
         space={
             "train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
             "regularization.dropout": {"type": "float", "low": 0.0, "high": 0.5},
-            "regularization.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-1,
-                                            "log": True},
+            "regularization.weight_decay": {
+                "type": "float",
+                "low": 1e-6,
+                "high": 1e-1,
+                "log": True,
+            },
             "augmentation.rotation": {"type": "float", "low": 0.0, "high": 20.0},
         },
         overrides={"train.metric": "log_loss"},
@@ -117,8 +121,12 @@ PROBLEMS = (
         space={
             "train.lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
             "regularization.dropout": {"type": "float", "low": 0.0, "high": 0.5},
-            "regularization.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-1,
-                                            "log": True},
+            "regularization.weight_decay": {
+                "type": "float",
+                "low": 1e-6,
+                "high": 1e-1,
+                "log": True,
+            },
         },
         overrides={"train.metric": "log_loss"},
     ),
@@ -140,8 +148,15 @@ def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def build_config(problem: Problem, contender: str, seed: int, *, epochs: int,
-                 seconds: float, n_trials: int = MAX_TRIALS) -> RunConfig:
+def build_config(
+    problem: Problem,
+    contender: str,
+    seed: int,
+    *,
+    epochs: int,
+    seconds: float,
+    n_trials: int = MAX_TRIALS,
+) -> RunConfig:
     """The problem's example config with the benchmark's settings and the contender's search."""
     raw = yaml.safe_load(problem.config.read_text(encoding="utf-8"))
     source = str(raw["model"]["source"])
@@ -200,9 +215,11 @@ class Run:
 
     def best_by_cpu(self, cpu_seconds: float) -> float | None:
         """The best complete value among trials finished within ``cpu_seconds`` of CPU time."""
-        values = [e.value for e in self.events
-                  if e.state == "COMPLETE" and e.value is not None
-                  and e.cpu_seconds <= cpu_seconds + 1e-9]
+        values = [
+            e.value
+            for e in self.events
+            if e.state == "COMPLETE" and e.value is not None and e.cpu_seconds <= cpu_seconds + 1e-9
+        ]
         if not values:
             return None
         return max(values) if self.maximize else min(values)
@@ -211,11 +228,15 @@ class Run:
         """The first finished trial after which the best complete value reaches ``target``."""
         best: float | None = None
         for event in self.events:
-            if event.state == "COMPLETE" and event.value is not None and (
-                    best is None or (event.value > best if self.maximize else event.value < best)):
+            if (
+                event.state == "COMPLETE"
+                and event.value is not None
+                and (best is None or (event.value > best if self.maximize else event.value < best))
+            ):
                 best = event.value
-            if best is not None and ((best >= target - 1e-12) if self.maximize
-                                     else (best <= target + 1e-12)):
+            if best is not None and (
+                (best >= target - 1e-12) if self.maximize else (best <= target + 1e-12)
+            ):
                 return event
         return None
 
@@ -241,18 +262,26 @@ def sha_pruner(min_fraction: float | None, reduction_factor: int | None) -> None
 
     def factory(cfg: RunConfig) -> optuna.pruners.BasePruner:
         fraction = 0.1 if min_fraction is None else min_fraction
-        min_resource: int | str = ("auto" if fraction == 0
-                                   else max(1, round(fraction * cfg.train.epochs)))
+        min_resource: int | str = (
+            "auto" if fraction == 0 else max(1, round(fraction * cfg.train.epochs))
+        )
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=min_resource, reduction_factor=reduction_factor or 3)
+            min_resource=min_resource, reduction_factor=reduction_factor or 3
+        )
 
     registry.PRUNERS._items["successive_halving"] = factory  # this process only
 
 
-def run_one(problem: Problem, contender: str, seed: int, *, epochs: int,
-            seconds: float, n_trials: int = MAX_TRIALS) -> Run:
-    cfg = build_config(problem, contender, seed, epochs=epochs, seconds=seconds,
-                       n_trials=n_trials)
+def run_one(
+    problem: Problem,
+    contender: str,
+    seed: int,
+    *,
+    epochs: int,
+    seconds: float,
+    n_trials: int = MAX_TRIALS,
+) -> Run:
+    cfg = build_config(problem, contender, seed, epochs=epochs, seconds=seconds, n_trials=n_trials)
     events: list[TrialEvent] = []
     started, cpu_started = time.perf_counter(), time.process_time()
 
@@ -262,14 +291,16 @@ def run_one(problem: Problem, contender: str, seed: int, *, epochs: int,
         epochs_run[number] = epochs_run.get(number, 0) + 1
 
     def hook(study: optuna.Study, trial: FrozenTrial) -> None:
-        events.append(TrialEvent(
-            seconds=time.perf_counter() - started,
-            cpu_seconds=time.process_time() - cpu_started,
-            number=trial.number,
-            state=trial.state.name,
-            value=trial.value if trial.state == TrialState.COMPLETE else None,
-            epochs=epochs_run.get(trial.number, 0),
-        ))
+        events.append(
+            TrialEvent(
+                seconds=time.perf_counter() - started,
+                cpu_seconds=time.process_time() - cpu_started,
+                number=trial.number,
+                state=trial.state.name,
+                value=trial.value if trial.state == TrialState.COMPLETE else None,
+                epochs=epochs_run.get(trial.number, 0),
+            )
+        )
 
     with tempfile.TemporaryDirectory(prefix="tunelab-bench-") as tmp:
         try:
@@ -281,8 +312,11 @@ def run_one(problem: Problem, contender: str, seed: int, *, epochs: int,
     trials = study.get_trials(deepcopy=False)
     metric = str(study.user_attrs.get("metric"))
     metrics = result.metrics or {}
-    test = {k: float(v) for k, v in metrics.get("test", {}).items()
-            if k in (metric, "accuracy", "roc_auc", "log_loss")}
+    test = {
+        k: float(v)
+        for k, v in metrics.get("test", {}).items()
+        if k in (metric, "accuracy", "roc_auc", "log_loss")
+    }
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return Run(
         problem=problem.name,
@@ -385,32 +419,74 @@ def summary_table(groups: dict[tuple[str, int], list[Run]]) -> tuple[str, list[d
             f"| {_seconds(by['random'].time_to_target)} | {text} | {cpu} | {text_random} "
             f"| {compute:.2f} | {sha_end:.0f}: {equal_text} | {'yes' if meets else 'no'} |"
         )
-        rows.append({"problem": problem, "seed": seed, "target": runs[0].target,
-                     "ratio_sha_tpe": value, "ratio_text": text, "cpu_ratio_sha_tpe": cpu,
-                     "ratio_sha_random": text_random, "compute_ratio": compute, "meets": meets,
-                     "sha_end_cpu_seconds": sha_end, "best_at_sha_end": equal})
+        rows.append(
+            {
+                "problem": problem,
+                "seed": seed,
+                "target": runs[0].target,
+                "ratio_sha_tpe": value,
+                "ratio_text": text,
+                "cpu_ratio_sha_tpe": cpu,
+                "ratio_sha_random": text_random,
+                "compute_ratio": compute,
+                "meets": meets,
+                "sha_end_cpu_seconds": sha_end,
+                "best_at_sha_end": equal,
+            }
+        )
     return "\n".join(lines), rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="seeds (sampler, split and training); default 0 1 2")
-    parser.add_argument("--problems", nargs="+", choices=[p.name for p in PROBLEMS],
-                        default=[p.name for p in PROBLEMS])
-    parser.add_argument("--budget-scale", type=float, default=1.0, metavar="F",
-                        help="multiply every problem's time budget by F (default 1)")
-    parser.add_argument("--target", action="append", default=[], metavar="PROBLEM=VALUE",
-                        help="a fixed target instead of the median of the final bests")
-    parser.add_argument("--sha-min-fraction", type=float, default=None, metavar="F",
-                        help="try another successive halving: min_resource = F x epochs, "
-                             "0 for Optuna's 'auto' (default: tunelab's own, 0.1)")
-    parser.add_argument("--sha-reduction-factor", type=int, default=None, metavar="R",
-                        help="try another successive halving: reduction_factor R (default 3)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 seed, 3 s budgets, 3 epochs")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
-                        help="also write the results as JSON")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="seeds (sampler, split and training); default 0 1 2",
+    )
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        choices=[p.name for p in PROBLEMS],
+        default=[p.name for p in PROBLEMS],
+    )
+    parser.add_argument(
+        "--budget-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every problem's time budget by F (default 1)",
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="PROBLEM=VALUE",
+        help="a fixed target instead of the median of the final bests",
+    )
+    parser.add_argument(
+        "--sha-min-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="try another successive halving: min_resource = F x epochs, "
+        "0 for Optuna's 'auto' (default: tunelab's own, 0.1)",
+    )
+    parser.add_argument(
+        "--sha-reduction-factor",
+        type=int,
+        default=None,
+        metavar="R",
+        help="try another successive halving: reduction_factor R (default 3)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 seed, 3 s budgets, 3 epochs"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON"
+    )
     args = parser.parse_args(argv)
     fixed: dict[str, float] = {}
     for item in args.target:
@@ -426,8 +502,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.sha_min_fraction is not None or args.sha_reduction_factor is not None:
         fraction = 0.1 if args.sha_min_fraction is None else args.sha_min_fraction
         minimum = "'auto'" if fraction == 0 else f"{fraction} x epochs"
-        print(f"tpe+sha uses SuccessiveHalvingPruner(min_resource={minimum}, reduction_factor="
-              f"{args.sha_reduction_factor or 3}) instead of tunelab's own", flush=True)
+        print(
+            f"tpe+sha uses SuccessiveHalvingPruner(min_resource={minimum}, reduction_factor="
+            f"{args.sha_reduction_factor or 3}) instead of tunelab's own",
+            flush=True,
+        )
     problems = [p for p in PROBLEMS if p.name in args.problems]
     names = list(CONTENDERS)
     runs: list[Run] = []
@@ -439,14 +518,17 @@ def main(argv: list[str] | None = None) -> None:
         for problem in problems:
             epochs = 3 if args.quick else problem.epochs
             seconds = 3.0 if args.quick else problem.seconds * args.budget_scale
-            order = names[i % len(names):] + names[:i % len(names)]  # rotate per seed
+            order = names[i % len(names) :] + names[: i % len(names)]  # rotate per seed
             for contender in order:
                 run = run_one(problem, contender, seed, epochs=epochs, seconds=seconds)
                 runs.append(run)
-                print(f"[{time.perf_counter() - started:7.1f}s] {problem.name} seed {seed} "
-                      f"{contender:8s} trials {run.complete}/{run.pruned}/{run.failed} "
-                      f"search {run.search_seconds:6.1f}s best {_fmt(run.best_value)} "
-                      f"test {_fmt(run.test.get(run.metric))}", flush=True)
+                print(
+                    f"[{time.perf_counter() - started:7.1f}s] {problem.name} seed {seed} "
+                    f"{contender:8s} trials {run.complete}/{run.pruned}/{run.failed} "
+                    f"search {run.search_seconds:6.1f}s best {_fmt(run.best_value)} "
+                    f"test {_fmt(run.test.get(run.metric))}",
+                    flush=True,
+                )
 
     assign_targets(runs, fixed)
     groups: dict[tuple[str, int], list[Run]] = {}
@@ -459,8 +541,10 @@ def main(argv: list[str] | None = None) -> None:
     for (name, seed), group in groups.items():
         how = "fixed" if name in fixed else "median of the final bests"
         direction = ">=" if group[0].maximize else "<="
-        print(f"### {name}, seed {seed}: target {group[0].metric} {direction} "
-              f"{_fmt(group[0].target)} ({how})")
+        print(
+            f"### {name}, seed {seed}: target {group[0].metric} {direction} "
+            f"{_fmt(group[0].target)} ({how})"
+        )
         print()
         print(runs_table(group))
         print()
@@ -472,12 +556,16 @@ def main(argv: list[str] | None = None) -> None:
     found = [r["ratio_sha_tpe"] for r in rows if r["ratio_sha_tpe"] is not None]
     if found and all(v > 0 for v in found):
         geo = math.exp(statistics.fmean(math.log(v) for v in found))
-        print(f"Geometric mean of time-to-target(tpe+sha)/time-to-target(tpe): {geo:.2f} "
-              f"over {len(found)} of {len(rows)} (problem, seed) pairs; target <= {TARGET_RATIO}.")
+        print(
+            f"Geometric mean of time-to-target(tpe+sha)/time-to-target(tpe): {geo:.2f} "
+            f"over {len(found)} of {len(rows)} (problem, seed) pairs; target <= {TARGET_RATIO}."
+        )
     missed = [f"{r['problem']} seed {r['seed']}" for r in rows if not r["meets"]]
     print("All pairs meet the target." if not missed else "Target missed: " + "; ".join(missed))
-    print(f"(wall time {time.perf_counter() - started:.0f}s; torch {torch.__version__}, "
-          f"optuna {optuna.__version__}, 1 torch thread)")
+    print(
+        f"(wall time {time.perf_counter() - started:.0f}s; torch {torch.__version__}, "
+        f"optuna {optuna.__version__}, 1 torch thread)"
+    )
     if args.json is not None:
         payload = {
             "target_ratio": TARGET_RATIO,

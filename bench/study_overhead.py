@@ -107,11 +107,24 @@ class Problem:
 
 
 PROBLEMS = {
-    "tiny": Problem("tiny", "iris, MLP 16x1 (the fixed cost per trial, in ms)",
-                    epochs=3, trials=30, rounds=5, lr=(1e-3, 1e-1), dropout=(0.0, 0.5)),
-    "digits": Problem("digits", "the quickstart: digits, pretrained CNN 32x3, augmentation, "
-                      "batch norm", epochs=10, trials=8, rounds=3, lr=(1e-3, 1e-2),
-                      dropout=(0.0, 0.4)),
+    "tiny": Problem(
+        "tiny",
+        "iris, MLP 16x1 (the fixed cost per trial, in ms)",
+        epochs=3,
+        trials=30,
+        rounds=5,
+        lr=(1e-3, 1e-1),
+        dropout=(0.0, 0.5),
+    ),
+    "digits": Problem(
+        "digits",
+        "the quickstart: digits, pretrained CNN 32x3, augmentation, batch norm",
+        epochs=10,
+        trials=8,
+        rounds=3,
+        lr=(1e-3, 1e-2),
+        dropout=(0.0, 0.4),
+    ),
 }
 
 
@@ -121,9 +134,11 @@ def make_config(problem: Problem, *, epochs: int, n_trials: int) -> RunConfig:
         raw = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text("utf-8"))
         raw["model"]["source"] = f"file:{ROOT / raw['model']['source'][5:]}"
     else:
-        raw = {"data": {"source": "sklearn:iris"},
-               "model": {"source": "builtin:mlp", "width": 16, "depth": 1},
-               "train": {"batch_size": 32}}
+        raw = {
+            "data": {"source": "sklearn:iris"},
+            "model": {"source": "builtin:mlp", "width": 16, "depth": 1},
+            "train": {"batch_size": 32},
+        }
     raw["name"] = f"study-overhead-{problem.name}"
     raw["seed"] = SEED
     raw["train"].update({"epochs": epochs, "threads": 1, "device": "cpu"})
@@ -133,10 +148,12 @@ def make_config(problem: Problem, *, epochs: int, n_trials: int) -> RunConfig:
         "sampler": "tpe",
         "pruner": "none",
         "space": {
-            "train.lr": {"type": "float", "low": problem.lr[0], "high": problem.lr[1],
-                         "log": True},
-            "regularization.dropout": {"type": "float", "low": problem.dropout[0],
-                                       "high": problem.dropout[1]},
+            "train.lr": {"type": "float", "low": problem.lr[0], "high": problem.lr[1], "log": True},
+            "regularization.dropout": {
+                "type": "float",
+                "low": problem.dropout[0],
+                "high": problem.dropout[1],
+            },
         },
     }
     return config_from_dict(raw, source=f"study_overhead {problem.name}")
@@ -212,8 +229,9 @@ def run_tunelab(cfg: RunConfig, workdir: Path) -> StudyTiming:
     return StudyTiming(wall, cpu, values)
 
 
-def run_optuna(cfg: RunConfig, problem: Problem, prepared: Prepared,
-               storage_dir: Path | None = None) -> StudyTiming:
+def run_optuna(
+    cfg: RunConfig, problem: Problem, prepared: Prepared, storage_dir: Path | None = None
+) -> StudyTiming:
     """The bare loop: same sampler and seed, same training call; the study in memory, or,
     with ``storage_dir``, in SQLite opened exactly as tunelab opens it (heartbeats too)."""
     split, metric = prepared.split, prepared.metric
@@ -231,8 +249,9 @@ def run_optuna(cfg: RunConfig, problem: Problem, prepared: Prepared,
     def objective(trial: optuna.Trial) -> float:
         params = {
             "train.lr": trial.suggest_float("train.lr", *problem.lr, log=True),
-            "regularization.dropout": trial.suggest_float("regularization.dropout",
-                                                          *problem.dropout),
+            "regularization.dropout": trial.suggest_float(
+                "regularization.dropout", *problem.dropout
+            ),
         }
         fitted = fit_on_rows(apply_params(cfg, params), prepared, split.train, split.validation)
         return float(fitted.result.final[metric])
@@ -282,8 +301,9 @@ def measure_overhead(problem: Problem, *, trials: int, rounds: int, epochs: int)
         def run(name: str, config: RunConfig) -> StudyTiming:
             if name == "tunelab":
                 return run_tunelab(config, workdir)
-            return run_optuna(config, problem, prepared,
-                              workdir if name == "optuna+sqlite" else None)
+            return run_optuna(
+                config, problem, prepared, workdir if name == "optuna+sqlite" else None
+            )
 
         for name in names:
             run(name, warm)
@@ -291,17 +311,23 @@ def measure_overhead(problem: Problem, *, trials: int, rounds: int, epochs: int)
         with breakdown():
             for r in range(rounds):
                 got: dict[str, StudyTiming] = {}
-                for name in names[r % len(names):] + names[:r % len(names)]:  # rotate
+                for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate
                     got[name] = run(name, cfg)
                     wall[name] += got[name].wall
                     cpu[name] += got[name].cpu
                 same = same and all(t.values == got["optuna"].values for t in got.values())
-                rounds_wall.append(statistics.median(got["tunelab"].wall)
-                                   / statistics.median(got["optuna"].wall) - 1)
-                rounds_cpu.append(statistics.median(got["tunelab"].cpu)
-                                  / statistics.median(got["optuna"].cpu) - 1)
-                print(f"round {r + 1}/{rounds}: overhead wall {rounds_wall[-1]:+.1%}, "
-                      f"CPU {rounds_cpu[-1]:+.1%}", flush=True)
+                rounds_wall.append(
+                    statistics.median(got["tunelab"].wall) / statistics.median(got["optuna"].wall)
+                    - 1
+                )
+                rounds_cpu.append(
+                    statistics.median(got["tunelab"].cpu) / statistics.median(got["optuna"].cpu) - 1
+                )
+                print(
+                    f"round {r + 1}/{rounds}: overhead wall {rounds_wall[-1]:+.1%}, "
+                    f"CPU {rounds_cpu[-1]:+.1%}",
+                    flush=True,
+                )
     counted = rounds * trials  # trials whose parts were timed (the first ones included)
     parts = {name: 1e3 * seconds / counted for name, seconds in SPENT.items()}
     median_wall = {n: statistics.median(v) for n, v in wall.items()}
@@ -333,8 +359,10 @@ def overhead_tables(o: Overhead) -> str:
     ]
     for name, what in CONTENDERS.items():
         w, c = o.median_wall[name], o.median_cpu[name]
-        lines.append(f"| {name} ({what}) | {len(o.wall[name])} | {w:.4f} | {w / base_w - 1:+.1%} "
-                     f"| {c:.4f} | {c / base_c - 1:+.1%} |")
+        lines.append(
+            f"| {name} ({what}) | {len(o.wall[name])} | {w:.4f} | {w / base_w - 1:+.1%} "
+            f"| {c:.4f} | {c / base_c - 1:+.1%} |"
+        )
     flag_w = "" if o.overhead_wall <= TARGET_OVERHEAD else " **above**"
     flag_c = "" if o.overhead_cpu <= TARGET_OVERHEAD else " **above**"
     same = "yes" if o.same_values else "NO"
@@ -449,38 +477,76 @@ def measure_memory(small: int, large: int) -> Memory:
         memory.heap[trials] = run_child(trials, trace=True)
         print(f"memory child {trials} trials done", flush=True)
     memory.rss_growth = memory.rss[large]["peak_rss_mb"] / memory.rss[small]["peak_rss_mb"] - 1
-    memory.heap_growth = (memory.heap[large]["heap_peak_mb"]
-                          / memory.heap[small]["heap_peak_mb"] - 1)
+    memory.heap_growth = memory.heap[large]["heap_peak_mb"] / memory.heap[small]["heap_peak_mb"] - 1
     return memory
 
 
 def memory_table(m: Memory) -> str:
     s, b = m.small, m.large
     rows = [
-        ("peak RSS at the end, MB (ru_maxrss; refit included)", m.rss[s]["peak_rss_mb"],
-         m.rss[b]["peak_rss_mb"], m.rss_growth),
-        ("peak RSS until the last trial, MB (ru_maxrss)", m.rss[s]["peak_rss_search_mb"],
-         m.rss[b]["peak_rss_search_mb"], None),
+        (
+            "peak RSS at the end, MB (ru_maxrss; refit included)",
+            m.rss[s]["peak_rss_mb"],
+            m.rss[b]["peak_rss_mb"],
+            m.rss_growth,
+        ),
+        (
+            "peak RSS until the last trial, MB (ru_maxrss)",
+            m.rss[s]["peak_rss_search_mb"],
+            m.rss[b]["peak_rss_search_mb"],
+            None,
+        ),
         ("RSS before the study, MB", m.rss[s]["rss_before_mb"], m.rss[b]["rss_before_mb"], None),
-        ("RSS after trial 20, MB", m.rss[s]["rss_after_trial_20_mb"],
-         m.rss[b]["rss_after_trial_20_mb"], None),
-        ("RSS after the last trial, MB", m.rss[s]["rss_after_last_trial_mb"],
-         m.rss[b]["rss_after_last_trial_mb"], None),
-        ("Python heap peak during the study, MB (tracemalloc)", m.heap[s]["heap_peak_mb"],
-         m.heap[b]["heap_peak_mb"], m.heap_growth),
-        ("Python heap after trial 20, MB", m.heap[s]["heap_after_trial_20_mb"],
-         m.heap[b]["heap_after_trial_20_mb"], None),
-        ("Python heap after the last trial, MB", m.heap[s]["heap_after_last_trial_mb"],
-         m.heap[b]["heap_after_last_trial_mb"], None),
-        ("median s/trial, first 20 trials", m.rss[s]["first_trials_s"],
-         m.rss[b]["first_trials_s"], None),
-        ("median s/trial, last 20 trials", m.rss[s]["last_trials_s"],
-         m.rss[b]["last_trials_s"], None),
+        (
+            "RSS after trial 20, MB",
+            m.rss[s]["rss_after_trial_20_mb"],
+            m.rss[b]["rss_after_trial_20_mb"],
+            None,
+        ),
+        (
+            "RSS after the last trial, MB",
+            m.rss[s]["rss_after_last_trial_mb"],
+            m.rss[b]["rss_after_last_trial_mb"],
+            None,
+        ),
+        (
+            "Python heap peak during the study, MB (tracemalloc)",
+            m.heap[s]["heap_peak_mb"],
+            m.heap[b]["heap_peak_mb"],
+            m.heap_growth,
+        ),
+        (
+            "Python heap after trial 20, MB",
+            m.heap[s]["heap_after_trial_20_mb"],
+            m.heap[b]["heap_after_trial_20_mb"],
+            None,
+        ),
+        (
+            "Python heap after the last trial, MB",
+            m.heap[s]["heap_after_last_trial_mb"],
+            m.heap[b]["heap_after_last_trial_mb"],
+            None,
+        ),
+        (
+            "median s/trial, first 20 trials",
+            m.rss[s]["first_trials_s"],
+            m.rss[b]["first_trials_s"],
+            None,
+        ),
+        (
+            "median s/trial, last 20 trials",
+            m.rss[s]["last_trials_s"],
+            m.rss[b]["last_trials_s"],
+            None,
+        ),
     ]
     lines = [f"| measure | {s} trials | {b} trials | growth |", "|---|---:|---:|---:|"]
     for name, a, c, growth in rows:
-        text = "" if growth is None else f"{growth:+.1%}" + (
-            "" if growth <= TARGET_GROWTH else " **above**")
+        text = (
+            ""
+            if growth is None
+            else f"{growth:+.1%}" + ("" if growth <= TARGET_GROWTH else " **above**")
+        )
         lines.append(f"| {name} | {a:.3f} | {c:.3f} | {text} |")
     return "\n".join(lines)
 
@@ -488,34 +554,50 @@ def memory_table(m: Memory) -> str:
 def report_overhead(overhead: Overhead) -> None:
     problem = PROBLEMS[overhead.problem]
     print()
-    print(f"### per-trial time: {problem.what}; {overhead.epochs} epochs, {overhead.trials} "
-          f"trials x {overhead.rounds} rounds, 1 torch thread")
+    print(
+        f"### per-trial time: {problem.what}; {overhead.epochs} epochs, {overhead.trials} "
+        f"trials x {overhead.rounds} rounds, 1 torch thread"
+    )
     print()
     print(overhead_tables(overhead))
     print()
-    print(f"Target: overhead <= {TARGET_OVERHEAD:.0%}. Absolute overhead per trial: "
-          f"{1e3 * (overhead.median_wall['tunelab'] - overhead.median_wall['optuna']):.1f} ms "
-          f"wall, {1e3 * (overhead.median_cpu['tunelab'] - overhead.median_cpu['optuna']):.1f} "
-          f"ms CPU; trials take {overhead.median_wall['optuna']:.2f} s bare.")
+    print(
+        f"Target: overhead <= {TARGET_OVERHEAD:.0%}. Absolute overhead per trial: "
+        f"{1e3 * (overhead.median_wall['tunelab'] - overhead.median_wall['optuna']):.1f} ms "
+        f"wall, {1e3 * (overhead.median_cpu['tunelab'] - overhead.median_cpu['optuna']):.1f} "
+        f"ms CPU; trials take {overhead.median_wall['optuna']:.2f} s bare."
+    )
     if not overhead.same_values:
-        print("WARNING: the studies got different trial values; they did not do the "
-              "same work.")
+        print("WARNING: the studies got different trial values; they did not do the same work.")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS),
-                        help="trial sizes to time (default: all)")
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        choices=list(PROBLEMS),
+        default=list(PROBLEMS),
+        help="trial sizes to time (default: all)",
+    )
     parser.add_argument("--trials", type=int, default=None, help="trials per study")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial")
-    parser.add_argument("--memory-trials", type=int, nargs=2, default=[20, 200],
-                        metavar=("SMALL", "LARGE"), help="study sizes compared (default 20 200)")
+    parser.add_argument(
+        "--memory-trials",
+        type=int,
+        nargs=2,
+        default=[20, 200],
+        metavar=("SMALL", "LARGE"),
+        help="study sizes compared (default 20 200)",
+    )
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 round of 4 trials, memory 5 vs 20 trials")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
-                        help="also write the results as JSON")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 round of 4 trials, memory 5 vs 20 trials"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON"
+    )
     parser.add_argument("--child-trials", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -534,22 +616,26 @@ def main(argv: list[str] | None = None) -> None:
         rounds = 1 if args.quick else args.rounds or problem.rounds
         if trials < 3 or rounds < 1:
             parser.error("need at least 3 trials and 1 round")
-        overheads.append(measure_overhead(problem, trials=trials, rounds=rounds,
-                                          epochs=args.epochs or problem.epochs))
+        overheads.append(
+            measure_overhead(
+                problem, trials=trials, rounds=rounds, epochs=args.epochs or problem.epochs
+            )
+        )
     memory = None if args.skip_memory else measure_memory(small, large)
 
     for overhead in overheads:
         report_overhead(overhead)
     if memory is not None:
         print()
-        print(f"### memory: tunelab study, {small} vs {large} one-epoch trials (fresh "
-              "processes)")
+        print(f"### memory: tunelab study, {small} vs {large} one-epoch trials (fresh processes)")
         print()
         print(memory_table(memory))
         print()
         print(f"Target: growth <= {TARGET_GROWTH:.0%}.")
-    print(f"(wall time {time.perf_counter() - started:.0f}s; torch {torch.__version__}, "
-          f"optuna {optuna.__version__})")
+    print(
+        f"(wall time {time.perf_counter() - started:.0f}s; torch {torch.__version__}, "
+        f"optuna {optuna.__version__})"
+    )
     if args.json is not None:
         payload = {
             "target_overhead": TARGET_OVERHEAD,

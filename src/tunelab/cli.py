@@ -8,7 +8,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -159,7 +159,15 @@ def run(
     overrides: SetOpt = None,
     out: Annotated[Path | None, typer.Option(help="run directory [default: runs/NAME]")] = None,
     overwrite: Annotated[bool, typer.Option(help="start over instead of resuming")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="local worker processes")] = 1,
+    jobs: Annotated[
+        str,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="trials side by side (local worker processes): N, or auto (from the free "
+            "cores and the model)",
+        ),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live progress")] = False,
 ) -> None:
     """Search the config's space with Optuna, refit the best, evaluate once on the test rows.
@@ -176,6 +184,7 @@ def run(
 
     view = Console(stderr=True, quiet=quiet)
     try:
+        workers = _jobs(jobs)
         cfg = load_config(config, overrides=overrides)
         _warn(view, far_out(cfg))
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
@@ -184,7 +193,7 @@ def run(
                 cfg,
                 out=out,
                 overwrite=overwrite,
-                jobs=jobs,
+                jobs=workers,
                 on_epoch=progress.on_epoch,
                 hooks=[progress.on_trial],
                 poll=progress.poll,
@@ -255,6 +264,22 @@ def _say_joined(run_dir: Path, finisher: str, failed: bool, reason: str) -> None
     if failed:
         console.print(f"[bold red]the search stopped[/]: {escape(reason)}", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _jobs(value: str) -> int | Literal["auto"]:
+    """``--jobs``: auto or a whole number of at least 1."""
+    if value == "auto":
+        return "auto"
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise FatalError(
+            f"--jobs {value!r} is not a number of trials side by side; give a whole number "
+            "of at least 1, or auto (the default: from the free cores and the model)"
+        )
+    return jobs
 
 
 def _point_to_report(view: Console, run_dir: Path) -> None:
@@ -394,6 +419,9 @@ def worker(
         int | None, typer.Option(hidden=True, help="stop when this process ends")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing")] = False,
+    share: Annotated[
+        int, typer.Option(hidden=True, min=1, help="workers of one run splitting the cores")
+    ] = 1,
 ) -> None:
     """Join a study and run trials until it has enough (used by run --jobs; start more on
     other machines with a shared run directory whose search.storage is a PostgreSQL URL:
@@ -410,6 +438,7 @@ def worker(
             budget_end=budget_end,
             parent=parent,
             say=lambda line: view.print(line, highlight=False, markup=False, soft_wrap=True),
+            share=share,
         )
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -230,9 +230,7 @@ def _train_run(cfg: RunConfig, raw: Any, run_dir: Path) -> dict[str, Any] | None
 
 def _fit_into(run: RunDir, cfg: RunConfig, raw: Any) -> dict[str, Any] | None:
     # no test rows: scikit-learn scores the estimator on rows it never saw, outside fit
-    prepared = prepare_rows(
-        cfg, raw, test_rows=np.zeros(0, dtype=np.int64), cache_dir=run.features
-    )
+    prepared = prepare_rows(cfg, raw, test_rows=np.zeros(0, dtype=np.int64), cache_dir=run.features)
     split, target, metric = prepared.split, prepared.target, prepared.metric
     summary = None
     if cfg.cv.strategy == "kfold":

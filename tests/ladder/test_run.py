@@ -228,6 +228,8 @@ def test_intervals_stay_inside_the_metric_range_and_name_their_method(
     assert -1.0 <= step["difference_low"] <= step["difference_high"] <= 1.0
     assert doc["interval_method"].endswith("clipped to accuracy's range [0, 1]")
     assert f"{step['mean']:.4f} [{step['low']:.4f}, 1.0000]" in markdown(doc)
+
+
 def test_a_tree_recipe_skips_the_rungs_trees_cannot_take_and_measures_the_rest(
     tmp_path: Path,
 ) -> None:

@@ -188,8 +188,7 @@ def test_a_ladder_json_this_reader_cannot_use_is_named(train_run: Path) -> None:
     summary = notes(sections(build_report(train_run))["summary"])
     assert (
         "not shown: ladder.json: not a ladder document: "
-        "no &#x27;ladder&#x27; list (found steps_measured)"
-        in summary
+        "no &#x27;ladder&#x27; list (found steps_measured)" in summary
     )
 
 

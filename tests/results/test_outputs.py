@@ -134,9 +134,7 @@ def test_lr_find_never_replaces_a_runs_files(run: RunDir, tmp_path: Path) -> Non
         "train: {threads: 1}\n"
     )
     before = snapshot(run.path)
-    result = runner.invoke(
-        app, ["lr-find", str(config), "--out", str(run.path), "--steps", "5"]
-    )
+    result = runner.invoke(app, ["lr-find", str(config), "--out", str(run.path), "--steps", "5"])
     message = one_line(result.output)
     assert result.exit_code == 2, message
     assert "another run's results" in message and "final" in message

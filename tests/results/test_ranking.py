@@ -96,9 +96,7 @@ def test_progress_refit_ensemble_line_and_report_name_the_same_trial(tmp_path: P
             "n_trials": 6,
             "sampler": "random",
             "pruner": "none",
-            "space": {
-                "model.options.learning_rate": {"type": "float", "low": 0.02, "high": 0.5}
-            },
+            "space": {"model.options.learning_rate": {"type": "float", "low": 0.02, "high": 0.5}},
         },
     }
     (tmp_path / "wine.yaml").write_text(yaml.safe_dump(config))

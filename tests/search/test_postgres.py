@@ -201,7 +201,8 @@ def test_workers_on_other_machines_share_the_study_and_a_killed_ones_trial_is_re
     for folder in machines.values():
         folder.mkdir()
     (machines["a"] / "study.yaml").write_text(yaml.safe_dump(config))
-    main = start(processes, ["run", "study.yaml", "--quiet"], machines["a"])
+    # one process a machine: the first machine's run trains like any worker
+    main = start(processes, ["run", "study.yaml", "--quiet", "--jobs", "1"], machines["a"])
     workers = {}
     for key in "bc":  # what the other machines have: the config, in a run folder of their own
         run = machines[key] / "runs" / name

@@ -24,7 +24,7 @@ from tests.conftest import Postgres
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 240  # seconds for one command; generous for a loaded 2-core machine
-GATED_MODEL = '''
+GATED_MODEL = """
 import time
 from pathlib import Path
 
@@ -35,12 +35,10 @@ def build(gate, num_outputs, input_shape):
     while not Path(gate).exists():  # the test opens the gate once both runs are in
         time.sleep(0.05)
     return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[-1], num_outputs))
-'''
+"""
 
 
-def write_config(
-    folder: Path, storage: str | None, n_trials: int, *, name: str = "shared"
-) -> Path:
+def write_config(folder: Path, storage: str | None, n_trials: int, *, name: str = "shared") -> Path:
     (folder / "gated.py").write_text(GATED_MODEL)
     raw = {
         "name": name,

@@ -20,6 +20,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import psutil
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -46,6 +47,9 @@ def write_config(folder: Path, name: str, *, epochs: int, **search: Any) -> Path
 
 
 def command(config: Path, out: Path, *extra: str) -> list[str]:
+    """``tunelab run`` of ``config``; one trial at a time unless ``extra`` says ``--jobs``
+    (these tests watch single trials)."""
+    jobs = [] if "--jobs" in extra else ["--jobs", "1"]
     return [
         sys.executable,
         "-m",
@@ -55,6 +59,7 @@ def command(config: Path, out: Path, *extra: str) -> list[str]:
         "--out",
         str(out),
         "--quiet",
+        *jobs,
         *extra,
     ]
 
@@ -157,34 +162,86 @@ def test_sigkill_mid_trial_then_rerun_retries_the_dead_trial_and_keeps_the_rest(
     db = out / "study.db"
     cmd = command(config, out)
     kill_mid_trial(started(cmd), db, tmp_path / "first.err", complete=2)
-    before = snapshot(load(db, "killed"))
-    killed = [n for n, (state, _, _) in before.items() if state == TrialState.RUNNING]
-    assert len(killed) == 1, before
-    complete_before = {n: v for n, v in before.items() if v[0] == TrialState.COMPLETE}
-    assert len(complete_before) >= 2
+    rerun_after_kill(cmd, out, "killed", n_trials=n_trials, killed=range(1, 2), complete=2)
 
-    time.sleep(3.5)  # the last heartbeat is now older than the 2 s grace period
+
+def rerun_after_kill(
+    cmd: list[str], out: Path, name: str, *, n_trials: int, killed: range, complete: int
+) -> None:
+    """Rerun a killed study once its trials went stale: the finished trials are kept, each
+    killed one (as many as ``killed`` allows were left running) is failed and run again
+    once with its parameters, the study ends with ``n_trials`` and its refit."""
+    db = out / "study.db"
+    before = snapshot(load(db, name))
+    running = sorted(n for n, (state, _, _) in before.items() if state == TrialState.RUNNING)
+    assert len(running) in killed, before
+    complete_before = {n: v for n, v in before.items() if v[0] == TrialState.COMPLETE}
+    assert len(complete_before) >= complete
+
+    time.sleep(3.5)  # the last heartbeats are now older than the 2 s grace period
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 
-    study = load(db, "killed")
+    study = load(db, name)
     after = snapshot(study)
     for number, was in complete_before.items():
         assert after[number] == was, f"trial {number} changed on resume"
-    assert after[killed[0]][0] == TrialState.FAIL
-    reason = study.trials[killed[0]].user_attrs.get("fail_reason", "")
-    assert reason.startswith("stale: no heartbeat for more than 2 s"), reason
-    assert f"trial {killed[0]} failed, stale: no heartbeat" in (out / "run.log").read_text()
-    retries = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed[0]]
-    assert len(retries) == 1, "the killed trial is retried once"
-    retry = retries[0]
-    assert retry.system_attrs["retry_history"] == [killed[0]]
-    assert retry.state == TrialState.COMPLETE
-    assert retry.params == before[killed[0]][2]
+    log_text = (out / "run.log").read_text()
+    for number in running:
+        assert after[number][0] == TrialState.FAIL
+        reason = study.trials[number].user_attrs.get("fail_reason", "")
+        assert reason.startswith("stale: no heartbeat for more than 2 s"), reason
+        assert f"trial {number} failed, stale: no heartbeat" in log_text
+        retries = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == number]
+        assert len(retries) == 1, f"the killed trial {number} is retried once"
+        assert retries[0].system_attrs["retry_history"] == [number]
+        assert retries[0].state == TrialState.COMPLETE
+        assert retries[0].params == before[number][2]
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == n_trials
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert (out / "metrics.json").is_file()
+
+
+def workers_of(out: Path) -> list[psutil.Process]:
+    """The ``tunelab worker`` processes still running on the run directory ``out``."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = process.info["cmdline"] or []
+        if "worker" in line and str(out) in line:
+            found.append(process)
+    return found
+
+
+def test_sigkill_with_parallel_trials_then_rerun_finishes_every_trial(
+    tmp_path: Path, started: Callable[[list[str]], subprocess.Popen[bytes]]
+) -> None:
+    """``--jobs 2`` killed while both workers train: the workers stop with it, and the
+    rerun keeps the finished trials and runs each killed one again, once."""
+    n_trials = 6
+    config = write_config(
+        tmp_path, "parallel", epochs=4 * EPOCHS, n_trials=n_trials, heartbeat_interval=1,
+        grace_period=2,
+    )  # fmt: skip
+    out = tmp_path / "run"
+    db = out / "study.db"
+    cmd = command(config, out, "--jobs", "2")
+
+    def both_running(current: dict[int, tuple[str, int]]) -> bool:
+        running = [beats for state, beats in current.values() if state == "RUNNING"]
+        complete = [state for state, _ in current.values() if state == "COMPLETE"]
+        return len(complete) >= 1 and len(running) == 2 and min(running) >= 1
+
+    proc = started(cmd)
+    wait_for(proc, db, both_running, tmp_path / "first.err")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while workers_of(out) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not workers_of(out), "the workers end with the run that started them"
+    # a worker notices within a second that its run is gone: one may finish its trial first
+    rerun_after_kill(cmd, out, "parallel", n_trials=n_trials, killed=range(1, 3), complete=1)
 
 
 def test_a_rerun_waits_for_a_killed_trial_to_go_stale_and_runs_it_again(

@@ -254,6 +254,7 @@ def test_sigkill_mid_trial_on_a_journal_then_rerun_retries_the_dead_trial(
     config.write_text(yaml.safe_dump(raw))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tunelab.cli", "run", str(config), "--out", str(out), "-q"]
+    cmd += ["--jobs", "1"]  # one trial at a time: the one killed mid-way
     with (tmp_path / "first.err").open("wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     try:

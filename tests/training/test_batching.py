@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tunelab.training.batching import Batches, TensorData, bucketed_order
+from tunelab.training.batching import Batches, TensorData, bucketed_order, inference_batches
 
 
 def token_data(lengths: list[int], *, buckets: bool = False) -> TensorData:
@@ -56,3 +56,24 @@ def test_bucketing_keeps_the_short_batch_last_and_pads_less() -> None:
         return cells
 
     assert padded(True) < 0.8 * padded(False)
+
+
+def test_inference_batches_run_texts_longest_first_each_cut_to_its_longest_row() -> None:
+    lengths = [3, 9, 2, 2, 4, 1, 7, 2]
+    data = token_data(lengths)
+    seen: list[int] = []
+    widths: list[int] = []
+    for rows, (ids, mask) in inference_batches(data.features, data.lengths, 3):
+        assert ids.shape[1] == mask.shape[1] == max(lengths[int(r)] for r in rows)
+        assert torch.equal(ids[:, 0], rows + 1)  # the rows named are the rows given
+        seen += rows.tolist()
+        widths.append(ids.shape[1])
+    assert sorted(seen) == list(range(len(lengths)))
+    assert widths == [9, 3, 2], "sorted by length: the later batches pad little"
+
+
+def test_inference_batches_keep_other_inputs_in_order() -> None:
+    features = (torch.arange(10).reshape(5, 2),)
+    pairs = list(inference_batches(features, None, 2))
+    assert [rows.tolist() for rows, _ in pairs] == [[0, 1], [2, 3], [4]]
+    assert torch.equal(torch.cat([batch[0] for _, batch in pairs]), features[0])

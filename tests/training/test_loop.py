@@ -13,7 +13,7 @@ from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.prepare import prepare
 from tunelab.techniques.regularization import Regularization
 from tunelab.training.batching import Batches, TensorData
-from tunelab.training.loop import Validation, fit
+from tunelab.training.loop import Validation, fit, predict_outputs
 
 
 def train_once(cfg: RunConfig, **kwargs: Any) -> tuple[list[dict[str, Any]], nn.Module]:
@@ -221,3 +221,35 @@ def test_no_validation_outputs_under_mixed_precision() -> None:
     prepared = prepare(cfg)
     fitted = fit_on_rows(cfg, prepared, prepared.split.train, prepared.split.validation)
     assert fitted.result.validation_outputs is None
+
+
+class Watching(nn.Module):
+    """Records the torch threads and whether inference mode is on when it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 2)
+        self.seen: list[tuple[int, bool]] = []
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.seen.append((torch.get_num_threads(), torch.is_inference_mode_enabled()))
+        return self.layer(ids[:, :3].float()) + mask.sum(1, keepdim=True).float()
+
+
+def test_prediction_runs_in_inference_mode_on_the_free_cores_in_order_of_length(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tunelab.training import cores
+
+    monkeypatch.setattr(cores, "process_threads", lambda: 2)
+    torch.set_num_threads(1)
+    lengths = torch.tensor([3, 8, 5, 4])
+    mask = (torch.arange(8)[None, :] < lengths[:, None]).long()
+    ids = mask * torch.arange(1, 5)[:, None]
+    model = Watching()
+    outputs = predict_outputs(model, (ids, mask), batch_size=2, lengths=lengths)
+    assert model.seen == [(2, True), (2, True)]
+    assert torch.get_num_threads() == 1, "the thread count is put back"
+    with torch.inference_mode():
+        expected = model(ids, mask).numpy()
+    np.testing.assert_allclose(outputs, expected, rtol=1e-6)  # each row in its place

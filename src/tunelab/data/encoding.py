@@ -7,9 +7,7 @@ that do not look like the training inputs.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -129,9 +127,13 @@ class TextEncoder:
         """A digest of the tokenizer and ``max_length``: equal digests tokenize equally
         (the key of cached tokens and features)."""
         if self._fingerprint is None:
-            self._fingerprint = _digest(
-                type(self.tokenizer).__name__, str(self.max_length), _tokenizer_text(self)
-            )
+            known = _tokenizer_digests.get(id(self.tokenizer))
+            if known is None or known[0] is not self.tokenizer:
+                text = _tokenizer_text(self)
+                known = (self.tokenizer, _digest(type(self.tokenizer).__name__, text))
+                _tokenizer_digests.clear()  # one tokenizer at a time: a study's
+                _tokenizer_digests[id(self.tokenizer)] = known
+            self._fingerprint = _digest(known[1], str(self.max_length))
         return self._fingerprint
 
     @property
@@ -190,25 +192,35 @@ def token_lengths(features: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return features[1].sum(dim=1)
 
 
+# the digest of the tokenizer of this process's last text encoder: every fit of a study
+# builds its encoder again around the same (lent) tokenizer object
+_tokenizer_digests: dict[int, tuple[Any, str]] = {}
+
+
 def _tokenizer_text(encoder: TextEncoder) -> str:
     """The tokenizer's whole definition: a fast tokenizer's JSON, else its vocabulary and
     special tokens."""
     backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return _fast_tokenizer_text(backend.to_str())
+        return _fast_tokenizer_text(backend)
     vocab = sorted(encoder.tokenizer.get_vocab().items())
     return repr((vocab, encoder.tokenizer.all_special_tokens))
 
 
-@functools.lru_cache(maxsize=4)
-def _fast_tokenizer_text(definition_json: str) -> str:
+def _fast_tokenizer_text(backend: Any) -> str:
     """A fast tokenizer's JSON without the padding and truncation state, which every call
-    sets anew; remembered, as every fit of a study builds its encoder again (sorting the
-    JSON of a 30,000-word vocabulary takes about a tenth of a second)."""
-    definition = json.loads(definition_json)
-    definition.pop("padding", None)
-    definition.pop("truncation", None)
-    return json.dumps(definition, sort_keys=True)
+    sets anew (cleared while it is written, then set back: parsing and re-sorting the JSON
+    of a 30,000-word vocabulary took seconds on a busy machine)."""
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        return str(backend.to_str())
+    finally:
+        if truncation is not None:
+            backend.enable_truncation(**truncation)
+        if padding is not None:
+            backend.enable_padding(**padding)
 
 
 def _digest(*parts: str) -> str:

@@ -45,8 +45,10 @@ from tunelab.data.encoding import Encoder, TextEncoder, token_lengths
 from tunelab.evaluation.prepare import Prepared
 from tunelab.models.base import BuiltModel
 from tunelab.models.frozen import CachedUntilUnfrozen, HeadOnFeatures, embedding_of
+from tunelab.models.lent import frozen_part
 from tunelab.techniques.batchnorm import backbone_bn_layers
-from tunelab.training.cores import default_threads
+from tunelab.training.batching import inference_batches
+from tunelab.training.cores import inference_threads
 from tunelab.training.loop import resolve_device
 
 log = logging.getLogger("tunelab")
@@ -164,8 +166,12 @@ def weights_fingerprint(model: nn.Module) -> str:
     """A digest of every tensor of the model except its head's (freshly initialized).
 
     Remembered for tensors that have not changed since (same storage, same version
-    counter), so a backbone lent to many fits is hashed once.
+    counter), so a backbone lent to many fits is hashed once; a lent backbone's is the
+    content digest it is stored under (``tunelab.models.lent``), hashed once for both.
     """
+    lent = frozen_part(model)
+    if lent is not None and set(lent[1]) == {k for k in model.state_dict() if k[:5] != "head."}:
+        return lent[0]
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
     identity = tuple((k, v.data_ptr(), v._version) for k, v in state.items())
     known = _weight_digests.get(identity)
@@ -294,38 +300,27 @@ def backbone_features(
 def _run_backbone(
     cfg: RunConfig, prepared: Prepared, encoder: Encoder, built: BuiltModel, rows: np.ndarray
 ) -> np.ndarray:
-    """``embed`` of ``rows`` in eval and inference mode; texts in order of length, so that
-    each batch is padded only to its own longest text."""
+    """``embed`` of ``rows`` in eval and inference mode, on every core this process may
+    use (``train.threads`` when set); texts in order of length, so that each batch is
+    padded only to its own longest text."""
     model = built.module
     embed = embedding_of(model)
     assert embed is not None
-    torch.set_num_threads(cfg.train.threads or default_threads(model))
     device = resolve_device(cfg.train.device)
     model.to(device)
     was_training = model.training
     model.eval()
     inputs, lengths = encoded(prepared, encoder, rows)
-    order = torch.argsort(lengths, descending=True) if lengths is not None else None
-    size = max(cfg.train.batch_size, 64)
-    out: list[torch.Tensor] = []
-    with torch.inference_mode():
-        for start in range(0, len(rows), size):
-            index = (
-                order[start : start + size]
-                if order is not None
-                else torch.arange(start, min(start + size, len(rows)))
-            )
-            batch = tuple(t.index_select(0, index) for t in inputs)
-            if lengths is not None:
-                width = max(int(lengths[index].max()), 1)
-                batch = tuple(t[:, :width] for t in batch)
-            out.append(embed(*(t.to(device) for t in batch)).float().cpu())
+    values: torch.Tensor | None = None
+    with torch.inference_mode(), inference_threads(cfg.train.threads):
+        for index, batch in inference_batches(inputs, lengths, max(cfg.train.batch_size, 64)):
+            out = embed(*(t.to(device) for t in batch)).float().cpu()
+            if values is None:
+                values = torch.empty((len(rows), out.shape[1]))
+            values[index] = out
     model.train(was_training)
-    if not out:
+    if values is None:
         return np.zeros((0, 0), np.float32)
-    values = torch.cat(out)
-    if order is not None:
-        values = values[torch.argsort(order)]
     return np.ascontiguousarray(values.numpy(), dtype=np.float32)
 
 

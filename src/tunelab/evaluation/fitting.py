@@ -37,6 +37,7 @@ from tunelab.techniques import DataFacts, build_techniques, describe
 from tunelab.techniques.finetuning import merge_lora
 from tunelab.techniques.regularization import effective
 from tunelab.training.batching import TensorData
+from tunelab.training.cores import limited_threads, process_threads
 from tunelab.training.hooks import Technique
 from tunelab.training.loop import EpochCallback, FitResult, Validation, fit, resolve_device
 from tunelab.training.losses import loss_function
@@ -92,7 +93,11 @@ def fit_on_rows(
     encoder, built = build_encoder_and_model(cfg, prepared, train_rows, trust_code=trust_code)
     scale = prepared.target.scale(train_rows)
     if cfg.model.head != "linear":  # a scikit-learn head on the frozen features, no loop
-        fitted = fit_classical_head(cfg, prepared, encoder, built, train_rows, validation_rows)
+        # a logistic head of a few thousand weights fits fastest on one thread (the
+        # backbone's pass, when it runs, takes every core itself)
+        threads = cfg.train.threads or (process_threads() if cfg.model.head == "hgb" else 1)
+        with limited_threads(threads):
+            fitted = fit_classical_head(cfg, prepared, encoder, built, train_rows, validation_rows)
         about = {"notes": [*built.notes, *encoder.notes, *fitted.notes], "techniques": {}}
         predictor = make_predictor(cfg, prepared, built, encoder, scale, about)
         return Fitted(predictor, fitted.result, seconds=time.perf_counter() - started)

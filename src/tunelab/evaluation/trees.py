@@ -11,7 +11,7 @@ techniques of the neural loop (dropout, augmentation, ...) do not apply to trees
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.errors import ConfigError
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.trees import Forest, TreePredictor, probabilities
+from tunelab.training.cores import limited_threads, process_threads
 from tunelab.training.loop import EpochCallback, FitResult, StopTraining
 from tunelab.training.metrics import compute_metrics
 
@@ -92,9 +93,10 @@ def fit_trees(
             "X_val": _matrix(encoder, raw.inputs, validation_rows),
             "y_val": target.values[validation_rows],
         }
-    with _threads(cfg.train.threads):
-        # scikit-learn takes validation rows only to stop on them; without early stopping
-        # they are scored after the fit
+    # this process's share of the free cores (trials side by side split them); scikit-learn
+    # takes validation rows only to stop on them: without early stopping they are scored
+    # after the fit
+    with limited_threads(cfg.train.threads or process_threads()):
         model.fit(x_train, target.values[train_rows], **(fit_args if early else {}))
     forest = Forest.from_sklearn(model)
     predictor = TreePredictor(
@@ -192,12 +194,3 @@ def _describe(model: Any) -> dict[str, Any]:
         },
         "note": "the neural techniques (dropout, augmentation, ...) do not apply to trees",
     }
-
-
-def _threads(threads: int | None) -> AbstractContextManager[Any]:
-    """At most ``threads`` OpenMP threads while boosting (as train.threads does for torch)."""
-    if not threads:
-        return nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="openmp")  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ from torch import nn
 from tunelab.config import ModelConfig
 from tunelab.models.base import BuiltModel, ModelRequest, RebuildFn, SourceFn
 from tunelab.models.classical import rebuild_head
+from tunelab.models.lent import Digest, mark_lent
 from tunelab.registry import MODEL_REBUILDERS, MODEL_SOURCES
 
 __all__ = ["BuiltModel", "ModelRequest", "build_model", "rebuild_model"]
@@ -20,7 +21,7 @@ __all__ = ["BuiltModel", "ModelRequest", "build_model", "rebuild_model"]
 # sources whose loading reads weights from disk: worth keeping loaded for frozen backbones
 _LOADED = ("hf", "st", "timm", "torchvision", "file")
 _MEMORY_MODELS = 2
-_loaded: OrderedDict[str, BuiltModel] = OrderedDict()
+_loaded: OrderedDict[str, tuple[BuiltModel, Digest]] = OrderedDict()
 
 
 def build_model(
@@ -37,17 +38,19 @@ def build_model(
     source: SourceFn = MODEL_SOURCES.get(prefix, field="model.source")
     if not share_backbone or prefix not in _LOADED:
         return source(value, cfg, request)
-    key = cfg.model_dump_json() + repr(request)
+    # the head's kind and C are not the backbone's: every trial of a probe study shares it
+    key = cfg.model_dump_json(exclude={"head", "head_c"}) + repr(request)
     if key not in _loaded:
-        _loaded[key] = source(value, cfg, request)
+        _loaded[key] = (source(value, cfg, request), Digest())
     _loaded.move_to_end(key)
     while len(_loaded) > _MEMORY_MODELS:
         _loaded.popitem(last=False)
-    return _lend_backbone(_loaded[key])
+    return _lend_backbone(*_loaded[key])
 
 
-def _lend_backbone(loaded: BuiltModel) -> BuiltModel:
-    """A copy of ``loaded`` whose backbone tensors are the same objects (not copied)."""
+def _lend_backbone(loaded: BuiltModel, digest: Digest) -> BuiltModel:
+    """A copy of ``loaded`` whose backbone tensors are the same objects (not copied),
+    marked as lent (a predictor stores them once: ``tunelab.results.backbones``)."""
     head = getattr(loaded.module, "head", None)
     own = {id(t) for t in (head.parameters() if isinstance(head, nn.Module) else ())}
     own |= {id(t) for t in (head.buffers() if isinstance(head, nn.Module) else ())}
@@ -56,6 +59,8 @@ def _lend_backbone(loaded: BuiltModel) -> BuiltModel:
         if id(tensor) not in own:
             memo[id(tensor)] = tensor
     module = copy.deepcopy(loaded.module, memo)
+    lent = module.state_dict(keep_vars=True)
+    mark_lent(module, {name for name, t in lent.items() if id(t) in memo}, digest)
     return BuiltModel(
         module=module,
         tokenizer=loaded.tokenizer,

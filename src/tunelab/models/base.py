@@ -71,7 +71,25 @@ class BuiltModel:
         if callable(saver):
             saver(directory)
         if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+            save_tokenizer(self.tokenizer, directory / "tokenizer")
+
+
+# the files of the tokenizer saved last: the fold models of a study share one tokenizer,
+# and writing its files again is much faster than saving it again
+_saved_tokenizer: list[tuple[Any, dict[str, bytes]]] = []
+
+
+def save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """``tokenizer.save_pretrained(folder)``, from the files of its last save when it is
+    the same tokenizer object."""
+    if _saved_tokenizer and _saved_tokenizer[0][0] is tokenizer:
+        for name, data in _saved_tokenizer[0][1].items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+        return
+    tokenizer.save_pretrained(str(folder))
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    _saved_tokenizer[:] = [(tokenizer, files)]
 
 
 SourceFn = Callable[[str, ModelConfig, ModelRequest], BuiltModel]

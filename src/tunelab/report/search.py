@@ -92,7 +92,9 @@ def study_section(contents: RunContents, page: Page) -> Section:
         (
             "intermediate values (per epoch; what the pruner judged)",
             _intermediate,
-            None if reported else "no trial reported intermediate values (with "
+            None
+            if reported
+            else "no trial reported intermediate values (with "
             "search.pruner: none, epochs are reported at most once a second; the learning "
             "curves below show every epoch)",
         ),

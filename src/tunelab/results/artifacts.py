@@ -5,6 +5,8 @@ with ``predictions`` and ``history``, JSON text); trials ranked in
 the top ``keep_top_k`` also keep their fold models (``predictors.zip``: one predictor folder
 per fold), which the ensembles and ``tunelab.load_predictor`` read. The store is a folder
 (``RUN/artifacts`` by default) that ``optuna-dashboard --artifact-dir`` opens as it is.
+A frozen backbone that fold models share (a linear probe's) is stored once, in the folder's
+``backbones/`` (``tunelab.results.backbones``); the archives hold only what trained.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
+from tunelab.results.backbones import FOLDER as BACKBONES
+from tunelab.results.backbones import BackboneStore
 from tunelab.results.predictor import AnyPredictor, load_predictor
 from tunelab.results.trial_record import record
 
@@ -40,6 +44,8 @@ class TrialArtifacts:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.store = FileSystemArtifactStore(str(self.directory))
+        # a frozen backbone the fold models share is stored once, beside the archives
+        self.backbones = BackboneStore(self.directory / BACKBONES)
         self._removed: set[str] = set()
 
     def save(
@@ -66,7 +72,7 @@ class TrialArtifacts:
             )
             if predictors:
                 for fold, predictor in enumerate(predictors):
-                    predictor.save(folder / "predictors" / f"fold_{fold}")
+                    predictor.save(folder / "predictors" / f"fold_{fold}", backbones=self.backbones)
                 archive = zip_folder(folder / "predictors", folder / "predictors.zip")
                 ids[PREDICTORS] = upload_artifact(
                     artifact_store=self.store, file_path=str(archive), study_or_trial=trial
@@ -114,7 +120,10 @@ class TrialArtifacts:
             with zipfile.ZipFile(archive) as bundle:
                 bundle.extractall(Path(tmp) / "unpacked")
             folds = sorted((Path(tmp) / "unpacked").iterdir(), key=lambda p: int(p.name[5:]))
-            return [load_predictor(folder, trust_code=trust_code) for folder in folds]
+            return [
+                load_predictor(folder, trust_code=trust_code, backbones=self.backbones)
+                for folder in folds
+            ]
 
     def drop_predictors(self, trial: FrozenTrial) -> None:
         """Delete the trial's fold models (another worker may have done it already)."""

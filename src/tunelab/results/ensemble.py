@@ -18,6 +18,8 @@ import numpy as np
 
 from tunelab.data.base import Inputs
 from tunelab.errors import DataError, FatalError
+from tunelab.results.backbones import FOLDER as BACKBONES
+from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import DAMAGED, inside, resolved
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import plain_file
@@ -164,12 +166,16 @@ class EnsemblePredictor:
             raise DataError("this ensemble's members do not take image files")
         return np.asarray(loader(paths))
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
+        """Write ``predictor.json`` and one folder per member. A frozen backbone that
+        members share is stored once, in ``backbones`` (default: this folder's own
+        ``backbones/``, so that the folder is complete wherever it is copied)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        store = backbones or BackboneStore(directory / BACKBONES)
         names = [f"member_{i}" for i in range(len(self.members))]
         for name, member in zip(names, self.members, strict=True):
-            member.save(directory / name)
+            member.save(directory / name, backbones=store)
         manifest = {
             **manifest_header(self, kind=self.kind),
             "method": self.method,
@@ -189,6 +195,7 @@ def load_ensemble(
     trust_code: bool = False,
     depth: int = 0,
     seen: set[Path] | None = None,
+    backbones: BackboneStore | None = None,
 ) -> EnsemblePredictor:
     """The ensemble in ``directory``, its members loaded from their folders.
 
@@ -200,10 +207,18 @@ def load_ensemble(
     names, weights = _members_and_weights(path, manifest, depth)
     seen = set() if seen is None else seen
     members = []
+    store = backbones or BackboneStore(directory / BACKBONES)
     for name in names:
         folder = _member_folder(path, name, seen)
         members.append(
-            load_from(folder, device=device, trust_code=trust_code, depth=depth + 1, seen=seen)
+            load_from(
+                folder,
+                device=device,
+                trust_code=trust_code,
+                depth=depth + 1,
+                seen=seen,
+                backbones=store,
+            )
         )
     stacker = _stacker(path, manifest, members=len(members))
     try:

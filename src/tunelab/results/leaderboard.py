@@ -101,9 +101,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def rank_of(
-    trials: list[FrozenTrial], value: float, direction: optuna.study.StudyDirection
-) -> int:
+def rank_of(trials: list[FrozenTrial], value: float, direction: optuna.study.StudyDirection) -> int:
     """How many of the complete ``trials`` beat ``value`` (0: it would be the best; ties
     count as not beating it, so a tied trial keeps its fold models)."""
     maximize = direction == optuna.study.StudyDirection.MAXIMIZE

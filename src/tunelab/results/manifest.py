@@ -16,6 +16,8 @@ from tunelab.errors import FatalError
 from tunelab.results.files import DAMAGED, first_non_finite, read_json
 
 FORMAT_VERSION = 1
+# the digest of a frozen backbone a model keeps apart (tunelab.results.backbones)
+FROZEN_BACKBONE = "frozen_backbone"
 
 # Every entry load_predictor reads, with the JSON type it must have: of every predictor,
 # and of a model's.

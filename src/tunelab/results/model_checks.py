@@ -24,9 +24,12 @@ from tunelab.errors import FatalError, TunelabError
 from tunelab.models import rebuild_model
 from tunelab.models.base import BuiltModel
 from tunelab.models.classical import TreeHead
+from tunelab.models.lent import Digest, mark_lent
 from tunelab.registry import MODEL_REBUILDERS
+from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import DAMAGED, WEIGHTS_LIMIT, checked_size
 from tunelab.results.manifest import (
+    FROZEN_BACKBONE,
     MODEL_FIELDS,
     check_fields,
     check_listed_files,
@@ -54,15 +57,17 @@ SAFETENSORS_DTYPES = {
 
 
 def load_network(
-    directory: Path, manifest: dict[str, Any], *, trust_code: bool
+    directory: Path, manifest: dict[str, Any], *, trust_code: bool, backbones: BackboneStore
 ) -> tuple[BuiltModel, Encoder]:
-    """The model and encoder a model kind's ``predictor.json`` describes, checked."""
+    """The model and encoder a model kind's ``predictor.json`` describes, checked; a frozen
+    backbone it keeps apart is read from ``backbones`` and checked with its weights."""
     path = directory / "predictor.json"
     check_fields(path, manifest, MODEL_FIELDS)
     check_model_files(path, manifest)
     check_listed_files(path, manifest)
     weights = directory / manifest["weights"]
-    header = read_header(weights)
+    frozen = _frozen_backbone(directory, manifest, backbones)
+    header = _combined(read_header(weights), frozen, weights)
     spec = manifest["model"]
     kind = spec.get("kind")
     if kind not in MODEL_REBUILDERS:
@@ -81,10 +86,36 @@ def load_network(
     built = _rebuilt(path, spec, trust_code)
     if meta is None:
         check_architecture(built.module, header, weights)
-    load_weights(built.module, weights)
+    load_weights(built.module, weights, frozen=frozen)
+    if frozen:
+        mark_lent(built.module, set(frozen), Digest(manifest[FROZEN_BACKBONE]))
     if built.tokenizer is not None:
         check_tokenizer(directory, built, encoder, manifest)
     return built, encoder
+
+
+def _frozen_backbone(
+    directory: Path, manifest: dict[str, Any], backbones: BackboneStore
+) -> dict[str, torch.Tensor]:
+    """The frozen backbone a model keeps apart (none: empty), its digest checked."""
+    if FROZEN_BACKBONE not in manifest:
+        return {}
+    digest = manifest[FROZEN_BACKBONE]
+    tensors = backbones.load(digest, owner=directory)
+    _check_finite(tensors, backbones.path(digest), thresholds=set())
+    return tensors
+
+
+def _combined(header: Header, frozen: dict[str, torch.Tensor], weights: Path) -> Header:
+    """The weights file's tensors with the frozen backbone's: together they must be the
+    architecture's, and neither may repeat a tensor of the other."""
+    repeated = sorted(set(header) & set(frozen))
+    if repeated:
+        raise FatalError(
+            f"{weights} repeats {_tensors(len(repeated))} of the frozen backbone it names, "
+            f"e.g. {repeated[0]!r:.80}; {DAMAGED}"
+        )
+    return {**header, **{name: _described(tensor) for name, tensor in frozen.items()}}
 
 
 def _check_ends(path: Path, manifest: dict[str, Any], encoder: Encoder) -> None:
@@ -216,9 +247,13 @@ def _mismatch(module: nn.Module, header: Header) -> str:
     return "; ".join(problems)
 
 
-def load_weights(module: nn.Module, path: Path) -> None:
-    """Load the trained weights (whose names, dtypes and shapes fit ``module``): every
-    floating-point value must be finite, a tree head's nodes must make trees."""
+def load_weights(
+    module: nn.Module, path: Path, *, frozen: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Load the trained weights (whose names, dtypes and shapes fit ``module``, with the
+    ``frozen`` backbone's, whose tensors the model shares with every other predictor of
+    this process that names it): every floating-point value must be finite, a tree head's
+    nodes must make trees."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
@@ -226,12 +261,17 @@ def load_weights(module: nn.Module, path: Path) -> None:
             f"{path} is not a readable safetensors file ({exc}); it is truncated or damaged: "
             "train or save the predictor again"
         ) from None
+    shared = frozen or {}
     _check_finite(state, path, thresholds=_tree_thresholds(module))
     try:
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=not shared)
     except RuntimeError:  # the file changed since its header was compared
         check_architecture(module, {k: _described(v) for k, v in state.items()}, path)
         raise
+    if shared:  # the same tensors, not copies
+        if set(state) | set(shared) != set(module.state_dict()):  # the file changed since
+            check_architecture(module, {k: _described(v) for k, v in state.items()}, path)
+        module.load_state_dict(shared, strict=False, assign=True)
     _check_model_values(module, path)
 
 

@@ -26,13 +26,16 @@ from torch import nn
 
 from tunelab import __version__
 from tunelab.data.base import Inputs
-from tunelab.data.encoding import Encoder
+from tunelab.data.encoding import Encoder, token_lengths
 from tunelab.errors import DataError, FatalError
 from tunelab.models.base import BuiltModel
+from tunelab.models.lent import frozen_part
 from tunelab.models.local import SPEC_METADATA_KEY
+from tunelab.results.backbones import FOLDER as BACKBONES
+from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import check_folder, inside
 from tunelab.results.guard import check_outputs
-from tunelab.results.manifest import FORMAT_VERSION, read_manifest
+from tunelab.results.manifest import FORMAT_VERSION, FROZEN_BACKBONE, read_manifest
 from tunelab.training.loop import predict_outputs
 
 WEIGHTS_FILE = "model.safetensors"
@@ -117,7 +120,8 @@ class Predictor:
         if len(features[0]) == 0:
             # as scikit-learn does; the outputs would not even have one column per class
             raise DataError("the input has no rows; give at least one example to predict on")
-        outputs = predict_outputs(self.model, features)
+        lengths = token_lengths(features) if self.modality == "text" else None
+        outputs = predict_outputs(self.model, features, lengths=lengths)
         return check_outputs(outputs, cause=lambda: non_finite_cause(self.model, features))
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
@@ -131,11 +135,26 @@ class Predictor:
 
     # -- saving and loading --------------------------------------------------------------
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``predictor.json``, the weights and the model's extra files."""
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
+        """Write ``predictor.json``, the weights and the model's extra files.
+
+        Args:
+            backbones: where a frozen backbone this model was lent goes, once for every
+                predictor that holds it; ``model.safetensors`` then holds only what
+                trained, and ``predictor.json`` names the backbone's digest. Without it,
+                every weight is in ``model.safetensors``.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        frozen = frozen_part(self.model) if backbones is not None else None
+        if backbones is not None and frozen is not None:
+            backbones.put(*frozen)
+        apart = frozen[1] if frozen is not None else {}
+        state = {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.model.state_dict().items()
+            if k not in apart
+        }
         save_file(
             state,
             str(directory / WEIGHTS_FILE),
@@ -155,6 +174,8 @@ class Predictor:
                 if path.is_file() and path.name != "predictor.json"
             ),
         }
+        if frozen is not None:
+            manifest[FROZEN_BACKBONE] = frozen[0]
         manifest_path = directory / "predictor.json"
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         # safetensors writes through a private temporary file (mode 0600); the weights get
@@ -235,7 +256,7 @@ class AnyPredictor(Protocol):
 
     def load_images(self, paths: list[Path]) -> np.ndarray: ...
 
-    def save(self, directory: str | Path) -> Path: ...
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path: ...
 
 
 def manifest_header(predictor: AnyPredictor, *, kind: str) -> dict[str, Any]:
@@ -253,7 +274,11 @@ def manifest_header(predictor: AnyPredictor, *, kind: str) -> dict[str, Any]:
 
 
 def load_predictor(
-    path: str | Path, *, device: str = "cpu", trust_code: bool = False
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    trust_code: bool = False,
+    backbones: BackboneStore | None = None,
 ) -> AnyPredictor:
     """Load a predictor from a run directory (uses its ``final/``) or a predictor directory.
 
@@ -264,6 +289,8 @@ def load_predictor(
             architecture (the CLI's ``--trust-code``). Without it such a predictor is refused
             before anything is imported; pass it only for predictors you trust, as you
             would run their Python code.
+        backbones: where its frozen backbone is stored, when it keeps one apart; default
+            the predictor folder's own ``backbones/`` (``final/`` holds its own).
 
     Raises:
         FatalError: no ``predictor.json``; a damaged predictor: a link out of its folder, a
@@ -287,8 +314,8 @@ def load_predictor(
             f"no predictor in {str(path)!r}: expected {manifest_path} (a run directory written "
             "by 'tunelab train' or its final/ folder)"
         )
-    check_folder(directory)
-    return load_from(directory, device=device, trust_code=trust_code)
+    check_folder(directory)  # its own backbones/ folder included
+    return load_from(directory, device=device, trust_code=trust_code, backbones=backbones)
 
 
 def load_from(
@@ -298,10 +325,14 @@ def load_from(
     trust_code: bool = False,
     depth: int = 0,
     seen: set[Path] | None = None,
+    backbones: BackboneStore | None = None,
 ) -> AnyPredictor:
-    """The predictor in ``directory`` (its ``predictor.json`` says which kind)."""
+    """The predictor in ``directory`` (its ``predictor.json`` says which kind); a frozen
+    backbone it keeps apart is read from ``backbones`` (default: the folder's own
+    ``backbones/``, which an ensemble's members share)."""
     from tunelab.results.model_checks import load_network
 
+    backbones = backbones or BackboneStore(directory / BACKBONES)
     manifest_path = directory / "predictor.json"
     manifest = read_manifest(manifest_path)
     kind = manifest.get("kind", "model")
@@ -313,14 +344,20 @@ def load_from(
         from tunelab.results.ensemble import load_ensemble
 
         return load_ensemble(
-            directory, manifest, device=device, trust_code=trust_code, depth=depth, seen=seen
+            directory,
+            manifest,
+            device=device,
+            trust_code=trust_code,
+            depth=depth,
+            seen=seen,
+            backbones=backbones,
         )
     if kind != "model":
         raise FatalError(
             f"{manifest_path}: kind {kind!r:.40} is not a predictor kind tunelab knows (model, "
             "trees, ensemble); the predictor is damaged or from a newer tunelab"
         )
-    built, encoder = load_network(directory, manifest, trust_code=trust_code)
+    built, encoder = load_network(directory, manifest, trust_code=trust_code, backbones=backbones)
     built.module.to(torch.device(device)).eval()
     scale = manifest.get("target_scale")
     return Predictor(

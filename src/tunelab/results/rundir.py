@@ -149,6 +149,12 @@ class RunDir:
     def importances(self) -> Path:
         return self.path / "importances.json"
 
+    @property
+    def cores(self) -> Path:
+        """``--jobs auto``: the trials side by side it chose, and the measurements of the
+        recipe's model it chose on (kept, so a resumed study does not measure again)."""
+        return self.path / "cores.json"
+
     # -- later stages ------------------------------------------------------------------------
     @property
     def ensemble(self) -> Path:

@@ -22,6 +22,7 @@ import numpy as np
 from tunelab.data.base import Inputs
 from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError, FatalError
+from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import FOREST_LIMIT, read_npz
 from tunelab.results.guard import check_outputs
 
@@ -186,7 +187,8 @@ class TreePredictor:
             return "the forest's leaf values contain NaN or infinite values"
         return "the forest's leaf values add up past the largest float64 number"
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
+        """Write ``predictor.json`` and the trees (``backbones``: unused, trees have none)."""
         from tunelab.results.predictor import manifest_header
 
         directory = Path(directory)

@@ -30,6 +30,7 @@ from tunelab.results.leaderboard import rank_of
 from tunelab.results.trial_record import RECORD
 from tunelab.search.budget import STOPPED_ATTR, Budget
 from tunelab.search.space import suggest
+from tunelab.training.cores import rejudge
 from tunelab.training.loop import would_pass
 from tunelab.training.metrics import compute_metrics
 
@@ -72,6 +73,7 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
+        rejudge()  # other work is judged again for every trial
         params = suggest(trial, self.cfg.search.space, self.cfg)
         if self.on_start is not None:
             self.on_start(trial.number, params)

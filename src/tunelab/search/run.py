@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -46,6 +46,7 @@ from tunelab.results.stages import LateStages, StageFailure
 from tunelab.results.trial_record import record
 from tunelab.search.budget import STOPPED_ATTR, Budget, fold_fraction, run_budget
 from tunelab.search.claim import claim_study
+from tunelab.search.jobs import jobs_after_a_trial
 from tunelab.search.objective import EpochHook, Objective, StartHook
 from tunelab.search.optimize import (
     TrialHook,
@@ -65,6 +66,7 @@ from tunelab.search.study import (
 from tunelab.search.timeline import Stages, Timeline
 from tunelab.search.workers import run_workers, watch_parent, worker_config_path
 from tunelab.tracking import Tracking, refuse_unreachable
+from tunelab.training.cores import share_cores
 from tunelab.training.loop import EpochCallback
 from tunelab.training.metrics import compute_metrics, paired_bootstrap_difference
 
@@ -161,7 +163,7 @@ def setup(cfg: RunConfig, run: RunDir) -> tuple[Prepared, optuna.Study, TrialArt
 class _Hooks:
     """What the caller watches a search with, and how many local worker processes run it."""
 
-    jobs: int
+    jobs: int | Literal["auto"]
     on_epoch: EpochHook | None
     trial: list[TrialHook]
     poll: Callable[[optuna.Study], None] | None
@@ -174,7 +176,7 @@ def run_study(
     *,
     out: str | Path | None = None,
     overwrite: bool = False,
-    jobs: int = 1,
+    jobs: int | Literal["auto"] = 1,
     on_epoch: EpochHook | None = None,
     hooks: list[TrialHook] | None = None,
     poll: Callable[[optuna.Study], None] | None = None,
@@ -194,6 +196,8 @@ def run_study(
     ``StudyResult.finisher`` naming the process that finishes.
 
     Args:
+        jobs: trials side by side (worker processes), or ``auto`` (``tunelab run``'s
+            default): from the free cores and a measurement of the recipe's model.
         on_stage: told each stage in words as it starts (loading data, search, refit ...).
         on_start: told each trial this process starts, with its parameters.
         started: when the command started (Unix time), where the budget's clock starts;
@@ -211,6 +215,7 @@ def run_study(
     known = peek_modality(cfg.data)
     if known is not None:  # before the run directory: a setting that cannot apply
         refuse_misfits(cfg, known)
+    share_cores(jobs=1)  # this process: trials it runs itself, the refit, the ensemble
     try:
         run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg), study=True)
     except RunDirBusy as busy:
@@ -362,22 +367,28 @@ def _search(
 ) -> tuple[str, bool]:
     """Run trials (``--jobs`` workers, then this process) until the study has enough."""
     prepared, study, artifacts = opened
-    reason, failed = "n_trials", False
-    if watch.jobs > 1:
-        reason, failed = _with_workers(run, watch, study, budget=budget)
-    if not failed:  # also after --jobs: a trial of a killed worker is run again here
-        objective = Objective(
-            cfg,
-            prepared,
-            artifacts,
-            on_epoch=watch.on_epoch,
-            on_start=watch.on_start,
+    objective = Objective(
+        cfg, prepared, artifacts, on_epoch=watch.on_epoch, on_start=watch.on_start, budget=budget
+    )
+    hooks = [*watch.trial, *more_hooks]
+
+    def trials(settings: RunConfig, *, wait_for_running: bool = False) -> tuple[str, bool]:
+        return optimize(
+            study,
+            objective,
+            settings,
+            hooks=hooks,
             budget=budget,
+            wait_for_running=wait_for_running,
         )
-        hooks = [*watch.trial, *more_hooks]
-        reason, failed = optimize(
-            study, objective, cfg, hooks=hooks, budget=budget, wait_for_running=wait
-        )
+
+    reason, failed, jobs = "n_trials", False, watch.jobs
+    if jobs == "auto":  # a trial timed here first, unless the study has some
+        jobs, reason, failed = jobs_after_a_trial(cfg, prepared, run, study, trials)
+    if jobs > 1 and not failed:
+        reason, failed = _with_workers(run, jobs, watch, study, budget=budget)
+    if not failed:  # also after --jobs: a trial of a killed worker is run again here
+        reason, failed = trials(cfg, wait_for_running=wait)
     return reason, failed
 
 
@@ -396,6 +407,8 @@ def _trials_only(
 ) -> StudyResult:
     study = opened[1]
     log.info("%s finishes study %s; this process runs trials only", holder, study.study_name)
+    if watch.jobs == "auto":  # the finisher measured its machine; this one runs in-process
+        watch = replace(watch, jobs=1)
     reason, failed = _search(cfg, run, opened, budget, watch, [], wait=False)
     return StudyResult(run.path, study, reason, None, failed=failed, finisher=holder)
 
@@ -466,11 +479,9 @@ def _budget(cfg: RunConfig, prepared: Prepared, started: float) -> Budget:
 
 
 def _with_workers(
-    run: RunDir, watch: _Hooks, study: optuna.Study, *, budget: Budget
+    run: RunDir, jobs: int, watch: _Hooks, study: optuna.Study, *, budget: Budget
 ) -> tuple[str, bool]:
-    codes = run_workers(
-        run, watch.jobs, study, budget=budget, poll=watch.poll, quiet=watch.quiet_workers
-    )
+    codes = run_workers(run, jobs, study, budget=budget, poll=watch.poll, quiet=watch.quiet_workers)
     if all(code == 0 for code in codes):
         return "n_trials", False
     log.warning("worker exit codes: %s", codes)
@@ -488,17 +499,24 @@ def run_worker(
     budget_end: float | None = None,
     parent: int | None = None,
     say: Callable[[str], None] | None = None,
+    share: int = 1,
 ) -> tuple[str, bool]:
     """A worker process: join the study of ``run_dir`` and run trials until done.
 
     Args:
+        threads: torch threads for every trial; default this worker's share of the cores
+            that other work leaves free, judged at every trial.
         deadline: ``search.timeout``'s end (Unix time).
         budget_end: the whole run's end (``budget``); the worker stops early enough for
             the refit and ensemble, as the main process does, and prunes a trial that
             would run past that.
+        parent: the ``tunelab run`` process that started this worker: the worker ends
+            with it, and its processes are not other work.
         say: told, in one line each, that the worker joined, and each trial it starts
             and ends.
+        share: the workers of that run, which split the free cores.
     """
+    share_cores(jobs=share, root=parent)
     if parent is not None:
         watch_parent(parent)
     cfg = load_config(worker_config_path(run_dir))

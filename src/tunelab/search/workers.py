@@ -1,6 +1,7 @@
 """Worker processes: ``--jobs N`` starts N of them on one study; each runs trials until the
-study has enough. A worker started by ``tunelab run`` stops when that process dies, so a
-killed run leaves no orphans behind (its running trials are retried on resume)."""
+study has enough. They split the free cores between them (judged again at every trial, see
+``tunelab.training.cores``). A worker started by ``tunelab run`` stops when that process
+dies, so a killed run leaves no orphans behind (its running trials are retried on resume)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from tunelab.config import load_config
 from tunelab.errors import FatalError
 from tunelab.results.rundir import RunDir
 from tunelab.search.budget import Budget
-from tunelab.training.cores import threads_per_job
 
 log = logging.getLogger("tunelab")
 PARENT_POLL_SECONDS = 1.0
@@ -36,15 +36,14 @@ def run_workers(
     poll: Callable[[optuna.Study], None] | None,
     quiet: bool = False,
 ) -> list[int]:
-    """Start ``jobs`` worker processes on the study and wait; CPU threads are split
+    """Start ``jobs`` worker processes on the study and wait; they split the free cores
     between them. Returns their exit codes.
 
     Args:
         quiet: the workers print nothing (their lines would break a live view).
     """
-    threads = threads_per_job(jobs)
     command = [sys.executable, "-m", "tunelab.cli", "worker", str(run.path)]
-    command += ["--threads", str(threads), "--parent", str(os.getpid())]
+    command += ["--share", str(jobs), "--parent", str(os.getpid())]
     command += ["--quiet"] if quiet else []
     if budget.timeout_end is not None:
         command += ["--deadline", repr(budget.timeout_end)]

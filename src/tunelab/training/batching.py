@@ -139,3 +139,24 @@ def bucketed_order(
     if last is not None:
         shuffled.append(last)
     return torch.cat(shuffled) if shuffled else order
+
+
+def inference_batches(
+    features: tuple[torch.Tensor, ...], lengths: torch.Tensor | None, batch_size: int
+) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
+    """``(rows, batch)`` pairs over every row, for inference: token sequences (``lengths``
+    given) longest first, each batch cut to its own longest row, so that sorted texts pad
+    little; other inputs in order. The caller puts each batch's outputs back at ``rows``."""
+    size = int(features[0].shape[0])
+    order = (
+        torch.argsort(lengths, descending=True, stable=True)
+        if lengths is not None
+        else torch.arange(size)
+    )
+    for start in range(0, size, batch_size):
+        rows = order[start : start + batch_size]
+        if lengths is None:
+            yield rows, tuple(t[start : start + batch_size] for t in features)
+            continue
+        width = max(int(lengths[rows].max()), 1)
+        yield rows, _cut(tuple(t.index_select(0, rows) for t in features), width)

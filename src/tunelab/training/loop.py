@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from tunelab.config import TrainConfig
-from tunelab.training.batching import Batches, TensorData
-from tunelab.training.cores import default_threads
+from tunelab.training.batching import Batches, TensorData, inference_batches
+from tunelab.training.cores import default_threads, inference_threads
 from tunelab.training.hooks import Batch, FitState, LossFn, Technique, overriding
 from tunelab.training.optim import add_trainable, make_optimizer
 from tunelab.training.schedules import lr_at
@@ -413,13 +413,18 @@ def predict_outputs(
     *,
     batch_size: int = 512,
     device: torch.device | None = None,
+    lengths: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Raw model outputs for encoded ``features`` (no target needed)."""
+    """Raw model outputs for encoded ``features`` (no target needed), in inference mode on
+    this process's share of the free cores. Token sequences (``lengths``: each row's real
+    length) run in order of length, each batch cut to its longest row."""
     device = device or next(model.parameters()).device
     model.eval()
-    rows = int(features[0].shape[0])
-    chunks = [
-        model(*(t[i : i + batch_size].to(device) for t in features)).float().cpu()
-        for i in range(0, rows, batch_size)
-    ]
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
+    outputs: torch.Tensor | None = None
+    with inference_threads():
+        for rows, batch in inference_batches(features, lengths, batch_size):
+            out = model(*(t.to(device) for t in batch)).float().cpu()
+            if outputs is None:
+                outputs = torch.empty((int(features[0].shape[0]), *out.shape[1:]))
+            outputs[rows] = out
+    return outputs.numpy() if outputs is not None else np.zeros((0, 1), np.float32)
