@@ -2,10 +2,11 @@
 
 A ``Registry`` maps names to objects; a lookup of an unknown name fails with the valid names
 and a did-you-mean. The extension points a config names (data sources, model sources,
-samplers, pruners, optimizers, schedules, poolings, heads, ensemble methods, metrics) are
-declared here, each name with the ``module:attribute`` that implements it, so that the
-config's checks list the valid names without importing torch, pandas or Optuna, and an
-object is imported the first time it is used. Where users' code relies on the type of a name, the
+samplers, pruners, optimizers, schedules, poolings, heads, ensemble methods, metrics) and
+the kinds a stored file or a config section names (predictor kinds, trackers) are declared
+here, each name with the ``module:attribute`` that implements it, so that the config's
+checks list the valid names without importing torch, pandas or Optuna, and an object is
+imported the first time it is used. Where users' code relies on the type of a name, the
 names are a ``Literal`` written here once; the config's fields use it and the registry is
 built from it (``_lazy``), so the two cannot differ. Plug-ins that register themselves
 (techniques, ladder stages) use ``register``.
@@ -205,4 +206,21 @@ CLASSICAL_HEADS: Registry[Any] = Registry(
 EnsembleMethodName = Literal["greedy", "mean", "weighted", "stacking"]
 ENSEMBLE_METHODS: Registry[Callable[..., Any]] = Registry(
     "ensemble method", lazy=_lazy(EnsembleMethodName, "tunelab.ensembles.select:{name}")
+)
+
+# -- what a run stores and where it reports ----------------------------------------------------
+
+# ``kind`` in predictor.json -> the loader of that kind
+PREDICTOR_KINDS: Registry[Callable[..., Any]] = Registry(
+    "predictor kind",
+    lazy={
+        "model": "tunelab.results.model_checks:load_model",
+        "trees": "tunelab.results.trees:load_trees",
+        "ensemble": "tunelab.results.ensemble:load_ensemble",
+    },
+)
+# a ``tracking:`` field -> the function that says how to start that tracker
+TrackerName = Literal["mlflow", "tensorboard"]
+TRACKERS: Registry[Callable[..., Any]] = Registry(
+    "tracker", lazy=_lazy(TrackerName, "tunelab.tracking._{name}:start")
 )
