@@ -31,13 +31,18 @@ from pydantic import (
 from tunelab.errors import ConfigError
 from tunelab.registry import (
     DATA_SOURCES,
+    METRICS,
     MODEL_SOURCES,
     PRUNERS,
     SAMPLERS,
+    EnsembleMethodName,
+    HeadName,
+    OptimizerName,
+    PoolingName,
+    ScheduleName,
     closest,
     did_you_mean,
 )
-from tunelab.training.metrics import METRICS
 from tunelab.uris import masked, problem
 
 DATA_PREFIXES = tuple(DATA_SOURCES.names())
@@ -136,9 +141,9 @@ class ModelConfig(Section):
     architecture: str | None = Field(
         None, description="for file: weights without tunelab metadata, e.g. builtin:mlp"
     )
-    pooling: Literal["mean", "cls", "max"] = "mean"
+    pooling: PoolingName = "mean"
     pretrained: bool = Field(True, description="timm/torchvision: load pretrained weights")
-    head: Literal["linear", "logistic", "hgb"] = Field(
+    head: HeadName = Field(
         "linear",
         description="linear: trained by the loop; logistic (scikit-learn LogisticRegression) "
         "or hgb (HistGradientBoosting) fitted on the frozen features (linear_probe)",
@@ -164,13 +169,13 @@ class TrainConfig(Section):
 
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    optimizer: OptimizerName = "adamw"
     lr: float | Literal["auto"] = Field(
         1e-3, description="a number in (0, 10], or auto: an lr-find sweep suggests it"
     )
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    schedule: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
+    schedule: ScheduleName = "cosine"
     warmup_fraction: float = Field(0.0, ge=0, lt=1, description="of all steps (cosine)")
     step_every_epochs: int = Field(10, ge=1, description="step schedule period")
     step_gamma: float = Field(0.1, gt=0, le=1, description="step schedule factor")
@@ -358,7 +363,7 @@ class BaggingConfig(Section):
 class EnsembleConfig(Section):
     """Combine the study's best trials after the search (``tunelab run``)."""
 
-    method: Literal["greedy", "mean", "weighted", "stacking", "none"] = Field(
+    method: Literal[EnsembleMethodName, "none"] = Field(
         "greedy",
         description="greedy: Caruana's selection with replacement; mean; weighted (weights "
         "fitted on out-of-fold predictions); stacking (logistic/ridge meta-learner); none",

@@ -21,6 +21,7 @@ from tunelab.config import RunConfig, apply_params
 from tunelab.ensembles import keep, select
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.refit import refit
+from tunelab.registry import ENSEMBLE_METHODS
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.ensemble import EnsemblePredictor
 from tunelab.results.leaderboard import ranked
@@ -166,17 +167,11 @@ def decide(
 
 
 def _choose(cfg: RunConfig, task: str, found: Candidates, metric: str) -> select.Choice:
-    method = cfg.ensemble.method
-    if method == "greedy":
-        # from the leaderboard's best trial: the one the ensemble has to beat
-        return select.greedy(
-            task, found.truth, found.oof, metric, rounds=cfg.ensemble.rounds, start=0
-        )
-    if method == "weighted":
-        return select.weighted(task, found.truth, found.oof, metric)
-    if method == "stacking":
-        return select.stacking(task, found.truth, found.oof, metric, seed=cfg.seed)
-    return select.mean(task, found.truth, found.oof, metric)
+    method = ENSEMBLE_METHODS.get(cfg.ensemble.method, field="ensemble.method")
+    # greedy starts from the leaderboard's best trial: the one the ensemble has to beat
+    options = select.Options(rounds=cfg.ensemble.rounds, start=0, seed=cfg.seed)
+    choice: select.Choice = method(task, found.truth, found.oof, metric, options)
+    return choice
 
 
 class OutOfTime(Exception):
