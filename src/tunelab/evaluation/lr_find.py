@@ -30,12 +30,12 @@ import torch
 from tunelab.config import RunConfig
 from tunelab.errors import DataError
 from tunelab.evaluation.features import FeatureStore, data_fingerprint, digest
-from tunelab.evaluation.fitting import build_encoder_and_model, seed_everything, set_up_fit
+from tunelab.evaluation.network import plan_network, set_up_fit
+from tunelab.evaluation.plan import FitPlan, seed_everything
 from tunelab.evaluation.prepare import Prepared
 from tunelab.training.batching import Batches
 from tunelab.training.hooks import Batch, FitState, overriding
 from tunelab.training.loop import resolve_device
-from tunelab.training.losses import loss_function
 from tunelab.training.optim import add_trainable, make_optimizer
 
 START_LR = 1e-7
@@ -114,16 +114,15 @@ def lr_sweep(
     """
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": start})})
     seed_everything(cfg.seed)
-    encoder, built = build_encoder_and_model(cfg, prepared, train_rows, trust_code=trust_code)
-    scale = prepared.target.scale(train_rows)
-    setup = set_up_fit(cfg, prepared, encoder, built, train_rows, None, scale)
+    plan = FitPlan(cfg=cfg, prepared=prepared, train_rows=train_rows)
+    setup = set_up_fit(plan_network(plan, trust_code=trust_code))
     device = resolve_device(cfg.train.device)
     model = setup.inputs.model.to(device)
     state = FitState(
         model=model,
         train=Batches(setup.train, batch_size=cfg.train.batch_size, device=device),
         device=device,
-        loss_fn=loss_function(prepared.target.task),
+        loss_fn=setup.loss_fn,
         metric="train_loss",
         has_validation=False,
         epochs=1,
