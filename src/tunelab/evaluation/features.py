@@ -42,6 +42,7 @@ from torch import nn
 from tunelab.config import RunConfig
 from tunelab.data import RawData, take
 from tunelab.data.encoding import Encoder, TextEncoder, token_lengths
+from tunelab.evaluation.plan import ModelPlan
 from tunelab.evaluation.prepare import Prepared
 from tunelab.models.base import BuiltModel
 from tunelab.models.frozen import CachedUntilUnfrozen, HeadOnFeatures, embedding_of
@@ -197,8 +198,9 @@ def _encoding_fingerprint(encoder: Encoder) -> str:
     return digest(described)
 
 
-def features_key(cfg: RunConfig, prepared: Prepared, encoder: Encoder, built: BuiltModel) -> str:
+def features_key(plan: ModelPlan) -> str:
     """The cache key of the frozen backbone's features for this model, encoding and data."""
+    cfg, prepared, encoder, built = plan.cfg, plan.prepared, plan.encoder, plan.built
     model = cfg.model.model_dump(mode="json", exclude={"head", "head_c"})
     pooling = {name: built.spec.get(name) for name in ("pooling", "normalize")}
     return "features-" + digest(
@@ -256,21 +258,14 @@ class Computed:
     seconds: float = 0.0
 
 
-def backbone_features(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    rows: np.ndarray,
-    *,
-    use_cache: bool = True,
-) -> Computed:
+def backbone_features(plan: ModelPlan, rows: np.ndarray, *, use_cache: bool = True) -> Computed:
     """The frozen backbone's features of ``rows`` (float32, one row each).
 
     A miss computes every row a fit of this run can train or validate on (all but the test
     rows) together with ``rows``, so that the folds and trials after it only read.
     """
-    key = features_key(cfg, prepared, encoder, built)
+    prepared = plan.prepared
+    key = features_key(plan)
     store = store_of(prepared) if use_cache else FeatureStore(None)
     arrays = store.load(key) if use_cache else None
     if arrays is not None and arrays["done"][rows].all():
@@ -285,7 +280,7 @@ def backbone_features(
         done = arrays["done"].copy() if arrays is not None else np.zeros(len(prepared.raw), bool)
         missing = wanted[~done[wanted]]
         started = time.perf_counter()
-        fresh = _run_backbone(cfg, prepared, encoder, built, missing)
+        fresh = _run_backbone(plan, missing)
         if arrays is None:
             values = np.zeros((len(prepared.raw), fresh.shape[1]), np.float32)
         else:
@@ -297,20 +292,18 @@ def backbone_features(
         return Computed(values[rows], key, len(missing), time.perf_counter() - started)
 
 
-def _run_backbone(
-    cfg: RunConfig, prepared: Prepared, encoder: Encoder, built: BuiltModel, rows: np.ndarray
-) -> np.ndarray:
+def _run_backbone(plan: ModelPlan, rows: np.ndarray) -> np.ndarray:
     """``embed`` of ``rows`` in eval and inference mode, on every core this process may
     use (``train.threads`` when set); texts in order of length, so that each batch is
     padded only to its own longest text."""
-    model = built.module
+    cfg, model = plan.cfg, plan.built.module
     embed = embedding_of(model)
     assert embed is not None
     device = resolve_device(cfg.train.device)
     model.to(device)
     was_training = model.training
     model.eval()
-    inputs, lengths = encoded(prepared, encoder, rows)
+    inputs, lengths = encoded(plan.prepared, plan.encoder, rows)
     values: torch.Tensor | None = None
     with torch.inference_mode(), inference_threads(cfg.train.threads):
         for index, batch in inference_batches(inputs, lengths, max(cfg.train.batch_size, 64)):
@@ -356,15 +349,10 @@ class FeatureColumns:
     numeric: list[int]
 
 
-def training_inputs(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    train_rows: np.ndarray,
-) -> TrainingInputs:
+def training_inputs(plan: ModelPlan) -> TrainingInputs:
     """The model the loop trains and its inputs: the head on cached features when the
     backbone stays frozen, else the whole model on (tokenized-once) inputs."""
+    cfg, prepared, encoder, built = plan.cfg, plan.prepared, plan.encoder, plan.built
     live = TrainingInputs(
         model=built.module,
         modality=prepared.raw.modality,
@@ -372,14 +360,14 @@ def training_inputs(
         tensors=lambda rows: encoded(prepared, encoder, rows),
         buckets=cfg.train.bucket_by_length,
     )
-    reason = why_not_cached(cfg, built)
+    reason = plan.not_cached
     if reason is not None:
         if reason:
             live.notes.append(f"features: not cached ({reason})")
         return live
     if cfg.finetuning.strategy == "freeze_then_unfreeze":
-        return _until_unfrozen(cfg, prepared, encoder, built, live)
-    return _head_on_features(cfg, prepared, encoder, built, train_rows)
+        return _until_unfrozen(plan, live)
+    return _head_on_features(plan)
 
 
 def why_not_cached(cfg: RunConfig, built: BuiltModel) -> str | None:
@@ -409,15 +397,9 @@ def why_not_cached(cfg: RunConfig, built: BuiltModel) -> str | None:
     return None
 
 
-def _head_on_features(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    train_rows: np.ndarray,
-) -> TrainingInputs:
-    model = built.module
-    first = backbone_features(cfg, prepared, encoder, built, train_rows)
+def _head_on_features(plan: ModelPlan) -> TrainingInputs:
+    cfg, prepared, model = plan.cfg, plan.prepared, plan.built.module
+    first = backbone_features(plan, plan.train_rows)
     backbone = model.backbone
     assert isinstance(backbone, nn.Module)
     frozen = [p for p in backbone.parameters() if p.requires_grad]
@@ -433,7 +415,7 @@ def _head_on_features(
         mean, std = torch.from_numpy(mean_np), torch.from_numpy(std_np)
 
     def tensors(rows: np.ndarray) -> tuple[Tensors, None]:
-        values = torch.from_numpy(backbone_features(cfg, prepared, encoder, built, rows).values)
+        values = torch.from_numpy(backbone_features(plan, rows).values)
         if mean is not None and std is not None:
             values = (values - mean) / std
         return (values,), None
@@ -448,11 +430,10 @@ def _head_on_features(
     )
 
 
-def _until_unfrozen(
-    cfg: RunConfig, prepared: Prepared, encoder: Encoder, built: BuiltModel, live: TrainingInputs
-) -> TrainingInputs:
+def _until_unfrozen(plan: ModelPlan, live: TrainingInputs) -> TrainingInputs:
+    prepared, encoder = plan.prepared, plan.encoder
     every = np.setdiff1d(np.arange(len(prepared.raw)), prepared.split.test)
-    computed = backbone_features(cfg, prepared, encoder, built, every)
+    computed = backbone_features(plan, every)
     table = torch.zeros((len(prepared.raw), computed.values.shape[1]))
     table[torch.from_numpy(every)] = torch.from_numpy(computed.values)
 
@@ -461,7 +442,7 @@ def _until_unfrozen(
         return (*inputs, torch.from_numpy(np.asarray(rows, dtype=np.int64))), lengths
 
     return TrainingInputs(
-        model=CachedUntilUnfrozen(built.module, table),
+        model=CachedUntilUnfrozen(plan.built.module, table),
         modality=live.modality,
         encoder=encoder,
         tensors=tensors,

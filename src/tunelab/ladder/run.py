@@ -26,7 +26,8 @@ from tunelab.config import DataConfig, RunConfig
 from tunelab.ensembles.stage import StageUnavailable
 from tunelab.errors import ConfigError, DataError, FatalError, TrialFailed
 from tunelab.evaluation.crossval import Splits, cross_validate, cv_splits
-from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows
+from tunelab.evaluation.fitting import fit_on_rows
+from tunelab.evaluation.plan import build_encoder_and_model
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.trees import TECHNIQUES_TREES_TAKE, is_tree_model
 from tunelab.ladder.document import Variants, document, measured_fields
