@@ -33,9 +33,7 @@ from tunelab.results.predictor import (
     array_columns,
     outputs_to_predictions,
 )
-from tunelab.techniques import DataFacts, build_techniques, describe
-from tunelab.techniques.finetuning import merge_lora
-from tunelab.techniques.regularization import effective
+from tunelab.techniques import DataFacts, after_fit, build_techniques, describe, model_request
 from tunelab.training.batching import TensorData
 from tunelab.training.cores import limited_threads, process_threads
 from tunelab.training.hooks import Technique
@@ -115,7 +113,7 @@ def fit_on_rows(
         techniques=setup.techniques,
         callbacks=callbacks,
     )
-    merge_lora(built.module)  # the saved model is the plain architecture
+    after_fit(built.module)  # what the techniques declare the saved model needs
     built.module.to(resolve_device(cfg.train.device))  # a head trained alone joins its backbone
     notes = [*built.notes, *encoder.notes, *setup.inputs.notes, *lr_notes]
     events = describe(setup.techniques, result.events)
@@ -169,18 +167,15 @@ def build_encoder_and_model(
 ) -> tuple[Encoder, BuiltModel]:
     """The encoder fitted on the training rows and a fresh model for its inputs."""
     raw, target = prepared.raw, prepared.target
-    reg = effective(cfg.regularization)
+    techniques = model_request(cfg)  # head dropout, BN layers, fresh weights
 
     def request(input_shape: tuple[int, ...]) -> ModelRequest:
         return ModelRequest(
             input_shape=input_shape,
             num_outputs=target.num_outputs,
             modality=raw.modality,
-            dropout=reg.dropout,
-            batch_norm=cfg.batch_norm.enabled,
-            head_batch_norm=cfg.batch_norm.head,
-            scratch=cfg.finetuning.strategy == "scratch",
             trust_code=trust_code,
+            **techniques,
         )
 
     train_inputs = take(raw.inputs, train_rows)
