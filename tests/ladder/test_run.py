@@ -270,9 +270,16 @@ def test_a_technique_that_cannot_act_within_the_epochs_did_nothing_and_is_not_tr
     # the baseline (also the final recipe) alone was trained: 3 folds, one variant
     assert counter.planned_folds == 3 and len(doc["variants"]) == 1
 
-    from tunelab.ladder.show import markdown
+    from rich.console import Console
+
+    from tunelab.ladder.show import ladder_table, markdown
 
     assert "| + early stopping |  |  |  | did nothing here: early stopping cannot" in markdown(doc)
+    console = Console(record=True, width=200)
+    console.print(ladder_table(doc))
+    shown = console.export_text()
+    assert "did nothing here + early stopping: early stopping cannot stop" in shown
+    assert "([low, high] where clipped)" in shown  # the caption is text, not rich markup
 
 
 def test_a_planted_no_op_did_nothing_with_identical_predictions(

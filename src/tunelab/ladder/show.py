@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from tunelab.ladder.run import Watcher
 from tunelab.progress import PlainLines
@@ -131,7 +132,8 @@ def ladder_table(doc: dict[str, Any], view: str = "ladder") -> Table:
         table.add_row(*line)
         if line[4] in NOT_TESTED.values():
             lines.append(f"{line[4]} {line[0]}: {next(notes)}")
-    table.caption = "\n".join([*lines, *explained(doc, view)])
+    # plain text: "[low, high]" and user-named values are not rich markup
+    table.caption = Text("\n".join([*lines, *explained(doc, view)]))
     return table
 
 
