@@ -266,6 +266,7 @@ def test_a_technique_that_cannot_act_within_the_epochs_did_nothing_and_is_not_tr
     step = rows(doc)["early_stopping"]
     assert step["status"] == "did nothing" and "verdict" not in step
     assert step["reason"].startswith("early stopping cannot stop within 3 epochs (patience 6")
+    assert step["switches"] == {"early_stopping.enabled": True}  # what it would have switched
     assert rows(doc, "leave_one_out")["early_stopping"]["status"] == "did nothing"
     # the baseline (also the final recipe) alone was trained: 3 folds, one variant
     assert counter.planned_folds == 3 and len(doc["variants"]) == 1

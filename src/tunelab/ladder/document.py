@@ -20,7 +20,8 @@ A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped, failed, did
 ``high`` (the metric over the folds and its interval at ``level``, clipped to the metric's
 range: an accuracy interval never passes 1, so it is not always symmetric); ``compared_to``
 (the name of the step it is compared with), ``changes`` (the config fields that differ from
-it); ``difference``,
+it), ``switches`` (in the ladder: the fields the rung sets differently from the rung below
+it, also when that one did nothing); ``difference``,
 ``difference_low``, ``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no
 evidence, hurts, no change); ``note`` (for "no evidence": the repeats that would reach
 alpha at the observed spread; for "no change": no fold's score moved though the
@@ -179,9 +180,12 @@ def _view(
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     reference: tuple[Step, dict[str, Any]] | None = None
+    below: Step | None = None  # the step before, for what a rung itself switches
     for step in steps:
+        switches = _switches(below, step, against_first)
+        below = step if step.recipe is not None and step.stage is None else below
         if step.idle:  # known from the config: not trained
-            rows.append(_did_nothing_row(step.name, step.label, step.reason))
+            rows.append({**_did_nothing_row(step.name, step.label, step.reason), **switches})
             continue
         key = key_of(step) if step.recipe is not None else None
         variant = variants.get(key, {}) if key is not None else {}
@@ -193,7 +197,7 @@ def _view(
             continue
         assert key is not None
         summary = variant.get("summary", {"complete": False})
-        row = _row(step, key, summary)
+        row = {**_row(step, key, summary), **switches}
         if variant.get("failed"):
             rows.append({**row, "status": "failed", "reason": variant["failed"]})
             continue
@@ -214,6 +218,14 @@ def _view(
             reference = (step, {**variant, "summary": summary})
     _holm(rows, context)
     return rows
+
+
+def _switches(below: Step | None, step: Step, against_first: bool) -> dict[str, Any]:
+    """In the ladder, what a rung itself switches: the fields it sets differently from the
+    rung below it, whatever that rung did (``changes`` is against the step compared with)."""
+    if against_first or below is None or step.recipe is None or step.stage is not None:
+        return {}
+    return {"switches": _changes(below, step)}
 
 
 def _did_nothing_row(name: str, label: str, reason: str | None) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def resolved(cfg: RunConfig, facts: DataFacts) -> dict[str, Any]:
 def idle_steps(steps: list[Step], facts: DataFacts, *, against_first: bool) -> list[Step]:
     """``steps`` with each one that resolves to the same training as the step it is
     compared with (the previous one; the first with ``against_first``) marked idle, with
-    the reason, and without a recipe to train."""
+    the reason (its recipe is kept, to say what it switches, and is not trained)."""
     out: list[Step] = []
     reference: tuple[Step, dict[str, Any]] | None = None
     for step in steps:
@@ -77,7 +77,7 @@ def idle_steps(steps: list[Step], facts: DataFacts, *, against_first: bool) -> l
         mine = resolved(step.recipe, facts)
         if reference is not None and mine == reference[1]:
             why = _why(step, reference[0], facts, against_first=against_first)
-            out.append(dataclasses.replace(step, recipe=None, reason=why, idle=True))
+            out.append(dataclasses.replace(step, reason=why, idle=True))
             continue
         out.append(step)
         if reference is None or not against_first:

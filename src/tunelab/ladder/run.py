@@ -136,7 +136,7 @@ def _distinct(steps: Plan, digest: str, facts: DataFacts) -> dict[str, Step]:
     are one variant)."""
     todo: dict[str, Step] = {}
     for step in [*steps.ladder, *steps.leave_one_out]:
-        if step.recipe is not None:
+        if step.recipe is not None and not step.idle:
             todo.setdefault(variant_key(step, digest, facts), step)
     return todo
 

@@ -143,9 +143,9 @@ def explained(doc: dict[str, Any], view: str) -> list[str]:
     lines = [f"{row['label']}: {row['note']}" for row in doc[view] if row.get("note")]
     if view == "ladder":
         lines += [
-            f"{row['label']} switches {_fields(row['changes'])}"
+            f"{row['label']} switches {_fields(row['switches'])}"
             for row in doc[view]
-            if row.get("changes") and row["status"] != "did nothing"
+            if row.get("switches")
         ]
     return lines + [f"warning: {line}" for line in doc.get("warnings") or []]
 
