@@ -233,9 +233,7 @@ def test_a_backbone_missing_a_tensor_is_refused_as_another_architecture(
         load_predictor(final)
 
 
-def test_weights_that_repeat_a_backbone_tensor_are_refused(
-    probe_run: Path, tmp_path: Path
-) -> None:
+def test_weights_that_repeat_a_backbone_tensor_are_refused(probe_run: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     final, blob = copied_final(probe_run, tmp_path)

@@ -47,7 +47,7 @@ from tunelab.evaluation.prepare import Prepared
 from tunelab.models.base import BuiltModel
 from tunelab.models.frozen import CachedUntilUnfrozen, HeadOnFeatures, embedding_of
 from tunelab.models.lent import frozen_part
-from tunelab.techniques.batchnorm import backbone_bn_layers
+from tunelab.techniques import backbone_frozen, why_features_change
 from tunelab.training.batching import inference_batches
 from tunelab.training.cores import inference_threads
 from tunelab.training.loop import resolve_device
@@ -55,9 +55,6 @@ from tunelab.training.loop import resolve_device
 log = logging.getLogger("tunelab")
 
 CACHE_FORMAT = 1
-# augmentation fields that change a batch of features, not the raw inputs: they apply to
-# cached features (in standardized units, like a table's)
-FEATURE_AUGMENTATIONS = ("noise", "mixup")
 _MEMORY_ENTRIES = 8
 _memory: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
 _data_digests: dict[int, tuple[weakref.ref[Any], str]] = {}
@@ -365,7 +362,7 @@ def training_inputs(plan: ModelPlan) -> TrainingInputs:
         if reason:
             live.notes.append(f"features: not cached ({reason})")
         return live
-    if cfg.finetuning.strategy == "freeze_then_unfreeze":
+    if backbone_frozen(cfg) == "until_unfrozen":
         return _until_unfrozen(plan, live)
     return _head_on_features(plan)
 
@@ -373,8 +370,8 @@ def training_inputs(plan: ModelPlan) -> TrainingInputs:
 def why_not_cached(cfg: RunConfig, built: BuiltModel) -> str | None:
     """Why the backbone's features cannot be cached for this fit ("" when there is nothing
     to say: its strategy trains the backbone), or None when they can."""
-    strategy = cfg.finetuning.strategy
-    if strategy not in ("linear_probe", "freeze_then_unfreeze"):
+    frozen = backbone_frozen(cfg)
+    if frozen is None:
         return ""
     if not cfg.finetuning.cache_features:
         return "finetuning.cache_features is false"
@@ -383,18 +380,7 @@ def why_not_cached(cfg: RunConfig, built: BuiltModel) -> str | None:
             f"the {type(built.module).__name__} model has no embed() method giving the "
             "features its head reads"
         )
-    aug = cfg.augmentation
-    allowed = FEATURE_AUGMENTATIONS if strategy == "linear_probe" else ()
-    raw = [
-        name
-        for name, value in aug.model_dump().items()
-        if name != "enabled" and value not in (0, False, "none") and name not in allowed
-    ]
-    if aug.enabled and raw:
-        return f"augmentation.{raw[0]} changes the raw inputs every epoch"
-    if cfg.batch_norm.backbone == "reestimate" and backbone_bn_layers(built.module):
-        return "batch_norm.backbone reestimate changes the backbone on the training rows"
-    return None
+    return why_features_change(cfg, built.module, head_only=frozen == "always")
 
 
 def _head_on_features(plan: ModelPlan) -> TrainingInputs:

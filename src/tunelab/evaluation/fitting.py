@@ -24,8 +24,7 @@ from tunelab.evaluation.plan import FitPlan, ModelPlan, seed_everything
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.trees import fit_trees, is_tree_model
 from tunelab.results.predictor import AnyPredictor, Predictor, array_columns
-from tunelab.techniques import describe
-from tunelab.techniques.finetuning import merge_lora
+from tunelab.techniques import after_fit, describe
 from tunelab.training.cores import limited_threads, process_threads
 from tunelab.training.loop import EpochCallback, FitResult, fit, resolve_device
 
@@ -148,7 +147,7 @@ def _fit_with_loop(
         techniques=setup.techniques,
         callbacks=callbacks,
     )
-    merge_lora(built.module)  # the saved model is the plain architecture
+    after_fit(built.module)  # what the techniques declare the saved model needs
     built.module.to(resolve_device(cfg.train.device))  # a head trained alone joins its backbone
     notes = [*built.notes, *plan.encoder.notes, *setup.inputs.notes, *plan.notes]
     events = describe(setup.techniques, result.events)

@@ -26,7 +26,7 @@ from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.evaluation.prepare import Prepared
 from tunelab.models import ModelRequest, build_model
 from tunelab.models.base import BuiltModel
-from tunelab.techniques.regularization import effective
+from tunelab.techniques import model_request
 
 Scale = tuple[float, float] | None
 
@@ -93,18 +93,15 @@ def build_encoder_and_model(
     ``trust_code``: a ``py:`` architecture named inside a checkpoint may run (--trust-code).
     """
     raw, target = prepared.raw, prepared.target
-    reg = effective(cfg.regularization)
+    techniques = model_request(cfg)  # head dropout, BN layers, fresh weights
 
     def request(input_shape: tuple[int, ...]) -> ModelRequest:
         return ModelRequest(
             input_shape=input_shape,
             num_outputs=target.num_outputs,
             modality=raw.modality,
-            dropout=reg.dropout,
-            batch_norm=cfg.batch_norm.enabled,
-            head_batch_norm=cfg.batch_norm.head,
-            scratch=cfg.finetuning.strategy == "scratch",
             trust_code=trust_code,
+            **techniques,
         )
 
     train_inputs = take(raw.inputs, train_rows)

@@ -28,9 +28,6 @@ from tunelab.training.loop import EpochCallback, FitResult, StopTraining
 from tunelab.training.metrics import compute_metrics
 
 FAMILIES = ("hgb",)
-# the techniques boosting reads (early_stopping's enabled, patience and min_delta); the
-# others act on a network's training, and the ladder skips their rungs for trees
-TECHNIQUES_TREES_TAKE = ("early_stopping",)
 # model.options an hgb model takes, with scikit-learn's meaning
 HGB_OPTIONS = (
     "learning_rate",

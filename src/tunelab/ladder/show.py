@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from tunelab.ladder.run import Watcher
 from tunelab.progress import PlainLines
@@ -87,15 +88,19 @@ class LadderProgress(Watcher):
             self._progress.console.print(line, highlight=False, markup=False)
 
 
+# a step with a reason instead of numbers, and the words its verdict cell shows
+NOT_TESTED = {"skipped": "skipped", "failed": "failed", "did nothing": "did nothing here"}
+
+
 def rows(doc: dict[str, Any], view: str) -> tuple[list[str], list[list[str]], list[str]]:
     """One view (``ladder`` or ``leave_one_out``) as text: the header, the rows, and the
-    reason of each skipped or failed step in row order (its verdict cell says which)."""
+    reason of each skipped, failed or idle step in row order (its verdict cell says which)."""
     compared = "change" if view == "ladder" else "it adds"
     header = ["step", doc["metric"], compared, "p (Holm)", "verdict", "time"]
     body, skipped = [], []
     for row in doc[view]:
-        if row["status"] in ("skipped", "failed"):
-            body.append([row["label"], "", "", "", row["status"], ""])
+        if row["status"] in NOT_TESTED:
+            body.append([row["label"], "", "", "", NOT_TESTED[row["status"]], ""])
             skipped.append(row["reason"])
             continue
         difference = (row.get("difference"), row.get("difference_low"), row.get("difference_high"))
@@ -125,10 +130,34 @@ def ladder_table(doc: dict[str, Any], view: str = "ladder") -> Table:
     lines = [caption(doc)]
     for line in body:
         table.add_row(*line)
-        if line[4] in ("skipped", "failed"):
+        if line[4] in NOT_TESTED.values():
             lines.append(f"{line[4]} {line[0]}: {next(notes)}")
-    table.caption = "\n".join(lines)
+    # plain text: "[low, high]" and user-named values are not rich markup
+    table.caption = Text("\n".join([*lines, *explained(doc, view)]))
     return table
+
+
+def explained(doc: dict[str, Any], view: str) -> list[str]:
+    """The lines under a view's table: each step's note (no change; the repeats "no
+    evidence" would need), the fields each rung switches (the ladder), the warnings."""
+    lines = [f"{row['label']}: {row['note']}" for row in doc[view] if row.get("note")]
+    if view == "ladder":
+        lines += [
+            f"{row['label']} switches {_fields(row['switches'])}"
+            for row in doc[view]
+            if row.get("switches")
+        ]
+    return lines + [f"warning: {line}" for line in doc.get("warnings") or []]
+
+
+def _fields(changes: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {_value(value)}" for name, value in changes.items())
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "null"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def print_ladder(doc: dict[str, Any], *, console: Console) -> None:
@@ -148,10 +177,11 @@ def markdown(doc: dict[str, Any], view: str = "ladder") -> str:
     notes = iter(reasons)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for line in body:
-        if line[4] in ("skipped", "failed"):
+        if line[4] in NOT_TESTED.values():
             line = [*line[:4], f"{line[4]}: {next(notes)}", line[5]]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |")
-    return "\n".join(lines)
+    below = explained(doc, view)
+    return "\n".join(lines + ([""] + [f"- {line}" for line in below] if below else []))
 
 
 def caption(doc: dict[str, Any]) -> str:
