@@ -37,6 +37,7 @@ from tunelab.results.manifest import (
     first_line,
     load_encoder,
 )
+from tunelab.results.rundir import MANIFEST
 from tunelab.results.text_checks import check_text_files, check_tokenizer
 from tunelab.results.trees import MAX_TREE_DEPTH, structure_problem
 
@@ -61,7 +62,7 @@ def load_network(
 ) -> tuple[BuiltModel, Encoder]:
     """The model and encoder a model kind's ``predictor.json`` describes, checked; a frozen
     backbone it keeps apart is read from ``backbones`` and checked with its weights."""
-    path = directory / "predictor.json"
+    path = directory / MANIFEST
     check_fields(path, manifest, MODEL_FIELDS)
     check_model_files(path, manifest)
     check_listed_files(path, manifest)

@@ -25,6 +25,7 @@ from tunelab.errors import DataError, FatalError
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import FOREST_LIMIT, read_npz
 from tunelab.results.guard import check_outputs
+from tunelab.results.rundir import MANIFEST
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -200,14 +201,14 @@ class TreePredictor:
             "forest": FOREST_FILE,
             "trees": int(self.forest.roots.size),
         }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return directory
 
 
 def load_trees(directory: Path, manifest: dict[str, Any]) -> TreePredictor:
     from tunelab.results.manifest import check_fields, load_encoder, plain_file
 
-    check_fields(directory / "predictor.json", manifest, {"encoder": dict})
+    check_fields(directory / MANIFEST, manifest, {"encoder": dict})
     path = directory / plain_file(manifest, "forest", directory)
     encoder = load_encoder(directory, manifest)
     forest = Forest.load(path)
