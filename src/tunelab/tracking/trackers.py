@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
+from tunelab.observer import Observer
 from tunelab.reach import within
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.rundir import RunDir, write_json
@@ -76,9 +77,10 @@ class Tracker(Protocol):
     def final(self, record: FinalRecord) -> None: ...
 
 
-class Tracking:
+class Tracking(Observer):
     """The trackers of one run; every call into them is guarded and bounded in time (see the
-    module doc), and what became of each is kept in ``outcomes``."""
+    module doc), and what became of each is kept in ``outcomes``. As an observer of a study
+    it sends each trial as it ends."""
 
     def __init__(
         self,
@@ -149,6 +151,9 @@ class Tracking:
             outcomes=outcomes,
             run=run,
         )
+
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.on_trial(study, trial)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial | None = None) -> None:
         """Send every finished trial that a tracker does not hold yet (an Optuna callback;
