@@ -181,7 +181,7 @@ def base_config(data_dir: Path, model_dir: Path, **sections: Any) -> dict[str, A
 
 def study(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     from tunelab.config import config_from_dict
-    from tunelab.search.run import run_study
+    from tunelab.flows.study import run_study
 
     started = time.perf_counter()
     result = run_study(config_from_dict(raw), out=out, overwrite=True, jobs="auto")

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -875,6 +876,31 @@ def apply_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
     for dotted, value in params.items():
         set_dotted(raw, dotted, value, what=f"parameter {dotted!r}")
     return config_from_dict(raw, source="the trial's parameters")
+
+
+def recipe(cfg: RunConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as its study stored them -> config values for ``apply_params``
+    (a list choice, such as an image size, is stored as its JSON text)."""
+    values = dict(params)
+    for name, value in params.items():
+        spec = cfg.search.space.get(name)
+        if spec is not None and spec.type == "categorical" and spec.choices is not None:
+            values[name] = choice_from_stored(value, spec.choices)
+    return values
+
+
+def stored_choice(choice: Any) -> Any:
+    """A categorical choice as a study stores it: plain values as they are, a list as JSON."""
+    plain = choice is None or isinstance(choice, bool | int | float | str)
+    return choice if plain else json.dumps(choice)
+
+
+def choice_from_stored(value: Any, choices: list[Any]) -> Any:
+    """The choice of ``choices`` that ``stored_choice`` turned into ``value``."""
+    for choice in choices:
+        if stored_choice(choice) == value and type(stored_choice(choice)) is type(value):
+            return choice
+    return value
 
 
 def _deep_copy(value: Any) -> Any:

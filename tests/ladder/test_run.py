@@ -11,8 +11,9 @@ import pytest
 from tests.conftest import make_config
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
-from tunelab.ladder import Watcher, run_ladder
+from tunelab.ladder import run_ladder
 from tunelab.ladder.rungs import STAGES, Stage, StageContext
+from tunelab.observer import Observer
 from tunelab.results.rundir import RunDir, open_run_dir
 from tunelab.techniques import TECHNIQUES, TechniqueSpec
 from tunelab.training.hooks import Technique
@@ -20,7 +21,7 @@ from tunelab.training.hooks import Technique
 SMALL = {"folds": 3, "repeats": 1, "leave_one_out": False}
 
 
-class Counter(Watcher):
+class Counter(Observer):
     """Counts the folds a ladder trains."""
 
     def __init__(self, stop_after: int | None = None) -> None:
@@ -28,18 +29,18 @@ class Counter(Watcher):
         self.stop_after = stop_after
         self.planned_folds: int | None = None
 
-    def planned(self, *, folds: int, reused: int, metric: str) -> None:
+    def ladder_planned(self, *, folds: int, reused: int, metric: str) -> None:
         self.planned_folds = folds
 
-    def fold_done(self, label: str, fold: int, folds: int, score: float) -> None:
+    def variant_fold(self, label: str, fold: int, folds: int, score: float) -> None:
         self.trained += 1
         if self.stop_after is not None and self.trained >= self.stop_after:
             raise KeyboardInterrupt
 
 
-def ladder(cfg: RunConfig, out: Path, watcher: Watcher | None = None) -> dict[str, Any]:
+def ladder(cfg: RunConfig, out: Path, observer: Observer | None = None) -> dict[str, Any]:
     run = open_run_dir(cfg, out, resume=lambda run: True)
-    return run_ladder(cfg, run, watcher=watcher)
+    return run_ladder(cfg, run, observer=observer)
 
 
 def rows(doc: dict[str, Any], view: str = "ladder") -> dict[str, dict[str, Any]]:
@@ -170,7 +171,7 @@ def test_a_ladder_json_of_the_wrong_shape_is_refused_like_a_truncated_one(
     run.ladder.write_text(content)
     counter = Counter()
     with pytest.raises(FatalError, match=r"delete it to measure the ladder afresh"):
-        run_ladder(cfg, run, watcher=counter)
+        run_ladder(cfg, run, observer=counter)
     assert counter.trained == 0
     assert run.ladder.read_text() == content  # kept for the user to look at
 

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import FatalError
+from tunelab.flows.study import run_study
 from tunelab.results import backbones
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import load_predictor
 from tunelab.results.trial_record import record
-from tunelab.search.run import run_study
 
 TRIALS = 3
 

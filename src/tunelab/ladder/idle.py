@@ -10,20 +10,17 @@ the reason, and not trained (the time it would have taken is saved).
 
 Example::
 
-    steps = idle_steps(steps, facts, against_first=False)
-    [(step.label, step.reason) for step in steps if step.idle]
+    for index, reason in idle_reasons(steps, facts, against_first=False).items():
+        print(steps[index].label, "did nothing here:", reason)
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from tunelab.config import RunConfig
 from tunelab.techniques import TECHNIQUES, DataFacts, TechniqueSpec, specs
-
-if TYPE_CHECKING:
-    from tunelab.ladder.rungs import Step
 
 # config sections that do not change what a variant measures: its name, the study, the
 # study's cross-validation (the ladder has its own splits), and the ladder itself
@@ -64,28 +61,42 @@ def resolved(cfg: RunConfig, facts: DataFacts) -> dict[str, Any]:
     return fields
 
 
-def idle_steps(steps: list[Step], facts: DataFacts, *, against_first: bool) -> list[Step]:
-    """``steps`` with each one that resolves to the same training as the step it is
-    compared with (the previous one; the first with ``against_first``) marked idle, with
-    the reason (its recipe is kept, to say what it switches, and is not trained)."""
-    out: list[Step] = []
-    reference: tuple[Step, dict[str, Any]] | None = None
-    for step in steps:
+class Rung(Protocol):
+    """What the check reads of a ladder step (``rungs.Step``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def recipe(self) -> RunConfig | None: ...
+
+    @property
+    def stage(self) -> object | None: ...
+
+
+def idle_reasons(steps: Sequence[Rung], facts: DataFacts, *, against_first: bool) -> dict[int, str]:
+    """The index of each step that resolves to the same training as the step it is
+    compared with (the previous one; the first with ``against_first``), with the reason:
+    the ladder marks it idle (its recipe is kept, to say what it switches, and is not
+    trained)."""
+    idle: dict[int, str] = {}
+    reference: tuple[Rung, dict[str, Any]] | None = None
+    for index, step in enumerate(steps):
         if step.recipe is None or step.stage is not None:
-            out.append(step)
             continue
         mine = resolved(step.recipe, facts)
         if reference is not None and mine == reference[1]:
-            why = _why(step, reference[0], facts, against_first=against_first)
-            out.append(dataclasses.replace(step, reason=why, idle=True))
+            idle[index] = _why(step, reference[0], facts, against_first=against_first)
             continue
-        out.append(step)
         if reference is None or not against_first:
             reference = (step, mine)
-    return out
+    return idle
 
 
-def _why(step: Step, reference: Step, facts: DataFacts, *, against_first: bool) -> str:
+def _why(step: Rung, reference: Rung, facts: DataFacts, *, against_first: bool) -> str:
     on = reference.recipe if against_first else step.recipe
     assert on is not None
     spec = TECHNIQUES.get(step.name) if step.name in TECHNIQUES else None

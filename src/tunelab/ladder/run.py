@@ -33,28 +33,12 @@ from tunelab.evaluation.trees import is_tree_model
 from tunelab.ladder.document import Variants, document
 from tunelab.ladder.idle import measured_fields, resolved
 from tunelab.ladder.rungs import Plan, Probe, StageContext, Step, plan, recipes
+from tunelab.observer import Observer
 from tunelab.resolved import write_resolved
 from tunelab.results.rundir import RunDir, write_json
 from tunelab.techniques import DataFacts, specs
 
 log = logging.getLogger("tunelab")
-
-
-class Watcher:
-    """What the ladder tells while it measures (subclass it); every method is a no-op."""
-
-    def planned(self, *, folds: int, reused: int, metric: str) -> None:
-        """``folds`` fits are to be trained, ``reused`` were measured by an earlier run;
-        scores are in ``metric``."""
-
-    def epoch(self, label: str, fold: int, folds: int, record: dict[str, Any]) -> None:
-        """An epoch of ``fold`` (0-based) of the variant ``label`` ended."""
-
-    def fold_done(self, label: str, fold: int, folds: int, score: float) -> None:
-        """A fold was measured and saved."""
-
-    def variant_done(self, label: str, summary: dict[str, Any]) -> None:
-        """A variant has all its folds (``summary``: ``document.variant_summary``)."""
 
 
 def run_ladder(
@@ -64,7 +48,7 @@ def run_ladder(
     prepared: Prepared | None = None,
     params: dict[str, Any] | None = None,
     params_source: str | None = None,
-    watcher: Watcher | None = None,
+    observer: Observer | None = None,
     trust_code: bool = False,
 ) -> dict[str, Any]:
     """Measure every variant of both views that ``ladder.json`` does not hold yet.
@@ -78,7 +62,7 @@ def run_ladder(
         prepared: the loaded data of ``cfg``; loaded here when None.
         params: the study's best parameters (dotted names), or None without a study.
         params_source: where ``params`` came from, for the record.
-        watcher: told about progress.
+        observer: told about progress (``ladder_planned``, ``variant_*``).
         trust_code: a ``py:`` architecture named inside a checkpoint may run.
 
     Returns:
@@ -87,7 +71,7 @@ def run_ladder(
     Raises:
         ConfigError, DataError: the ladder cannot be measured as configured.
     """
-    watcher = watcher or Watcher()
+    observer = observer or Observer()
     prepared = prepared if prepared is not None else prepare(cfg)
     write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
     splits = ladder_splits(cfg, prepared)
@@ -117,16 +101,16 @@ def run_ladder(
 
     reused = sum(len(variant["folds"]) for variant in variants.values())
     to_train = len(todo) * len(splits) - reused
-    watcher.planned(folds=to_train, reused=reused, metric=prepared.metric)
+    observer.ladder_planned(folds=to_train, reused=reused, metric=prepared.metric)
     save()
     if to_train:
         warm_up(final, prepared, splits[0], trust_code=trust_code)
-    measure = _Measure(cfg.data, prepared, splits, run.path, watcher, trust_code=trust_code)
+    measure = _Measure(cfg.data, prepared, splits, run.path, observer, trust_code=trust_code)
     for key, step in todo.items():
         record = variants.setdefault(key, {"label": step.label, "folds": []})
         if len(record["folds"]) < len(splits):
             measure.variant(step, record, save)
-        watcher.variant_done(step.label, save()["variants"][key]["summary"])
+        observer.variant_done(step.label, save()["variants"][key]["summary"])
     log.info("ladder: %d variants measured in %s", len(todo), run.ladder)
     return save()
 
@@ -151,12 +135,12 @@ class _Measure:
         prepared: Prepared,
         splits: Splits,
         run_dir: Path,
-        watcher: Watcher,
+        observer: Observer,
         *,
         trust_code: bool,
     ) -> None:
         self.data, self.prepared, self.splits, self.run_dir = data, prepared, splits, run_dir
-        self.watcher, self.trust_code = watcher, trust_code
+        self.observer, self.trust_code = observer, trust_code
         self._loaded: dict[str, Prepared] = {}
 
     def variant(
@@ -191,14 +175,14 @@ class _Measure:
                 save()
                 return
             save()
-            self.watcher.fold_done(step.label, fold, folds, record["folds"][-1]["score"])
+            self.observer.variant_fold(step.label, fold, folds, record["folds"][-1]["score"])
 
     def _fold(self, step: Step, fold: int) -> dict[str, Any]:
         assert step.recipe is not None
         folds = len(self.splits)
 
         def on_epoch(_: int, record: dict[str, Any]) -> None:
-            self.watcher.epoch(step.label, fold, folds, record)
+            self.observer.variant_epoch(step.label, fold, folds, record)
 
         try:
             cv = cross_validate(

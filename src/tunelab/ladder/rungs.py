@@ -35,7 +35,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from tunelab.config import RunConfig, apply_params
 from tunelab.errors import ConfigError
-from tunelab.ladder.idle import idle_steps, limits
+from tunelab.ladder.idle import idle_reasons, limits
 from tunelab.registry import Registry, did_you_mean
 from tunelab.techniques import DataFacts, TechniqueSpec, specs
 
@@ -281,8 +281,8 @@ def plan(cfg: RunConfig, params: dict[str, Any] | None, probe: Probe) -> Plan:
         _leave_one_out(names, untuned, final, reasons) if cfg.ladder.leave_one_out else []
     )
     if probe.trees is None:  # a tree model's epochs are boosting rounds: nothing to resolve
-        ladder = idle_steps(ladder, probe.facts, against_first=False)
-        leave_one_out = idle_steps(leave_one_out, probe.facts, against_first=True)
+        ladder = _mark_idle(ladder, probe.facts, against_first=False)
+        leave_one_out = _mark_idle(leave_one_out, probe.facts, against_first=True)
         warnings = limits(final, [by_name[name] for name in measured])
     else:
         warnings = []
@@ -365,3 +365,12 @@ def _plain(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def _mark_idle(steps: list[Step], facts: DataFacts, *, against_first: bool) -> list[Step]:
+    """``steps`` with each that does nothing here marked idle, with the reason."""
+    idle = idle_reasons(steps, facts, against_first=against_first)
+    return [
+        replace(step, reason=idle[index], idle=True) if index in idle else step
+        for index, step in enumerate(steps)
+    ]

@@ -24,6 +24,7 @@ from tunelab.results.files import DAMAGED, inside, resolved
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import plain_file
 from tunelab.results.predictor import AnyPredictor, Loading, load_from, manifest_header
+from tunelab.results.rundir import MANIFEST
 
 MAX_DEPTH = 4  # an ensemble of fold bags of ... : deeper nesting is a damaged file
 # an ensemble of 50 trials (ensemble.size's most) or a bag of 50 x 20 fold models is the most
@@ -183,7 +184,7 @@ class EnsemblePredictor:
             "weights": self.weights.tolist(),
             "stacker": self.stacker.to_dict() if self.stacker else None,
         }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return directory
 
 
@@ -194,7 +195,7 @@ def load_ensemble(directory: Path, manifest: dict[str, Any], loading: Loading) -
     folder is loaded once (a member that is its own ensemble, or two names for one folder,
     are refused), so loading ends, and ends in as many loads as there are folders.
     """
-    path = directory / "predictor.json"
+    path = directory / MANIFEST
     names, weights = _members_and_weights(path, manifest, loading.depth)
     seen = set() if loading.seen is None else loading.seen
     store = loading.backbones or BackboneStore(directory / BACKBONES)
@@ -264,7 +265,7 @@ def _member_folder(path: Path, name: str, seen: set[Path]) -> Path:
             f"each member has a folder of its own: {DAMAGED}"
         )
     seen.add(target)
-    if not (folder / "predictor.json").is_file():
+    if not (folder / MANIFEST).is_file():
         raise FatalError(
             f"{path}: member {name!r} has no predictor.json ({folder / 'predictor.json'} does "
             "not exist); the ensemble is incomplete: train or save it again"

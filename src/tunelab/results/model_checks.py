@@ -39,6 +39,7 @@ from tunelab.results.manifest import (
     load_encoder,
 )
 from tunelab.results.predictor import Loading, Predictor
+from tunelab.results.rundir import MANIFEST
 from tunelab.results.text_checks import check_text_files, check_tokenizer
 from tunelab.results.trees import MAX_TREE_DEPTH, structure_problem
 
@@ -60,7 +61,7 @@ SAFETENSORS_DTYPES = {
 
 def load_model(directory: Path, manifest: dict[str, Any], loading: Loading) -> Predictor:
     """The ``model`` kind: one network with its encoder (``PREDICTOR_KINDS``)."""
-    manifest_path = directory / "predictor.json"
+    manifest_path = directory / MANIFEST
     backbones = loading.backbones or BackboneStore(directory / BACKBONES)
     built, encoder = load_network(
         directory, manifest, trust_code=loading.trust_code, backbones=backbones
@@ -100,7 +101,7 @@ def load_network(
 ) -> tuple[BuiltModel, Encoder]:
     """The model and encoder a model kind's ``predictor.json`` describes, checked; a frozen
     backbone it keeps apart is read from ``backbones`` and checked with its weights."""
-    path = directory / "predictor.json"
+    path = directory / MANIFEST
     check_fields(path, manifest, MODEL_FIELDS)
     check_model_files(path, manifest)
     check_listed_files(path, manifest)

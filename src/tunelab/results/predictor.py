@@ -37,6 +37,7 @@ from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import check_folder, inside
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import FORMAT_VERSION, FROZEN_BACKBONE, read_manifest
+from tunelab.results.rundir import FINAL, MANIFEST
 from tunelab.training.loop import predict_outputs
 
 WEIGHTS_FILE = "model.safetensors"
@@ -172,12 +173,12 @@ class Predictor:
             "files": sorted(
                 path.relative_to(directory).as_posix()
                 for path in directory.rglob("*")
-                if path.is_file() and path.name != "predictor.json"
+                if path.is_file() and path.name != MANIFEST
             ),
         }
         if frozen is not None:
             manifest[FROZEN_BACKBONE] = frozen[0]
-        manifest_path = directory / "predictor.json"
+        manifest_path = directory / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         # safetensors writes through a private temporary file (mode 0600); the weights get
         # the mode every other file of the run gets (0644 under the usual umask)
@@ -302,14 +303,14 @@ def load_predictor(
             ``trees.py``, ``ensemble.py``); code named in the file without ``trust_code``.
     """
     directory = Path(path)
-    if (directory / "final" / "predictor.json").is_file():
-        directory = directory / "final"
+    if (directory / FINAL / MANIFEST).is_file():
+        directory = directory / FINAL
         if not inside(directory, Path(path)):
             raise FatalError(
                 f"{directory} leads out of the run directory {path}; a run's final/ is a "
                 "folder inside it: copy the predictor in instead of linking it"
             )
-    manifest_path = directory / "predictor.json"
+    manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise FatalError(
             f"no predictor in {str(path)!r}: expected {manifest_path} (a run directory written "
@@ -341,7 +342,7 @@ class Loading:
 def load_from(directory: Path, loading: Loading | None = None) -> AnyPredictor:
     """The predictor in ``directory``: its ``predictor.json`` says which kind, and the
     loader registered for that kind (``tunelab.registry.PREDICTOR_KINDS``) reads it."""
-    manifest_path = directory / "predictor.json"
+    manifest_path = directory / MANIFEST
     manifest = read_manifest(manifest_path)
     kind = manifest.get("kind", "model")
     if not isinstance(kind, str) or kind not in PREDICTOR_KINDS:

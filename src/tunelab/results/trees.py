@@ -26,6 +26,7 @@ from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import FOREST_LIMIT, read_npz
 from tunelab.results.guard import check_outputs
 from tunelab.results.predictor import Loading, load_images, manifest_header, raw_inputs
+from tunelab.results.rundir import MANIFEST
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -195,7 +196,7 @@ class TreePredictor:
             "forest": FOREST_FILE,
             "trees": int(self.forest.roots.size),
         }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return directory
 
 
@@ -204,7 +205,7 @@ def load_trees(directory: Path, manifest: dict[str, Any], loading: Loading) -> T
     CPU, name no code and keep no backbone."""
     from tunelab.results.manifest import check_fields, load_encoder, plain_file
 
-    check_fields(directory / "predictor.json", manifest, {"encoder": dict})
+    check_fields(directory / MANIFEST, manifest, {"encoder": dict})
     path = directory / plain_file(manifest, "forest", directory)
     encoder = load_encoder(directory, manifest)
     forest = Forest.load(path)

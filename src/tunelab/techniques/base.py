@@ -1,9 +1,10 @@
 """What every technique module provides: a spec in the ``TECHNIQUES`` registry.
 
-A technique is a named group of config fields with an off state (DESIGN.md). Its module
-registers one ``TechniqueSpec``: the config section it reads, where its set-up runs among the
-others, the overrides that switch it off (what the ablation ladder flips), and ``build``,
-which returns the plug-in the loop calls (``training/hooks.py``) or None when it is off.
+A technique is a named group of config fields with an off state (``docs/architecture.md``).
+Its module registers one ``TechniqueSpec``: the config section it reads, where its set-up
+runs among the others, the overrides that switch it off (what the ablation ladder flips),
+and ``build``, which returns the plug-in the loop calls (``training/hooks.py``) or None
+when it is off.
 
 It also declares what it needs (``Needs``): whether it changes a row's inputs every epoch (so
 a frozen backbone's features cannot be computed once), what the model is built with, what

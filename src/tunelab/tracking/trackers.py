@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
+from tunelab.observer import Observer
 from tunelab.reach import within
 from tunelab.registry import TRACKERS
 from tunelab.results.artifacts import TrialArtifacts
@@ -39,9 +40,10 @@ FAILURES_BEFORE_OFF = 3  # a tracker failing this many times in a row is switche
 START_SECONDS = 60.0  # the most a tracker's start may take, its check included
 
 
-class Tracking:
+class Tracking(Observer):
     """The trackers of one run; every call into them is guarded and bounded in time (see the
-    module doc), and what became of each is kept in ``outcomes``."""
+    module doc), and what became of each is kept in ``outcomes``. As an observer of a study
+    it sends each trial as it ends."""
 
     def __init__(
         self,
@@ -113,6 +115,9 @@ class Tracking:
             outcomes=outcomes,
             run=run,
         )
+
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.on_trial(study, trial)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial | None = None) -> None:
         """Send every finished trial that a tracker does not hold yet (an Optuna callback;
