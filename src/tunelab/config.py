@@ -520,7 +520,8 @@ class LadderConfig(Section):
     )
     folds: int = Field(5, ge=2, le=50)
     repeats: int = Field(2, ge=1, le=20, description="repeats 1 when the data has groups")
-    alpha: Probability = Field(0.05, description="significance level, after Holm's correction")
+    alpha: Probability = Field(0.05, description="intervals at 1 - alpha; verdicts at P >= 1-alpha")
+    rope: float | None = Field(None, ge=0, description="|change| <= rope is no change; null: auto")
     epochs: int | None = Field(
         None, ge=1, description="train.epochs of every variant (cheaper); default the recipe's"
     )

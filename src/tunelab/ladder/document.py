@@ -4,6 +4,8 @@ Layout (numbers are plain floats; null where one does not exist)::
 
     {
       "metric": "accuracy", "greater_is_better": true, "alpha": 0.05, "level": 0.95,
+      "rope": null,                    # ladder.rope as set (null: each step's default)
+      "probability_threshold": 0.95,   # a verdict's posterior probability, at least
       "interval_method": "corrected resampled t-test (...), clipped to accuracy's range [0, 1]",
       "folds": 5, "repeats": 2, "seed": 0, "epochs": null,
       "test_train_ratio": 0.25,        # n_test / n_train: Nadeau & Bengio's correction
@@ -19,8 +21,11 @@ A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped, failed), ``
 over the folds and its interval at ``level``, clipped to the metric's range: an accuracy
 interval never passes 1, so it is not always symmetric); ``compared_to`` (the name of the
 step it is compared with), ``changes`` (the config fields that differ from it); ``difference``,
-``difference_low``, ``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no
-evidence, hurts); ``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
+``difference_low``, ``difference_high``, ``p_value``, ``p_holm``; ``rope``, ``p_helps``,
+``p_equivalent``, ``p_hurts`` (the Bayesian correlated t-test: ``tunelab.ladder.stats``),
+``verdict`` (helps, equivalent, hurts: the one whose probability reaches
+``probability_threshold``, 1 - alpha; else no evidence); ``seconds`` (all folds),
+``seconds_per_epoch``, ``extra_seconds``.
 
 In the ladder a rung is compared with the previous measured rung: ``difference`` is this
 rung minus that one, ``extra_seconds`` what climbing it costs. In the leave-one-out view
@@ -100,6 +105,7 @@ def document(
         ratio=ratio,
         alpha=cfg.ladder.alpha,
         metric=metric,
+        rope=cfg.ladder.rope,
     )
     for variant in variants.values():
         variant["summary"] = variant_summary(variant, context)
@@ -111,6 +117,8 @@ def document(
         "greater_is_better": context.greater_is_better,
         "alpha": context.alpha,
         "level": 1.0 - context.alpha,
+        "rope": context.rope,
+        "probability_threshold": context.level,
         "interval_method": interval_method(metric),
         "folds": cfg.ladder.folds,
         "repeats": cfg.ladder.repeats,
@@ -135,8 +143,11 @@ def interval_method(metric: str) -> str:
 
 
 class _Context:
-    def __init__(self, *, folds: int, ratio: float, alpha: float, metric: str):
+    def __init__(
+        self, *, folds: int, ratio: float, alpha: float, metric: str, rope: float | None = None
+    ):
         self.folds, self.ratio, self.alpha, self.metric = folds, ratio, alpha, metric
+        self.rope = rope
         self.greater_is_better = GREATER_IS_BETTER[metric]
 
     @property
@@ -239,7 +250,28 @@ def _comparison(
         difference_high=high,
         p_value=result.p_value,
     )
+    out.update(_chances(new, old, context))
     return out
+
+
+def _chances(new: list[float], old: list[float], context: _Context) -> dict[str, float]:
+    """The Bayesian correlated t-test of ``new - old``: the rope and the three chances."""
+    rope = context.rope
+    if rope is None:
+        rope = stats.default_rope(metric_range(context.metric)[1], float(np.mean(old)))
+    chances = stats.posterior(
+        new,
+        old,
+        test_train_ratio=context.ratio,
+        rope=rope,
+        greater_is_better=context.greater_is_better,
+    )
+    return {
+        "rope": rope,
+        "p_helps": chances.helps,
+        "p_equivalent": chances.equivalent,
+        "p_hurts": chances.hurts,
+    }
 
 
 def _changes(reference: Step, step: Step) -> dict[str, Any]:
@@ -265,14 +297,11 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _holm(rows: list[dict[str, Any]], context: _Context) -> None:
-    """Holm-correct the p-values of one view, and give each tested step its verdict."""
+    """Holm-correct the p-values of one view, and give each tested step its verdict (from
+    its posterior chances, at 1 - alpha)."""
     tested = [row for row in rows if row.get("p_value") is not None]
     adjusted = stats.holm([row["p_value"] for row in tested])
     for row, p_holm in zip(tested, adjusted, strict=True):
         row["p_holm"] = p_holm
-        row["verdict"] = stats.verdict(
-            row["difference"],
-            p_holm,
-            alpha=context.alpha,
-            greater_is_better=context.greater_is_better,
-        )
+        chances = stats.Chances(row["p_helps"], row["p_equivalent"], row["p_hurts"])
+        row["verdict"] = stats.decide(chances, threshold=context.level)
