@@ -80,7 +80,9 @@ class DataConfig(Section):
     features: list[str] | None = Field(None, description="feature columns; default all others")
     categorical: list[str] | None = Field(None, description="columns to one-hot even if numeric")
     text_column: str | None = Field(None, description="column holding text (text models)")
-    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    task: Literal["auto", "binary", "multiclass", "regression"] = Field(
+        "auto", description="auto: from the target (fractions or many distinct numbers: regression)"
+    )
     modality: Literal["auto", "tabular", "image", "signal", "text"] = Field(
         "auto", description="how to read array inputs; auto decides from the source"
     )
@@ -88,10 +90,10 @@ class DataConfig(Section):
     test_source: str | None = Field(
         None, description="prefix:value of a predefined test set; data.test_size is then unused"
     )
-    test_size: Probability = 0.2
-    validation_size: Probability = 0.2
-    image_size: tuple[int, int] = (32, 32)
-    image_mode: Literal["rgb", "grayscale"] = "rgb"
+    test_size: Probability = Field(0.2, description="fraction held out for the one test")
+    validation_size: Probability = Field(0.2, description="fraction of the rest; picks epochs")
+    image_size: tuple[int, int] = Field((32, 32), description="images: resize to (height, width)")
+    image_mode: Literal["rgb", "grayscale"] = Field("rgb", description="images: colour channels")
     max_length: int = Field(128, ge=4, le=4096, description="max tokens per text")
     stream_above_mb: float = Field(
         1024.0, gt=0, description="datasets larger than this stream batches to the device"
@@ -142,7 +144,7 @@ class ModelConfig(Section):
     architecture: str | None = Field(
         None, description="for file: weights without tunelab metadata, e.g. builtin:mlp"
     )
-    pooling: PoolingName = "mean"
+    pooling: PoolingName = Field("mean", description="hf: token pooling")
     pretrained: bool = Field(True, description="timm/torchvision: load pretrained weights")
     head: HeadName = Field(
         "linear",
@@ -168,22 +170,22 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """The optimizer, schedule and loop settings."""
 
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
-    optimizer: OptimizerName = "adamw"
+    epochs: int = Field(20, ge=1, description="passes over the training rows, at most")
+    batch_size: int = Field(64, ge=1, description="rows per optimizer step")
+    optimizer: OptimizerName = Field("adamw", description="torch's")
     lr: float | Literal["auto"] = Field(
         1e-3, description="a number in (0, 10], or auto: an lr-find sweep suggests it"
     )
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    schedule: ScheduleName = "cosine"
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd and rmsprop")
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum")
+    schedule: ScheduleName = Field("cosine", description="lr")
     warmup_fraction: float = Field(0.0, ge=0, lt=1, description="of all steps (cosine)")
     step_every_epochs: int = Field(10, ge=1, description="step schedule period")
     step_gamma: float = Field(0.1, gt=0, le=1, description="step schedule factor")
-    grad_accumulation: int = Field(1, ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: str = "auto"
-    threads: int | None = Field(None, ge=1)
+    grad_accumulation: int = Field(1, ge=1, description="batches summed per optimizer step")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="bf16 on CUDA")
+    device: str = Field("auto", description="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null: the free cores")
     metric: str | None = Field(None, description="selection metric; default by task")
     bucket_by_length: bool = Field(
         False, description="text: batch texts of similar length together (less padding)"
@@ -239,7 +241,7 @@ class RegularizationConfig(Section):
     ``enabled: false`` switches all of them off at once (for ablation).
     """
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: all of regularization off")
     dropout: Rate = Field(0.1, description="dropout before the head")
     backbone_dropout: Rate | None = Field(
         None, description="override the backbone's own dropout rates; null keeps them"
@@ -248,7 +250,7 @@ class RegularizationConfig(Section):
         0.0, ge=0, description="L2: decoupled with adamw, a loss-gradient term otherwise"
     )
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights (not biases, norms)")
-    label_smoothing: Rate = 0.0
+    label_smoothing: Rate = Field(0.0, description="classification: weight on uniform targets")
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
 
 
@@ -268,15 +270,15 @@ class BatchNormConfig(Section):
 class AugmentationConfig(Section):
     """Random changes to training batches (never validation or test); all zero is off."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: all augmentation off")
     # images
     rotation: float = Field(0.0, ge=0, le=180, description="max degrees (images)")
     zoom: float = Field(0.0, ge=0, lt=1, description="max scale change, fraction (images)")
     crop: float = Field(0.0, ge=0, lt=1, description="random resized crop: max area cut")
-    hflip: bool = False
-    vflip: bool = False
+    hflip: bool = Field(False, description="images: random left-right flips")
+    vflip: bool = Field(False, description="images: random up-down flips")
     color_jitter: float = Field(0.0, ge=0, le=1, description="brightness/contrast strength")
-    policy: Literal["none", "randaugment", "trivialaugment"] = "none"
+    policy: Literal["none", "randaugment", "trivialaugment"] = Field("none", description="kornia")
     cutmix: float = Field(0.0, ge=0, description="Beta(alpha, alpha) of cutmix (images)")
     # signals
     shift: float = Field(0.0, ge=0, lt=1, description="max shift, fraction of length")
@@ -296,7 +298,7 @@ class FinetuningConfig(Section):
 
     strategy: Literal[
         "full", "linear_probe", "freeze_then_unfreeze", "discriminative", "llrd", "lora", "scratch"
-    ] = "full"
+    ] = Field("full", description="how the pretrained backbone trains; scratch: re-initialized")
     unfreeze_epoch: int = Field(1, ge=1, description="freeze_then_unfreeze: first epoch trained")
     gradual: bool = Field(False, description="unfreeze one layer group per epoch, top first")
     backbone_lr_mult: float = Field(
@@ -321,14 +323,14 @@ class FinetuningConfig(Section):
 class EarlyStoppingConfig(Section):
     """Stop when the monitored value stops improving; keep the best weights."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: train every epoch")
     monitor: str = Field(
         "metric", description="'metric' (the selection metric), 'val_loss', or a metric name"
     )
-    patience: int = Field(5, ge=1)
-    min_delta: float = Field(0.0, ge=0)
+    patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as one")
     warmup_epochs: int = Field(0, ge=0, description="epochs before stopping may trigger")
-    restore_best: bool = True
+    restore_best: bool = Field(True, description="end on the best epoch's weights")
 
     @field_validator("monitor")
     @classmethod
@@ -405,12 +407,12 @@ class ParamSpec(Section):
         train.momentum: {type: float, low: 0.8, high: 0.99, when: {train.optimizer: sgd}}
     """
 
-    type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = Field(None, gt=0)
-    choices: list[Any] | None = None
+    type: Literal["float", "int", "categorical"] = Field(description="how it is suggested")
+    low: float | None = Field(None, description="float, int: the smallest value")
+    high: float | None = Field(None, description="float, int: the largest value")
+    log: bool = Field(False, description="float, int: sample on a log scale (low > 0)")
+    step: float | None = Field(None, gt=0, description="float, int: values low + k x step")
+    choices: list[Any] | None = Field(None, description="categorical: the values to try")
     when: dict[str, Any] | None = Field(
         None, description="suggest only when these fields (searched earlier) have these values"
     )
@@ -448,9 +450,9 @@ class SearchConfig(Section):
     heartbeat_interval: int = Field(10, ge=1, description="seconds between trial heartbeats")
     grace_period: int | None = Field(None, ge=1, description="stale after; default 2x heartbeat")
     max_retry: int = Field(1, ge=0, description="retries of a trial whose process died")
-    max_consecutive_failures: int = Field(5, ge=1)
+    max_consecutive_failures: int = Field(5, ge=1, description="failures in a row: stop")
     keep_top_k: int = Field(3, ge=1, description="trial checkpoints kept")
-    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    space: dict[str, ParamSpec] = Field(default_factory=dict, description="dotted field: ParamSpec")
 
     @field_validator("sampler", "pruner")
     @classmethod
@@ -498,10 +500,10 @@ def _storage_problem(storage: str) -> str | None:
 class CrossValidationConfig(Section):
     """How each trial is estimated: the holdout split, or k folds of the non-test rows."""
 
-    strategy: Literal["holdout", "kfold"] = "holdout"
-    folds: int = Field(5, ge=2, le=50)
-    repeats: int = Field(1, ge=1, le=20)
-    stratified: bool = True
+    strategy: Literal["holdout", "kfold"] = Field("holdout", description="how a trial is scored")
+    folds: int = Field(5, ge=2, le=50, description="kfold: folds")
+    repeats: int = Field(1, ge=1, le=20, description="kfold: repeats, reshuffled")
+    stratified: bool = Field(True, description="classification: keep class shares")
     prune_on: Literal["epoch", "fold"] = Field(
         "epoch", description="report per epoch (first fold) or per fold (wilcoxon)"
     )
@@ -524,9 +526,10 @@ class LadderConfig(Section):
     leave_one_out: bool = Field(
         True, description="also measure the final recipe with each technique switched off"
     )
-    folds: int = Field(5, ge=2, le=50)
+    folds: int = Field(5, ge=2, le=50, description="folds of every variant")
     repeats: int = Field(2, ge=1, le=20, description="repeats 1 when the data has groups")
-    alpha: Probability = Field(0.05, description="significance level, after Holm's correction")
+    alpha: Probability = Field(0.05, description="intervals at 1 - alpha; verdicts at P >= 1-alpha")
+    rope: float | None = Field(None, ge=0, description="|change| <= rope is no change; null: auto")
     epochs: int | None = Field(
         None, ge=1, description="train.epochs of every variant (cheaper); default the recipe's"
     )

@@ -73,6 +73,10 @@ def test_a_planted_effect_helps_and_a_no_op_gets_no_evidence(
     assert steps["planted"]["verdict"] == "helps"
     assert steps["planted"]["difference"] > 0.3 and steps["planted"]["p_holm"] < 0.05
     assert steps["planted"]["changes"] == {"train.lr": 0.02}
+    assert steps["planted"]["p_helps"] > 0.95 and steps["planted"]["rope"] == 0.005
+    chances = [steps["reseed"][f"p_{side}"] for side in ("helps", "equivalent", "hurts")]
+    assert sum(chances) == pytest.approx(1.0) and max(chances) < 0.95
+    assert doc["probability_threshold"] == 0.95 and doc["rope"] is None
     assert steps["reseed"]["verdict"] == "no evidence"
     assert steps["reseed"]["difference"] != 0.0  # real, different fits: noise only
     out = rows(doc, "leave_one_out")
@@ -200,7 +204,7 @@ def test_the_ensemble_rung_of_a_run_without_one_is_skipped_with_the_reason(
     """One word for a rung that did not run: "skipped", in ladder.json and the table."""
     from rich.console import Console
 
-    from tunelab.ladder.show import ladder_table
+    from tunelab.ladder.show import chances_cell, ladder_table
 
     cfg = make_config(ladder={**SMALL, "rungs": ["regularization", "ensemble"]})
     doc = ladder(cfg, tmp_path / "run")
@@ -210,6 +214,8 @@ def test_the_ensemble_rung_of_a_run_without_one_is_skipped_with_the_reason(
     console.print(ladder_table(doc))
     printed = console.export_text()
     assert "skipped + ensemble: no ensemble in this run" in printed and "failed" not in printed
+    bar = chances_cell(rows(doc)["regularization"])
+    assert len(bar.split()[0]) == 10 and set(bar.split()[0]) <= set("+=-") and bar in printed
 
 
 def test_intervals_stay_inside_the_metric_range_and_name_their_method(

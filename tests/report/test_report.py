@@ -241,6 +241,21 @@ def write_ladder(run: Path) -> None:
     )
 
 
+def test_the_ladder_shows_each_steps_chances_as_one_bar_and_in_the_table(
+    train_run: Path,
+) -> None:
+    write_ladder(train_run)
+    doc = json.loads((train_run / "ladder.json").read_text())
+    chances = {"p_helps": 0.88, "p_equivalent": 0.1, "p_hurts": 0.02, "rope": 0.005}
+    doc["ladder"][1].update(chances)
+    doc.update(rope=None, probability_threshold=0.95)
+    (train_run / "ladder.json").write_text(json.dumps(doc))
+    ladder = sections(build_report(train_run))["ladder"]
+    assert figures(ladder) == 2  # the waterfall and the chances, one bar per compared step
+    assert ">0.88 / 0.10 / 0.02</td>" in ladder
+    assert "a verdict needs a chance of at least 0.95" in ladder
+
+
 def test_without_plotly_the_report_keeps_its_tables_and_says_how_to_get_charts(
     train_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

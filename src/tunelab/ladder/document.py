@@ -4,6 +4,8 @@ Layout (numbers are plain floats; null where one does not exist)::
 
     {
       "metric": "accuracy", "greater_is_better": true, "alpha": 0.05, "level": 0.95,
+      "rope": null,                    # ladder.rope as set (null: each step's default)
+      "probability_threshold": 0.95,   # a verdict's posterior probability, at least
       "interval_method": "corrected resampled t-test (...), clipped to accuracy's range [0, 1]",
       "folds": 5, "repeats": 2, "seed": 0, "epochs": null,
       "test_train_ratio": 0.25,        # n_test / n_train: Nadeau & Bengio's correction
@@ -22,10 +24,13 @@ range: an accuracy interval never passes 1, so it is not always symmetric); ``co
 (the name of the step it is compared with), ``changes`` (the config fields that differ from
 it), ``switches`` (in the ladder: the fields the rung sets differently from the rung below
 it, also when that one did nothing); ``difference``,
-``difference_low``, ``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no
-evidence, hurts, no change); ``note`` (for "no evidence": the repeats that would reach
-alpha at the observed spread; for "no change": no fold's score moved though the
-predictions did); ``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
+``difference_low``, ``difference_high``, ``p_value``, ``p_holm``; ``rope``, ``p_helps``,
+``p_equivalent``, ``p_hurts`` (the Bayesian correlated t-test: ``tunelab.ladder.stats``),
+``verdict`` (helps, equivalent, hurts: the one whose probability reaches
+``probability_threshold``, 1 - alpha; else no evidence; no change where no fold's score
+moved); ``note`` (for "no evidence": the repeats that would reach alpha at the observed
+spread; for "no change": no fold's score moved though the predictions did); ``seconds``
+(all folds), ``seconds_per_epoch``, ``extra_seconds``.
 
 A step *did nothing* when its recipe resolves to the same training as the step it is
 compared with (known from the config: it has no variant and was not trained; see
@@ -107,6 +112,7 @@ def document(
         alpha=cfg.ladder.alpha,
         metric=metric,
         kfolds=cfg.ladder.folds,
+        rope=cfg.ladder.rope,
     )
     for variant in variants.values():
         variant["summary"] = variant_summary(variant, context)
@@ -118,6 +124,8 @@ def document(
         "greater_is_better": context.greater_is_better,
         "alpha": context.alpha,
         "level": 1.0 - context.alpha,
+        "rope": context.rope,
+        "probability_threshold": context.level,
         "interval_method": interval_method(metric),
         "folds": cfg.ladder.folds,
         "repeats": cfg.ladder.repeats,
@@ -142,9 +150,19 @@ def interval_method(metric: str) -> str:
 
 
 class _Context:
-    def __init__(self, *, folds: int, ratio: float, alpha: float, metric: str, kfolds: int):
+    def __init__(
+        self,
+        *,
+        folds: int,
+        ratio: float,
+        alpha: float,
+        metric: str,
+        kfolds: int,
+        rope: float | None = None,
+    ):
         self.folds, self.ratio, self.alpha, self.metric = folds, ratio, alpha, metric
         self.kfolds = kfolds  # ladder.folds: a repeat's folds
+        self.rope = rope
         self.greater_is_better = GREATER_IS_BETTER[metric]
 
     @property
@@ -277,7 +295,28 @@ def _comparison(
         p_value=result.p_value,
         differences=[n - o for n, o in zip(new, old, strict=True)],  # dropped by _holm
     )
+    out.update(_chances(new, old, context))
     return out
+
+
+def _chances(new: list[float], old: list[float], context: _Context) -> dict[str, float]:
+    """The Bayesian correlated t-test of ``new - old``: the rope and the three chances."""
+    rope = context.rope
+    if rope is None:
+        rope = stats.default_rope(metric_range(context.metric)[1], float(np.mean(old)))
+    chances = stats.posterior(
+        new,
+        old,
+        test_train_ratio=context.ratio,
+        rope=rope,
+        greater_is_better=context.greater_is_better,
+    )
+    return {
+        "rope": rope,
+        "p_helps": chances.helps,
+        "p_equivalent": chances.equivalent,
+        "p_hurts": chances.hurts,
+    }
 
 
 def _changes(reference: Step, step: Step) -> dict[str, Any]:
@@ -293,20 +332,16 @@ def _changes(reference: Step, step: Step) -> dict[str, Any]:
 
 
 def _holm(rows: list[dict[str, Any]], context: _Context) -> None:
-    """Holm-correct the p-values of one view, and give each tested step its verdict (``no
-    change`` where no fold's score moved); a step without evidence gets the repeats it
-    would need (``note``)."""
+    """Holm-correct the p-values of one view, and give each tested step its verdict (from
+    its posterior chances, at 1 - alpha; ``no change`` where no fold's score moved); a step
+    without evidence gets the repeats it would need (``note``)."""
     tested = [row for row in rows if row.get("p_value") is not None]
     adjusted = stats.holm([row["p_value"] for row in tested])
     for row, p_holm in zip(tested, adjusted, strict=True):
         differences = row.pop("differences")
         row["p_holm"] = p_holm
-        row["verdict"] = stats.verdict(
-            row["difference"],
-            p_holm,
-            alpha=context.alpha,
-            greater_is_better=context.greater_is_better,
-        )
+        chances = stats.Chances(row["p_helps"], row["p_equivalent"], row["p_hurts"])
+        row["verdict"] = stats.decide(chances, threshold=context.level)
         if row.get("unchanged"):
             row["verdict"] = "no change"
         elif row["verdict"] == "no evidence":

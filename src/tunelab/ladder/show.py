@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 VIEWS = {"ladder": "ablation ladder", "leave_one_out": "leave one out"}
+CHANCES_HEADER = "P(helps/equivalent/hurts)"
 
 
 # a step with a reason instead of numbers, and the words its verdict cell shows
@@ -22,11 +23,11 @@ def rows(doc: dict[str, Any], view: str) -> tuple[list[str], list[list[str]], li
     """One view (``ladder`` or ``leave_one_out``) as text: the header, the rows, and the
     reason of each skipped, failed or idle step in row order (its verdict cell says which)."""
     compared = "change" if view == "ladder" else "it adds"
-    header = ["step", doc["metric"], compared, "p (Holm)", "verdict", "time"]
+    header = ["step", doc["metric"], compared, "p (Holm)", "verdict", CHANCES_HEADER, "time"]
     body, skipped = [], []
     for row in doc[view]:
         if row["status"] in NOT_TESTED:
-            body.append([row["label"], "", "", "", NOT_TESTED[row["status"]], ""])
+            body.append([row["label"], "", "", "", NOT_TESTED[row["status"]], "", ""])
             skipped.append(row["reason"])
             continue
         difference = (row.get("difference"), row.get("difference_low"), row.get("difference_high"))
@@ -37,6 +38,7 @@ def rows(doc: dict[str, Any], view: str) -> tuple[list[str], list[list[str]], li
                 interval_text(*difference, signed=True),
                 _p(row.get("p_holm")),
                 row.get("verdict") or ("pending" if row["status"] == "pending" else ""),
+                chances_cell(row),
                 time_text(row.get("seconds"), row.get("seconds_per_epoch")),
             ]
         )
@@ -104,7 +106,7 @@ def markdown(doc: dict[str, Any], view: str = "ladder") -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for line in body:
         if line[4] in NOT_TESTED.values():
-            line = [*line[:4], f"{line[4]}: {next(notes)}", line[5]]
+            line = [*line[:4], f"{line[4]}: {next(notes)}", *line[5:]]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |")
     below = explained(doc, view)
     return "\n".join(lines + ([""] + [f"- {line}" for line in below] if below else []))
@@ -118,8 +120,42 @@ def caption(doc: dict[str, Any]) -> str:
     return (
         f"{doc['folds']}-fold x {doc['repeats']} repeats (seed {doc['seed']}{epochs}); "
         f"± {level}% intervals ([low, high] where clipped) and p-values: {method}; "
-        f"p-values Holm-corrected; verdicts at alpha {doc['alpha']}; time: all folds, s/epoch"
+        f"p-values Holm-corrected; {verdicts(doc)}; time: all folds, s/epoch"
     )
+
+
+def verdicts(doc: dict[str, Any]) -> str:
+    """How the verdicts were reached, in a few words (older documents: by Holm's p)."""
+    threshold = doc.get("probability_threshold")
+    if threshold is None:
+        return f"verdicts at alpha {doc['alpha']}"
+    rope = "auto" if doc.get("rope") is None else f"{doc['rope']:g}"
+    return (
+        f"verdicts: P >= {threshold:g} of the Bayesian correlated t-test "
+        f"(+ helps, = within the rope {rope}, - hurts)"
+    )
+
+
+def chances_cell(row: dict[str, Any], width: int = 10) -> str:
+    """P(helps), P(equivalent), P(hurts) as one bar of ``width`` characters (``+``, ``=``,
+    ``-``) and the numbers: ``++++++++=- 0.81/0.12/0.07``."""
+    found = [row.get(name) for name in ("p_helps", "p_equivalent", "p_hurts")]
+    chances = [float(chance) for chance in found if chance is not None]
+    if len(chances) != 3:
+        return ""
+    cells = _shares(chances, width)
+    bar = "".join(mark * count for mark, count in zip("+=-", cells, strict=True))
+    return f"{bar} " + "/".join(f"{chance:.2f}" for chance in chances)
+
+
+def _shares(chances: list[float], width: int) -> list[int]:
+    """``width`` cells split by the largest remainder, so the bar is always ``width`` long."""
+    exact = [chance * width for chance in chances]
+    cells = [int(value) for value in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - cells[i], reverse=True)
+    for i in by_remainder[: width - sum(cells)]:
+        cells[i] += 1
+    return cells
 
 
 def interval_text(

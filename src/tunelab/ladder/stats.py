@@ -11,12 +11,23 @@ Each step of a ladder is one test, so the p-values of one view are corrected for
 testing with Holm's step-down method (it controls the family-wise error rate, like
 Bonferroni's, and never rejects less).
 
+A p-value answers "is there any difference at all", and with a few folds it rarely can.
+The verdict asks what a user asks, "how likely is it that this step helps by more than a
+negligible amount", with the Bayesian correlated t-test (Benavoli, Corani, Demšar &
+Zaffalon 2017, "Time for a change", JMLR 18(77)): under a flat prior the mean difference's
+posterior is Student's t with n - 1 degrees of freedom, centred on the mean of the fold
+differences, with Nadeau & Bengio's corrected variance as its squared scale. Its mass
+below ``-rope``, inside ``[-rope, rope]`` (the region of practical equivalence) and above
+``rope`` are P(hurts), P(equivalent) and P(helps) (flipped for an error metric). A verdict
+needs one of them to reach ``threshold``; otherwise it is ``no evidence``.
+
 Example::
 
     est = estimate([0.91, 0.93, 0.92], test_train_ratio=0.25, level=0.95)
     cmp = compare(new, old, test_train_ratio=0.25, level=0.95)
     adjusted = holm([cmp.p_value, ...])
-    verdict(cmp.difference.mean, adjusted[0], alpha=0.05, greater_is_better=True)
+    chances = posterior(new, old, test_train_ratio=0.25, rope=0.005, greater_is_better=True)
+    decide(chances, threshold=0.95)  # "helps", "equivalent", "hurts" or "no evidence"
 """
 
 from __future__ import annotations
@@ -29,7 +40,11 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-Verdict = Literal["helps", "no evidence", "hurts"]
+Verdict = Literal["helps", "equivalent", "no evidence", "hurts"]
+# the region of practical equivalence for a metric scored in [0, 1] (or up to 1, like r2):
+# half a point; for an error metric (log_loss, rmse, mae) half a percent of the reference
+DEFAULT_ROPE_POINTS = 0.005
+DEFAULT_ROPE_FRACTION = 0.005
 
 
 @dataclass(frozen=True)
@@ -119,15 +134,68 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def verdict(
-    difference: float, p_adjusted: float, *, alpha: float, greater_is_better: bool
-) -> Verdict:
-    """``helps`` or ``hurts`` when the adjusted p-value is below ``alpha`` (by the direction
-    of the difference and of the metric), else ``no evidence``."""
-    if not p_adjusted < alpha or difference == 0.0:
-        return "no evidence"
-    better = difference > 0 if greater_is_better else difference < 0
-    return "helps" if better else "hurts"
+@dataclass(frozen=True)
+class Chances:
+    """The posterior probabilities that a step helps, changes nothing that matters
+    (``|difference| <= rope``) or hurts; they sum to 1."""
+
+    helps: float
+    equivalent: float
+    hurts: float
+
+
+def default_rope(metric_ceiling: float, reference: float) -> float:
+    """Half a point for a metric that ends at 1 (accuracy, roc_auc, r2...), else half a
+    percent of the reference score (an error metric has the target's units)."""
+    if metric_ceiling == 1.0:
+        return DEFAULT_ROPE_POINTS
+    return DEFAULT_ROPE_FRACTION * abs(reference)
+
+
+def posterior(
+    new: Sequence[float],
+    old: Sequence[float],
+    *,
+    test_train_ratio: float,
+    rope: float,
+    greater_is_better: bool,
+) -> Chances:
+    """The Bayesian correlated t-test of ``new - old`` (fold by fold, the same splits).
+
+    Equal to ``baycomp.CorrelatedTTest.probs(old, new, rope, runs)`` for k folds (its
+    correction ``1/(k-1)`` is ``test_train_ratio``), with the sides named by the metric's
+    direction.
+
+    Raises:
+        ValueError: different numbers of folds, a score that is not finite, or a negative rope.
+    """
+    if len(new) != len(old):
+        raise ValueError(f"paired scores need the same folds, got {len(new)} and {len(old)} scores")
+    if not (math.isfinite(rope) and rope >= 0):
+        raise ValueError(f"rope must be a finite number >= 0, got {rope}")
+    differences = _finite(new) - _finite(old)
+    mean = float(differences.mean())
+    scale = math.sqrt(corrected_variance(differences, test_train_ratio=test_train_ratio))
+    if scale == 0.0:  # every fold moved by the same amount: the posterior is a point
+        below, above = float(mean < -rope), float(mean > rope)
+    else:
+        t = stats.t(df=len(differences) - 1, loc=mean, scale=scale)
+        below, above = float(t.cdf(-rope)), float(t.sf(rope))
+    equivalent = max(0.0, 1.0 - below - above)
+    if greater_is_better:
+        return Chances(helps=above, equivalent=equivalent, hurts=below)
+    return Chances(helps=below, equivalent=equivalent, hurts=above)
+
+
+def decide(chances: Chances, *, threshold: float) -> Verdict:
+    """``helps``, ``equivalent`` or ``hurts`` when its probability reaches ``threshold``
+    (the ladder's is ``1 - alpha``), else ``no evidence``."""
+    named: tuple[tuple[Verdict, float], ...] = (
+        ("helps", chances.helps),
+        ("equivalent", chances.equivalent),
+        ("hurts", chances.hurts),
+    )
+    return next((name for name, chance in named if chance >= threshold), "no evidence")
 
 
 def repeats_needed(

@@ -27,6 +27,7 @@ class Rung:
     seconds: float | None = None
     skipped: str | None = None
     did_nothing: bool = False
+    chances: tuple[float, float, float] | None = None  # P(helps), P(equivalent), P(hurts)
 
     @property
     def measured(self) -> bool:
@@ -40,6 +41,8 @@ class Ladder:
     rungs: list[Rung]
     leave_one_out: list[Rung]
     interval_method: str | None = None
+    rope: float | None = None
+    probability_threshold: float | None = None
 
     @property
     def baseline(self) -> Rung | None:
@@ -66,6 +69,8 @@ def read_ladder(data: Any) -> Ladder:
         if isinstance(others, list)
         else [],
         interval_method=str(data["interval_method"]) if data.get("interval_method") else None,
+        rope=_number(data.get("rope")),
+        probability_threshold=_number(data.get("probability_threshold")),
     )
 
 
@@ -90,7 +95,17 @@ def _rung(item: Any, index: int) -> Rung:
         seconds=_number(item.get("seconds")),
         skipped=skipped,
         did_nothing=status == "did nothing",
+        chances=_chances(item),
     )
+
+
+def _chances(item: dict[str, Any]) -> tuple[float, float, float] | None:
+    """The three posterior chances, when all are numbers in [0, 1]."""
+    found = [_number(item.get(name)) for name in ("p_helps", "p_equivalent", "p_hurts")]
+    if any(value is None or not 0.0 <= value <= 1.0 for value in found):
+        return None
+    helps, equivalent, hurts = (float(value or 0.0) for value in found)
+    return helps, equivalent, hurts
 
 
 def _number(value: Any) -> float | None:

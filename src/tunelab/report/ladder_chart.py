@@ -10,6 +10,7 @@ from typing import Any
 from tunelab.report.contents import RunContents
 from tunelab.report.html import Page, Section, no_charts, note, number, paragraph, table
 from tunelab.report.ladder import Ladder, Rung
+from tunelab.report.ladder_chances import chances_chart, chances_text, explanation, with_chances
 
 VERDICT_COLOURS = {"helps": "#1a7f37", "hurts": "#c62828"}
 OTHER_COLOUR = "#9ca3af"
@@ -22,7 +23,9 @@ def ladder_section(contents: RunContents, page: Page) -> Section:
         section.parts.append(note("no ladder in this run"))
         return section
     metric = ladder.metric or contents.metric or "score"
-    if ladder.alpha is not None:
+    if ladder.probability_threshold is not None:
+        section.parts.append(paragraph(explanation(ladder)))
+    elif ladder.alpha is not None:
         section.parts.append(
             f"<p>Verdicts at alpha {number(ladder.alpha, 3)}: paired differences on the same "
             "folds, corrected resampled t-test, Holm-adjusted across steps.</p>"
@@ -32,6 +35,8 @@ def ladder_section(contents: RunContents, page: Page) -> Section:
     measured = [rung for rung in ladder.rungs if rung.measured]
     if page.charts and measured:
         section.parts.append(page.figure(waterfall(measured, metric)))
+        if with_chances(ladder.rungs):
+            section.parts.append(page.figure(chances_chart(with_chances(ladder.rungs))))
     elif not page.charts:
         section.parts.append(no_charts())
     section.parts.append(rung_table(ladder.rungs, metric))
@@ -118,6 +123,7 @@ def rung_table(rungs: list[Rung], metric: str) -> str:
         "p",
         "p (Holm)",
         "seconds",
+        "P(helps / equivalent / hurts)",
         "verdict",
     ]
     rows: list[list[str]] = []
@@ -125,7 +131,7 @@ def rung_table(rungs: list[Rung], metric: str) -> str:
     for rung in rungs:
         if rung.skipped is not None:
             word = "did nothing here" if rung.did_nothing else "skipped"
-            rows.append([rung.name, "-", "-", "-", "-", "-", "-", "-", f"{word}: {rung.skipped}"])
+            rows.append([rung.name, *["-"] * 8, f"{word}: {rung.skipped}"])
             classes.append("")
             continue
         rows.append(
@@ -138,11 +144,12 @@ def rung_table(rungs: list[Rung], metric: str) -> str:
                 number(rung.p_value, 4),
                 number(rung.holm_p_value, 4),
                 number(rung.seconds, 1),
+                chances_text(rung),
                 rung.verdict or "-",
             ]
         )
         classes.append(rung.verdict if rung.verdict in VERDICT_COLOURS else "")
-    numeric = [False, True, True, True, True, True, True, True, False]
+    numeric = [False, True, True, True, True, True, True, True, True, False]
     return table(header, rows, numeric=numeric, classes=classes)
 
 
