@@ -43,7 +43,8 @@ from tunelab.results.rundir import (
     write_json,
 )
 from tunelab.results.stages import LateStages, StageFailure
-from tunelab.results.trial_record import record
+from tunelab.results.trial_record import record, reused_from
+from tunelab.search.applicable import refuse_empty_space
 from tunelab.search.budget import STOPPED_ATTR, Budget, fold_fraction, run_budget
 from tunelab.search.claim import claim_study
 from tunelab.search.jobs import jobs_after_a_trial
@@ -55,6 +56,7 @@ from tunelab.search.optimize import (
     optimize,
     trailing_failures,
 )
+from tunelab.search.rerun import BudgetClock, Rerun, plan_rerun
 from tunelab.search.space import decode, params_text
 from tunelab.search.study import (
     artifact_folder,
@@ -185,6 +187,9 @@ def run_study(
     on_start: StartHook | None = None,
     started: float | None = None,
     quiet_workers: bool = False,
+    no_extend: bool = False,
+    on_budget: Callable[[float], None] | None = None,
+    require_space: bool = False,
 ) -> StudyResult:
     """Search, refit the best parameters, combine the best trials when that helps, and
     evaluate the final predictor once on the test rows (then measure the ablation ladder of
@@ -203,10 +208,14 @@ def run_study(
         started: when the command started (Unix time), where the budget's clock starts;
             default now.
         quiet_workers: ``--jobs`` workers print nothing (a live view owns the terminal).
+        no_extend: a study that ran before gets no new trials (refit and report only).
+        on_budget: told when the budget ends (Unix time), once known (a resumed run has
+            only what is left of it).
+        require_space: refuse a study with nothing to search (``tunelab run``).
 
     Raises:
         ConfigError: a setting, set or searched, that cannot apply to the data's modality
-            (before any trial).
+            (before any trial); with ``require_space``, nothing to search.
     """
     clock = Stages(Timeline(started or time.time()), on_stage=on_stage, on_epoch=on_epoch)
     watch = _Hooks(jobs, on_epoch, hooks or [], poll, on_start, quiet_workers)
@@ -215,6 +224,8 @@ def run_study(
     known = peek_modality(cfg.data)
     if known is not None:  # before the run directory: a setting that cannot apply
         refuse_misfits(cfg, known)
+    if require_space:  # (the automatic space, once it exists, bypasses this)
+        refuse_empty_space(cfg)
     share_cores(jobs=1)  # this process: trials it runs itself, the refit, the ensemble
     try:
         run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg), study=True)
@@ -226,15 +237,25 @@ def run_study(
     with ExitStack() as held:
         held.callback(release_run_dir, run)
         held.enter_context(logging_to(run.log))
+        rerun = plan_rerun(cfg, run, no_extend=no_extend)
+        clock.clock.spent_before = rerun.spent
+        if rerun.line is not None:  # what a re-run does, first
+            log.info(rerun.line)
+            clock.say(rerun.line)
         clock.say("loading data and opening the study")
         prepared, study, artifacts = setup(cfg, run)
         refuse_misfits(cfg, prepared.raw.modality)  # a py: source's modality is known now
         claim = claim_study(storage_url(cfg, run.path), study)
         held.callback(claim.release)
-        budget = _budget(cfg, prepared, clock.clock.started)
+        budget = _budget(cfg, prepared, clock.clock.started, spent=rerun.spent)
+        if on_budget is not None and budget.end is not None:
+            on_budget(budget.end)
         opened = (prepared, study, artifacts)
         if claim.held:
-            result = _own_study(cfg, run, opened, budget, watch, ladder_watcher, clock)
+            timer = BudgetClock(study, started=clock.clock.started, spent=rerun.spent)
+            with timer:
+                result = _own_study(cfg, run, opened, budget, watch, ladder_watcher, clock, rerun)
+                timer.ended(rerun.ended_because(result.stop_reason))
         else:  # a run on another machine finishes this study
             result = _trials_only(cfg, run, opened, budget, watch, claim.holder)
     return result
@@ -251,8 +272,10 @@ def _own_study(
     watch: _Hooks,
     ladder_watcher: Watcher | None,
     clock: Stages,
+    rerun: Rerun,
 ) -> StudyResult:
-    """The finisher's part: search, then refit, ensemble, test, ladder and report."""
+    """The finisher's part: search (unless ``rerun`` says not), then refit, ensemble,
+    test, ladder and report."""
     prepared, study, artifacts = opened
     write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
     log.info(
@@ -266,7 +289,11 @@ def _own_study(
     clock.enter("search", f"search: {finished(study)} of {cfg.search.n_trials} trials done")
     try:
         hooks = [tracking.on_trial, trial_log(prepared.metric)]
-        reason, failed = _search(cfg, run, opened, budget, watch, hooks, wait=True)
+        reason, failed = (
+            _search(cfg, run, opened, budget, watch, hooks, wait=True)
+            if rerun.search
+            else (f"no new trials: {rerun.line}", False)
+        )
     except KeyboardInterrupt:
         # what finished is in the storage already; write the tables so the run can be read
         log.info("interrupted; %d trials finished", finished(study))
@@ -398,7 +425,7 @@ def _join(cfg: RunConfig, run: RunDir, holder: str, clock: Stages, watch: _Hooks
     with logging_to(run.log):
         clock.say("loading data and opening the study")
         prepared, study, artifacts = setup(cfg, run)
-        budget = _budget(cfg, prepared, clock.clock.started)
+        budget = _budget(cfg, prepared, clock.clock.started, spent=0.0)
         return _trials_only(cfg, run, (prepared, study, artifacts), budget, watch, holder)
 
 
@@ -460,19 +487,22 @@ def trial_log(metric: str) -> TrialHook:
             value += f" ± {spread:.4f}" if isinstance(spread, float) else ""
         reason = trial.user_attrs.get("fail_reason")
         why = f" ({reason})" if reason else ""
+        copied = reused_from(trial)
+        why += f" (reused trial {copied}'s result: not trained again)" if copied is not None else ""
         log.info("trial %d %s%s%s", trial.number, trial.state.name.lower(), value, why)
 
     return logged
 
 
-def _budget(cfg: RunConfig, prepared: Prepared, started: float) -> Budget:
-    """The run's end (``budget``, from the command's start) and the search's
-    (``search.timeout``, from now: the search's start)."""
+def _budget(cfg: RunConfig, prepared: Prepared, started: float, *, spent: float) -> Budget:
+    """The run's end (``budget``, from the command's start, less what earlier runs of the
+    study ``spent`` of it) and the search's (``search.timeout``, from now: the search's
+    start)."""
     rows = len(prepared.split.train) + len(prepared.split.validation)
     timeout = cfg.search.timeout
     return run_budget(
         cfg,
-        end=started + cfg.budget if cfg.budget else None,
+        end=started + cfg.budget - spent if cfg.budget else None,
         timeout_end=time.time() + timeout if timeout else None,
         fold_fraction=fold_fraction(cfg, len(prepared.split.train), rows),
     )
