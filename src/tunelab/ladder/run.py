@@ -32,6 +32,7 @@ from tunelab.evaluation.trees import TECHNIQUES_TREES_TAKE, is_tree_model
 from tunelab.ladder.document import Variants, document, measured_fields
 from tunelab.ladder.rungs import Plan, Probe, StageContext, Step, plan, recipes
 from tunelab.resolved import write_resolved
+from tunelab.results.recipe import RECIPE_KEY, recipe_digest
 from tunelab.results.rundir import RunDir, write_json
 from tunelab.techniques import DataFacts
 from tunelab.techniques.batchnorm import BN_TYPES
@@ -107,6 +108,7 @@ def run_ladder(
             metric=prepared.metric,
         )
         doc["params"], doc["params_source"] = params, params_source
+        doc[RECIPE_KEY] = recipe_digest(cfg.model_dump(mode="json"), params)
         write_atomically(run.ladder, doc)
         return doc
 

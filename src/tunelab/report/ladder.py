@@ -39,6 +39,8 @@ class Ladder:
     rungs: list[Rung]
     leave_one_out: list[Rung]
     interval_method: str | None = None
+    # set by the report: why the ladder describes another recipe than the final one
+    stale: str | None = None
 
     @property
     def baseline(self) -> Rung | None:
