@@ -17,16 +17,16 @@ from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.config import RunConfig
 from tunelab.errors import ConfigError
+from tunelab.flows.study import run_study
 from tunelab.results.leaderboard import ranked
 from tunelab.search.applicable import (
     applies,
     check_lines,
     nothing_to_search,
     refuse_empty_space,
-    settings_key,
 )
 from tunelab.search.budget import _trial_seconds
-from tunelab.search.run import run_study
+from tunelab.search.reuse import settings_key
 from tunelab.search.space import suggest
 
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
@@ -84,7 +84,7 @@ def test_which_fields_apply_to_which_family() -> None:
     assert not applies("train.lr", "sklearn:hgb")
     assert not applies("regularization.dropout", "sklearn:hgb")
     assert applies("train.epochs", "sklearn:hgb")
-    assert applies("early_stopping.patience", "sklearn:hgb")  # TECHNIQUES_TREES_TAKE
+    assert applies("early_stopping.patience", "sklearn:hgb")  # Needs.trees_take
     assert applies("model.options.max_depth", "sklearn:hgb")
     assert not applies("model.options.max_depth", "builtin:mlp")
     assert applies("train.lr", "builtin:mlp") and applies("data.image_size", "sklearn:hgb")
@@ -92,16 +92,13 @@ def test_which_fields_apply_to_which_family() -> None:
 
 def test_settings_compare_as_the_model_sees_them() -> None:
     cfg = mixed()
-    space = cfg.search.space
-    trees = settings_key({"model.source": "sklearn:hgb", "train.lr": 0.01}, space, cfg)
-    assert trees == settings_key({"model.source": "sklearn:hgb", "train.lr": 0.05}, space, cfg)
-    assert trees == settings_key({"model.source": "sklearn:hgb"}, space, cfg)
-    first = settings_key({"model.source": "builtin:mlp", "train.lr": 0.01}, space, cfg)
-    assert first != settings_key({"model.source": "builtin:mlp", "train.lr": 0.05}, space, cfg)
+    trees = settings_key({"model.source": "sklearn:hgb", "train.lr": 0.01}, cfg)
+    assert trees == settings_key({"model.source": "sklearn:hgb", "train.lr": 0.05}, cfg)
+    assert trees == settings_key({"model.source": "sklearn:hgb"}, cfg)
+    first = settings_key({"model.source": "builtin:mlp", "train.lr": 0.01}, cfg)
+    assert first != settings_key({"model.source": "builtin:mlp", "train.lr": 0.05}, cfg)
     epochs = make_config(search={"space": {"train.epochs": {"type": "int", "low": 1, "high": 4}}})
-    assert settings_key({"train.epochs": 3}, epochs.search.space, epochs) == settings_key(
-        {"train.epochs": 3.0}, epochs.search.space, epochs
-    )
+    assert settings_key({"train.epochs": 3}, epochs) == settings_key({"train.epochs": 3.0}, epochs)
 
 
 def test_check_lists_per_family_the_fields_searched_for_it(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import make_config
 from tunelab.cli import app
-from tunelab.search.progress import BudgetLeft, StudyProgress
-from tunelab.search.rerun import ENDED_ATTR, SPENT_ATTR, decide
-from tunelab.search.run import run_study
+from tunelab.flows.rerun import ENDED_ATTR, SPENT_ATTR, decide
+from tunelab.flows.study import run_study
+from tunelab.observer import Observer
+from tunelab.progress.study import BudgetLeft, StudyProgress
 
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
 
@@ -38,6 +39,16 @@ def config_file(folder: Path, **sections: Any) -> Path:
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+class BudgetEnds(Observer):
+    """Keeps each end of the budget a run announces."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def budget_ends(self, end: float) -> None:
+        self.ends.append(end)
 
 
 def study_of(run: Path) -> optuna.Study:
@@ -153,11 +164,11 @@ def test_a_resumed_run_has_only_what_is_left_of_its_budget(tmp_path: Path) -> No
     study = study_of(tmp_path / "run")
     study.set_user_attr(ENDED_ATTR, None)  # what a kill leaves: no end, the time spent
     study.set_user_attr(SPENT_ATTR, 597.0)
-    ends: list[float] = []
+    ends = BudgetEnds()
     started = time.time()
     more = cfg.model_copy(update={"search": cfg.search.model_copy(update={"n_trials": 5})})
-    result = run_study(more, out=tmp_path / "run", started=started, on_budget=ends.append)
-    assert ends == [pytest.approx(started + 3.0, abs=0.01)]
+    result = run_study(more, out=tmp_path / "run", started=started, observer=ends)
+    assert ends.ends == [pytest.approx(started + 3.0, abs=0.01)]
     assert len(study_of(tmp_path / "run").trials) == 2  # no new trial could fit
     assert result.metrics is not None and result.time is not None
     assert result.time["notes"][0].startswith("the refit stopped after epoch 1 of")

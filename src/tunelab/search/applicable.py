@@ -6,20 +6,19 @@ fields that only one family reads: trees never read ``train.lr`` (their rate is
 that does not apply to the family a trial samples is not sampled for it (``suggest`` asks
 ``applies``), so the trial carries no value that did nothing, and two trials that differ only
 in such a field are the same training: the second reuses the first's result
-(``search.reuse``), compared by ``settings_key``.
+(``search.reuse``), compared by ``search.reuse.settings_key``.
 
-The facts come from the families themselves: what trees take is
-``evaluation.trees.TECHNIQUES_TREES_TAKE`` plus the fields below; every other training
-field is a network's.
+The facts come from the families themselves: what trees take is the techniques that
+declare ``Needs.trees_take`` plus the fields below; every other training field is a
+network's.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
-from tunelab.config import ParamSpec, RunConfig, apply_params
+from tunelab.config import RunConfig
 from tunelab.errors import ConfigError
 
 # the model sources whose builder reads model.options (builtin models take width/depth)
@@ -37,6 +36,14 @@ def _training_sections() -> tuple[str, ...]:
     return ("model", "train", *(spec.name for spec in specs()))
 
 
+@cache
+def _trees_take() -> tuple[str, ...]:
+    """The sections of the techniques whose settings boosted trees read."""
+    from tunelab.techniques import specs
+
+    return tuple(spec.name for spec in specs() if spec.needs.trees_take)
+
+
 def is_tree_source(source: str) -> bool:
     return source.startswith("sklearn:")
 
@@ -48,15 +55,13 @@ def applies(field: str, source: str) -> bool:
 
         applies("train.lr", "sklearn:hgb")  # False: trees boost at model.options.learning_rate
     """
-    from tunelab.evaluation.trees import TECHNIQUES_TREES_TAKE
-
     prefix = source.partition(":")[0]
     if field == "model.options" or field.startswith("model.options."):
         return prefix in OPTIONS_READ_BY
     section = field.partition(".")[0]
     if not is_tree_source(source) or section not in _training_sections():
         return True
-    if section in TECHNIQUES_TREES_TAKE:
+    if section in _trees_take():
         return True
     return any(field == read or field.startswith(read + ".") for read in TREES_READ)
 
@@ -128,22 +133,3 @@ def refuse_empty_space(cfg: RunConfig) -> None:
     problem = nothing_to_search(cfg)
     if problem is not None:
         raise ConfigError(problem)
-
-
-def settings_key(params: dict[str, Any], space: dict[str, ParamSpec], base: RunConfig) -> str:
-    """A trial's effective settings as one text: the sampled fields that apply to its family,
-    with the values the model sees (validated by the config: an int field as an int).
-
-    Two trials with the same key train the same model. Parameters as Optuna stores them
-    (``trial.params``) or as ``suggest`` returns them both work.
-    """
-    from tunelab.search.space import decode, lookup
-
-    values = decode(space, params)
-    source = trial_source(values, base)
-    kept = {field: value for field, value in values.items() if applies(field, source)}
-    try:
-        seen = apply_params(base, kept)
-    except ConfigError:
-        return json.dumps(kept, sort_keys=True, default=str)  # the trial fails on its own
-    return json.dumps({field: lookup(seen, field) for field in kept}, sort_keys=True, default=str)

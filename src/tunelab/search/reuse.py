@@ -11,18 +11,38 @@ neither takes an ensemble's place nor counts in the time a trial takes.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab.config import RunConfig
+from tunelab.config import RunConfig, apply_params, recipe
+from tunelab.errors import ConfigError
 from tunelab.results.artifacts import PREDICTORS
 from tunelab.results.trial_record import RECORD, REUSED_ATTR, record
-from tunelab.search.applicable import settings_key
+from tunelab.search.applicable import applies, trial_source
+from tunelab.search.space import lookup
 
 log = logging.getLogger("tunelab")
+
+
+def settings_key(params: dict[str, Any], base: RunConfig) -> str:
+    """A trial's effective settings as one text: the sampled fields that apply to its family,
+    with the values the model sees (validated by the config: an int field as an int).
+
+    Two trials with the same key train the same model. Parameters as Optuna stores them
+    (``trial.params``) or as ``suggest`` returns them both work.
+    """
+    values = recipe(base, params)
+    source = trial_source(values, base)
+    kept = {field: value for field, value in values.items() if applies(field, source)}
+    try:
+        seen = apply_params(base, kept)
+    except ConfigError:
+        return json.dumps(kept, sort_keys=True, default=str)  # the trial fails on its own
+    return json.dumps({field: lookup(seen, field) for field in kept}, sort_keys=True, default=str)
 
 
 class Reuse:
@@ -35,7 +55,7 @@ class Reuse:
 
     def earlier(self, trial: optuna.Trial, params: dict[str, Any]) -> FrozenTrial | None:
         """The first complete trial of the study that trained ``params``' settings."""
-        wanted = settings_key(params, self.cfg.search.space, self.cfg)
+        wanted = settings_key(params, self.cfg)
         complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         for other in sorted(complete, key=lambda t: t.number):
             if other.number == trial.number or REUSED_ATTR in other.user_attrs:
@@ -46,8 +66,7 @@ class Reuse:
 
     def _key(self, trial: FrozenTrial) -> str:
         if trial.number not in self._keys:
-            space = self.cfg.search.space
-            self._keys[trial.number] = settings_key(trial.params, space, self.cfg)
+            self._keys[trial.number] = settings_key(trial.params, self.cfg)
         return self._keys[trial.number]
 
 
