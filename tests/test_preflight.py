@@ -26,7 +26,12 @@ def write(tmp_path: Path, **sections: object) -> Path:
         "data": {"source": "sklearn:iris"},
         "model": {"source": "builtin:mlp", "width": 8, "depth": 1},
         "train": {"epochs": 2, "threads": 1},
-        "search": {"n_trials": 2, "sampler": "random", "pruner": "none"},
+        "search": {
+            "n_trials": 2,
+            "sampler": "random",
+            "pruner": "none",
+            "space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+        },
         **sections,
     }
     path = tmp_path / "pre.yaml"

@@ -72,6 +72,7 @@ def check(config: ConfigArg, overrides: SetOpt = None) -> None:
     from tunelab.config import load_config
     from tunelab.preflight import check_stages, task_for_check
     from tunelab.resolved import annotated_yaml, check_facts
+    from tunelab.search.applicable import check_lines
 
     try:
         cfg = load_config(config, overrides=overrides)
@@ -81,6 +82,7 @@ def check(config: ConfigArg, overrides: SetOpt = None) -> None:
     except TunelabError as exc:
         _fail(exc)
     _warn(console, warnings)
+    typer.echo("".join(f"# {line}\n" for line in check_lines(cfg)), nl=False)
     typer.echo(annotated_yaml(cfg, facts), nl=False)
 
 
@@ -169,10 +171,20 @@ def run(
         ),
     ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live progress")] = False,
+    no_extend: Annotated[
+        bool,
+        typer.Option(
+            "--no-extend",
+            help="a study that ran before gets no new trials: refit and report only",
+        ),
+    ] = False,
 ) -> None:
     """Search the config's space with Optuna, refit the best, evaluate once on the test rows.
 
-    Re-running the same command resumes the study: finished trials are kept.
+    Re-running the same command resumes the study: finished trials are kept. Its first
+    line says what it does: a killed run resumes with what is left of its budget; a
+    finished one spends another budget (or search.timeout) unless --no-extend, or, with
+    search.n_trials reached, refits and reports only.
     """
     from tunelab.applies import far_out
     from tunelab.config import load_config
@@ -191,7 +203,7 @@ def run(
         cfg = load_config(config, overrides=overrides)
         _warn(view, far_out(cfg))
         check_checkpoint_code(cfg.model, trust_code=False)  # else every trial fails on it
-        with StudyProgress(cfg, console=view) as progress:
+        with StudyProgress(cfg, console=view, started=_started) as progress:
             result = run_study(
                 cfg,
                 out=out,
@@ -200,6 +212,8 @@ def run(
                 jobs=workers,
                 started=_started,  # the budget counts from the process's start
                 quiet_workers=quiet or view.is_terminal,  # their lines would break the bar
+                no_extend=no_extend,
+                require_space=True,  # a study with nothing to search is refused
             )
     except KeyboardInterrupt:
         console.print("interrupted: finished trials are saved; run the same command to resume")

@@ -56,6 +56,10 @@ class Observer:
     def poll(self, study: optuna.Study) -> None:
         """Worker processes run the trials: look at the study now."""
 
+    def budget_ends(self, end: float) -> None:
+        """The run's time budget ends at ``end`` (Unix time); a resumed run has only what
+        is left of it."""
+
     # -- the ablation ladder ----------------------------------------------------------------
     def ladder_planned(self, *, folds: int, reused: int, metric: str) -> None:
         """``folds`` fits are to be trained, ``reused`` were measured by an earlier run."""
@@ -107,6 +111,10 @@ class Observers(Observer):
     def poll(self, study: optuna.Study) -> None:
         for o in self.observers:
             o.poll(study)
+
+    def budget_ends(self, end: float) -> None:
+        for o in self.observers:
+            o.budget_ends(end)
 
     def ladder_planned(self, *, folds: int, reused: int, metric: str) -> None:
         for o in self.observers:

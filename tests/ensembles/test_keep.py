@@ -158,7 +158,9 @@ def test_the_mixed_iris_case_keeps_the_single_trial(tmp_path: Path) -> None:
     are the most accurate; a greedy ensemble of MLP and hgb improves the out-of-fold log
     loss but loses accuracy, and was once kept (10 points worse on the test rows)."""
     cfg = make_config(
-        seed=3,
+        # seed 3 was the user's; since model.source is drawn first (and hgb trials draw no
+        # train.lr), seed 3 draws only hgb trials, and seed 0 draws the user's mix
+        seed=0,
         # the defaults of model and train, as the user ran it (one thread: a small model)
         model={"source": "builtin:mlp", "width": 128, "depth": 2},
         train={"epochs": 5, "batch_size": 64},

@@ -17,6 +17,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -272,12 +273,22 @@ QUOTES_CLASS = "\"&'"
 IMG_CLASS = "<img src=x onerror=alert(2)>"
 HOSTILE_FOLDER = "<img src=x onerror=alert(3)>"  # no '/': it is a folder name
 HOSTILE_TARGET = "<b>label</b>"
-HOSTILE_PARAM = "model.options.<i>tag</i>"  # builtin models ignore options: a free param
+HOSTILE_PARAM = "model.options.<i>tag</i>"  # the py: model below takes any option
+# a py: model that takes any option (a builtin model reads none, so none is searched for it)
+FREE_OPTIONS_MODEL = """
+import torch.nn as nn
+
+
+def net(num_outputs, input_shape, **options):
+    return nn.Sequential(nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Linear(16, num_outputs))
+"""
 HOSTILE_CHOICES = ["<script>alert(4)</script>", "\"&'<u>x</u>"]
 
 
 @pytest.fixture
-def hostile_run(tmp_path: Path, config_factory: Any) -> Path:
+def hostile_run(
+    tmp_path: Path, config_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A small study whose class names, target column, data path and searched parameter
     (name and values) are markup: the report must show them as text."""
     from sklearn.datasets import load_iris
@@ -291,8 +302,12 @@ def hostile_run(tmp_path: Path, config_factory: Any) -> Path:
     folder = tmp_path / HOSTILE_FOLDER
     folder.mkdir()
     frame.to_csv(folder / "data.csv", index=False)
+    module = f"free_options_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(FREE_OPTIONS_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
     cfg = config_factory(
         data={"source": f"csv:{folder / 'data.csv'}", "target": HOSTILE_TARGET},
+        model={"source": f"py:{module}:net"},
         train={"epochs": 2},
         search={
             "n_trials": 3,
@@ -306,4 +321,5 @@ def hostile_run(tmp_path: Path, config_factory: Any) -> Path:
     out = tmp_path / "run"
     result = run_study(cfg, out=out)
     assert result.metrics is not None
-    return out
+    yield out
+    sys.modules.pop(module, None)

@@ -23,6 +23,7 @@ from tunelab.applies import peek_modality, refuse_misfits
 from tunelab.config import RunConfig, recipe
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.flows.finish import Opened, finish, write_study_results
+from tunelab.flows.rerun import BudgetClock, Rerun, plan_rerun
 from tunelab.flows.resume import owner_config, resumable
 from tunelab.flows.timeline import Stages, Timeline
 from tunelab.ladder import run_ladder
@@ -39,7 +40,8 @@ from tunelab.results.rundir import (
     write_json,
 )
 from tunelab.results.stages import LateStages, StageFailure
-from tunelab.results.trial_record import record
+from tunelab.results.trial_record import record, reused_from
+from tunelab.search.applicable import refuse_empty_space
 from tunelab.search.budget import STOPPED_ATTR, Budget, budget_for
 from tunelab.search.claim import claim_study
 from tunelab.search.jobs import jobs_after_a_trial
@@ -105,6 +107,8 @@ def run_study(
     jobs: int | Literal["auto"] = 1,
     started: float | None = None,
     quiet_workers: bool = False,
+    no_extend: bool = False,
+    require_space: bool = False,
 ) -> StudySummary:
     """Search, refit the best parameters, combine the best trials when that helps, and
     evaluate the final predictor once on the test rows (then measure the ablation ladder of
@@ -117,22 +121,25 @@ def run_study(
 
     Args:
         observer: told each stage in words as it starts (loading data, search, refit ...),
-            each trial this process starts, runs and ends, the refit's epochs, the ladder's
-            progress; polled while worker processes run the trials.
+            what a re-run does (its first line), when the budget ends, each trial this
+            process starts, runs and ends, the refit's epochs, the ladder's progress; polled
+            while worker processes run the trials.
         jobs: trials side by side (worker processes), or ``auto`` (``tunelab run``'s
             default): from the free cores and a measurement of the recipe's model.
         started: when the command started (Unix time), where the budget's clock starts;
             default now.
         quiet_workers: ``--jobs`` workers print nothing (a live view owns the terminal).
+        no_extend: a study that ran before gets no new trials (refit and report only).
+        require_space: refuse a study with nothing to search (``tunelab run``).
 
     Raises:
         ConfigError: a setting, set or searched, that cannot apply to the data's modality
-            (before any trial).
+            (before any trial); with ``require_space``, nothing to search.
     """
     observer = observer or Observer()
     clock = Stages(Timeline(started or time.time()), observer)
     watch = _Watch(jobs, observer, quiet_workers)
-    _refuse_early(cfg)
+    _refuse_early(cfg, require_space=require_space)
     share_cores(jobs=1)  # this process: trials it runs itself, the refit, the ensemble
     try:
         run = open_run_dir(cfg, out, overwrite=overwrite, resume=resumable(cfg), study=True)
@@ -144,28 +151,41 @@ def run_study(
     with ExitStack() as held:
         held.callback(release_run_dir, run)
         held.enter_context(run.logging())
+        rerun = plan_rerun(cfg, run, no_extend=no_extend)
+        clock.clock.spent_before = rerun.spent
+        if rerun.line is not None:  # what a re-run does, first
+            log.info(rerun.line)
+            clock.say(rerun.line)
         clock.say("loading data and opening the study")
         prepared, study, artifacts = setup(cfg, run)
         refuse_misfits(cfg, prepared.raw.modality)  # a py: source's modality is known now
         claim = claim_study(storage_url(cfg, run.path), study)
         held.callback(claim.release)
-        budget = _budget(cfg, prepared, clock.clock.started)
+        budget = _budget(cfg, prepared, clock.clock.started, spent=rerun.spent)
+        if budget.end is not None:
+            observer.budget_ends(budget.end)
         opened = (prepared, study, artifacts)
         if claim.held:
-            result = _own_study(cfg, run, opened, budget, watch, clock)
+            timer = BudgetClock(study, started=clock.clock.started, spent=rerun.spent)
+            with timer:
+                result = _own_study(cfg, run, opened, budget, watch, clock, rerun)
+                timer.ended(rerun.ended_because(result.stop_reason))
         else:  # a run on another machine finishes this study
             result = _trials_only(cfg, run, opened, budget, watch, claim.holder)
     return result
 
 
-def _refuse_early(cfg: RunConfig) -> None:
+def _refuse_early(cfg: RunConfig, *, require_space: bool) -> None:
     """What would fail later, refused before the run directory is made: what later stages
-    would refuse, a mistyped tracker address, a setting that cannot apply to the data."""
+    would refuse, a mistyped tracker address, a setting that cannot apply to the data, and
+    (``require_space``) a study with nothing to search."""
     check_stages(cfg, task=known_task(cfg))
     refuse_unreachable(cfg)
     known = peek_modality(cfg.data)
     if known is not None:
         refuse_misfits(cfg, known)
+    if require_space:  # (the automatic space, once it exists, bypasses this)
+        refuse_empty_space(cfg)
 
 
 def _own_study(
@@ -175,8 +195,10 @@ def _own_study(
     budget: Budget,
     watch: _Watch,
     clock: Stages,
+    rerun: Rerun,
 ) -> StudySummary:
-    """The finisher's part: search, then refit, ensemble, test, ladder and report."""
+    """The finisher's part: search (unless ``rerun`` says not), then refit, ensemble,
+    test, ladder and report."""
     prepared, study, artifacts = opened
     write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
     log.info(
@@ -190,7 +212,11 @@ def _own_study(
     clock.enter("search", f"search: {finished(study)} of {cfg.search.n_trials} trials done")
     try:
         observer = Observers(watch.observer, tracking, TrialLog(prepared.metric))
-        reason, failed = _search(cfg, run, opened, budget, replace(watch, observer=observer))
+        reason, failed = (
+            _search(cfg, run, opened, budget, replace(watch, observer=observer))
+            if rerun.search
+            else (f"no new trials: {rerun.line}", False)
+        )
     except KeyboardInterrupt:
         # what finished is in the storage already; write the tables so the run can be read
         log.info("interrupted; %d trials finished", finished(study))
@@ -317,7 +343,7 @@ def _join(cfg: RunConfig, run: RunDir, holder: str, clock: Stages, watch: _Watch
     with run.logging():
         clock.say("loading data and opening the study")
         prepared, study, artifacts = setup(cfg, run)
-        budget = _budget(cfg, prepared, clock.clock.started)
+        budget = _budget(cfg, prepared, clock.clock.started, spent=0.0)
         return _trials_only(cfg, run, (prepared, study, artifacts), budget, watch, holder)
 
 
@@ -349,17 +375,20 @@ class TrialLog(Observer):
             value += f" ± {spread:.4f}" if isinstance(spread, float) else ""
         reason = trial.user_attrs.get("fail_reason")
         why = f" ({reason})" if reason else ""
+        copied = reused_from(trial)
+        why += f" (reused trial {copied}'s result: not trained again)" if copied is not None else ""
         log.info("trial %d %s%s%s", trial.number, trial.state.name.lower(), value, why)
 
 
-def _budget(cfg: RunConfig, prepared: Prepared, started: float) -> Budget:
-    """The run's end (``budget``, from the command's start) and the search's
-    (``search.timeout``, from now: the search's start)."""
+def _budget(cfg: RunConfig, prepared: Prepared, started: float, *, spent: float) -> Budget:
+    """The run's end (``budget``, from the command's start, less what earlier runs of the
+    study ``spent`` of it) and the search's (``search.timeout``, from now: the search's
+    start)."""
     timeout = cfg.search.timeout
     return budget_for(
         cfg,
         prepared,
-        end=started + cfg.budget if cfg.budget else None,
+        end=started + cfg.budget - spent if cfg.budget else None,
         timeout_end=time.time() + timeout if timeout else None,
     )
 

@@ -29,6 +29,8 @@ class Timeline:
     started: float
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # seconds of the budget that earlier runs of the study spent (a killed run's)
+    spent_before: float = 0.0
     _phase: str = "start-up"
     _since: float = field(init=False)
 
@@ -42,13 +44,16 @@ class Timeline:
         self._phase, self._since = phase, now
 
     def summary(self, *, budget: float | None) -> dict[str, Any]:
-        """``metrics.json``'s ``time``: the budget, the elapsed seconds, each phase's."""
+        """``metrics.json``'s ``time``: the budget, the elapsed seconds, each phase's (and
+        ``spent_before``, what earlier runs spent of the budget, when they spent some)."""
         self.begin(self._phase)
         phases = {name: round(self.seconds.get(name, 0.0), 2) for name in PHASES}
         if "ladder" not in self.seconds:
             phases.pop("ladder")
+        before = {"spent_before": round(self.spent_before, 2)} if self.spent_before else {}
         return {
             "budget": budget,
+            **before,
             "elapsed": round(time.time() - self.started, 2),
             "phases": phases,
             "notes": list(self.notes),

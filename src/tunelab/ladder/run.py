@@ -35,6 +35,7 @@ from tunelab.ladder.idle import measured_fields, resolved
 from tunelab.ladder.rungs import Plan, Probe, StageContext, Step, plan, recipes
 from tunelab.observer import Observer
 from tunelab.resolved import write_resolved
+from tunelab.results.recipe import RECIPE_KEY, recipe_digest
 from tunelab.results.rundir import RunDir, write_json
 from tunelab.techniques import DataFacts, specs
 
@@ -96,6 +97,7 @@ def run_ladder(
         )
         doc["params"], doc["params_source"] = params, params_source
         doc["warnings"] = steps.warnings
+        doc[RECIPE_KEY] = recipe_digest(cfg.model_dump(mode="json"), params)
         write_atomically(run.ladder, doc)
         return doc
 

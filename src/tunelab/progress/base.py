@@ -15,6 +15,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -82,6 +83,7 @@ class LiveView(Observer):
         console: where to draw; quiet consoles draw nothing.
         plain: the plain lines that replace the bar, or None for the bar.
         remaining: show the time remaining instead of the time elapsed.
+        clock: the column shown instead of either (a study's time left in its budget).
     """
 
     def __init__(
@@ -92,13 +94,16 @@ class LiveView(Observer):
         console: Console,
         plain: PlainLines | None,
         remaining: bool = False,
+        clock: ProgressColumn | None = None,
     ) -> None:
         self._plain = plain
+        if clock is None:
+            clock = TimeRemainingColumn() if remaining else TimeElapsedColumn()
         self._progress = Progress(
             TextColumn(f"[bold]{title}"),
             MofNCompleteColumn(),
             BarColumn(),
-            TimeRemainingColumn() if remaining else TimeElapsedColumn(),
+            clock,
             TextColumn("{task.fields[status]}"),
             console=console,
             disable=plain is not None,

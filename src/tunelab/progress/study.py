@@ -7,12 +7,15 @@ the leaderboard printed whole (full parameter names, no 80-column cut)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console, RenderableType
+from rich.progress import ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
@@ -28,15 +31,25 @@ PLAIN_EVERY_S = 10.0  # off a terminal: the longest silence, and the epoch lines
 
 # what the leaderboard shows for a value that does not exist (the std of one score)
 NOT_AVAILABLE = "n/a"
+# the first line of a re-run (flows.rerun): what it does
+RERUN_LINES = ("study finished", "study resumed")
 
 
 class StudyProgress(LiveView):
     """Rich progress over trials (or plain lines): the observer of a study."""
 
-    def __init__(self, cfg: RunConfig, *, console: Console) -> None:
+    def __init__(self, cfg: RunConfig, *, console: Console, started: float | None = None) -> None:
+        # with a budget, the time left is the budget's (trials x their mean time is not
+        # when the budget ends the search); a resumed run learns its end (budget_ends)
+        self.budget_end = (started or time.time()) + cfg.budget if cfg.budget else None
         plain = None if console.is_terminal else PlainLines(console, PLAIN_EVERY_S)
         super().__init__(
-            "trials", total=cfg.search.n_trials, console=console, plain=plain, remaining=True
+            "trials",
+            total=cfg.search.n_trials,
+            console=console,
+            plain=plain,
+            remaining=True,
+            clock=BudgetLeft(lambda: self.budget_end) if cfg.budget else None,
         )
         self.total = cfg.search.n_trials
         self.metric = cfg.train.metric or "score"
@@ -61,9 +74,16 @@ class StudyProgress(LiveView):
             self._heartbeat.stop()
         super().__exit__(kind, exc, tb)
 
+    def budget_ends(self, end: float) -> None:
+        """The budget ends at ``end`` (Unix time)."""
+        self.budget_end = end
+
     def stage(self, text: str) -> None:
         """A stage of the run starts (``loading data``, ``refit: trial 3 ...``), or a note
-        on the current one (``note: ...``)."""
+        on the current one (``note: ...``). What a re-run does (``study finished ...``)
+        stays on the screen."""
+        if text.startswith(RERUN_LINES) and self._plain is None:
+            self.print(text)
         if not text.startswith("note:"):
             self._stage = text.split(":")[0]
         self._say(text, now=True)
@@ -124,6 +144,22 @@ class StudyProgress(LiveView):
         self.show(completed=min(done, self.total), status=f"best {self.best}; {failed} failed")
 
 
+class BudgetLeft(ProgressColumn):
+    """The time left in the budget (``budget left 0:01:05``), not trials x mean time."""
+
+    def __init__(self, end: Callable[[], float | None]) -> None:
+        super().__init__()
+        self.end = end
+
+    def render(self, task: Task) -> Text:
+        end = self.end()
+        if end is None:
+            return Text("-:--:--", style="progress.remaining")
+        left = int(max(0.0, end - time.time()))
+        shown = f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+        return Text(f"budget left {shown}", style="progress.remaining")
+
+
 def _trial_line(trial: FrozenTrial, done: int, total: int, best: str) -> str:
     state = trial.state.name.lower()
     value = f" value {trial.value:.4f}" if trial.value is not None else ""
@@ -171,8 +207,10 @@ def study_summary(result: StudySummary, *, terminal: bool, top: int = 10) -> lis
 
 def time_line(spent: dict[str, Any]) -> str:
     """``time: 19.6 s of a 20 s budget: start-up 6.1 s, search 11.2 s, ...`` and the notes."""
-    budget = spent.get("budget")
+    budget, before = spent.get("budget"), spent.get("spent_before")
     of = f" of a {budget:g} s budget" if budget else ""
+    if budget and before:  # a resumed run: what was left of the budget
+        of = f" of the {budget - before:.0f} s left of a {budget:g} s budget"
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spent["phases"].items())
     notes = "".join(f"\n  note: {note}" for note in spent.get("notes", []))
     return f"time: {spent['elapsed']:.1f} s{of}: {phases}{notes}"

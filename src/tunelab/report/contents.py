@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import yaml
 
 from tunelab.report.ladder import Ladder, read_ladder
 from tunelab.results.artifacts import TrialArtifacts
+from tunelab.results.recipe import stale_recipe
 from tunelab.results.rundir import RunDir
 
 
@@ -98,6 +99,8 @@ def read_run(path: Path, *, study: optuna.Study | None = None) -> RunContents:
     if ladder is not None:
         try:
             found.ladder = read_ladder(ladder)
+            stale = stale_recipe(ladder, found.config, found.metrics)
+            found.ladder = replace(found.ladder, stale=stale) if stale else found.ladder
         except ValueError as exc:
             problems.append(f"{run.ladder.name}: {exc}")
     found.study = study if study is not None else _load_study(run, found.config, problems)

@@ -43,6 +43,8 @@ class Ladder:
     interval_method: str | None = None
     rope: float | None = None
     probability_threshold: float | None = None
+    # set by the report: why the ladder describes another recipe than the final one
+    stale: str | None = None
 
     @property
     def baseline(self) -> Rung | None:

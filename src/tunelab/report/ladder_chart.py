@@ -22,6 +22,9 @@ def ladder_section(contents: RunContents, page: Page) -> Section:
     if ladder is None:
         section.parts.append(note("no ladder in this run"))
         return section
+    if ladder.stale is not None:  # a re-run changed the final recipe since
+        section.title += " (measured for another recipe)"
+        section.parts.append(note(ladder.stale))
     metric = ladder.metric or contents.metric or "score"
     if ladder.probability_threshold is not None:
         section.parts.append(paragraph(explanation(ladder)))

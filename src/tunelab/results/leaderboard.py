@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab.results.trial_record import record
+from tunelab.results.trial_record import record, reused_from
 
 # the scores that break a tie on the trial's value, in this order: a proper score of the
 # out-of-fold predictions (log loss for classification, rmse for regression)
@@ -21,7 +21,7 @@ PROPER_SCORES = ("log_loss", "rmse")
 DIGITS = 12
 
 
-def ranked(study: optuna.Study) -> list[FrozenTrial]:
+def ranked(study: optuna.Study, *, copies: bool = False) -> list[FrozenTrial]:
     """The complete trials, best first: the one ranking that live progress, the leaderboard,
     the refit, the ensemble's best single trial and the report all use.
 
@@ -30,8 +30,13 @@ def ranked(study: optuna.Study) -> list[FrozenTrial]:
     loss, or rmse for regression: of two equally accurate trials the one whose probabilities
     are better calibrated ranks first), then by the fold spread (the steadier first), and
     only then by trial number.
+
+    A trial that took an earlier trial's result (``reused_from``) is a copy of it, left out
+    unless ``copies``: it would take a second place in an ensemble for the same model.
     """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not copies:
+        complete = [trial for trial in complete if reused_from(trial) is None]
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     return sorted(complete, key=lambda trial: _key(trial, sign))
 
@@ -113,9 +118,11 @@ def rank_of(trials: list[FrozenTrial], value: float, direction: optuna.study.Stu
 
 
 def leaderboard(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, mean score, std over folds, params, fail reason."""
+    """One row per trial: number, state, mean score, std over folds, params (empty where a
+    field does not apply to the trial's model), the trial whose result it reused, fail
+    reason."""
     rows: list[dict[str, Any]] = []
-    best_first = ranked(study)
+    best_first = ranked(study, copies=True)
     others = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.COMPLETE]
     for trial in best_first + sorted(others, key=lambda t: t.number):
         duration = trial.duration.total_seconds() if trial.duration else None
@@ -128,7 +135,9 @@ def leaderboard(study: optuna.Study) -> pd.DataFrame:
             "oof_log_loss": record(trial).get("oof_metrics", {}).get("log_loss"),
             "seconds": duration,
         }
+        # a field not sampled for a trial (it does not apply to its model) stays empty
         row.update({f"params.{k}": v for k, v in trial.params.items()})
+        row["reused_from"] = reused_from(trial)
         row["fail_reason"] = trial.user_attrs.get("fail_reason")
         rows.append(row)
     return pd.DataFrame(rows)

@@ -20,3 +20,13 @@ def record(trial: FrozenTrial) -> dict[str, Any]:
     """The trial's record (empty for a trial that did not finish its cross-validation)."""
     value = trial.user_attrs.get(RECORD)
     return value if isinstance(value, dict) else {}
+
+
+# a trial that took an earlier trial's result (the same effective settings): its number
+REUSED_ATTR = "reused_from"
+
+
+def reused_from(trial: FrozenTrial) -> int | None:
+    """The trial whose result this one took instead of training (``search.reuse``), or None."""
+    value = trial.user_attrs.get(REUSED_ATTR)
+    return value if isinstance(value, int) else None

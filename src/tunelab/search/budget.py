@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
+from tunelab.results.trial_record import reused_from
 
 if TYPE_CHECKING:
     from tunelab.evaluation.prepare import Prepared
@@ -87,11 +88,12 @@ class Budget:
 
 
 def _trial_seconds(trials: list[FrozenTrial]) -> float:
-    """The median duration of the study's complete trials (0 before the first)."""
+    """The median duration of the study's complete trials that trained (0 before the
+    first): a trial that reused another's result took no time."""
     durations = [
         t.duration.total_seconds()
         for t in trials
-        if t.state == TrialState.COMPLETE and t.duration is not None
+        if t.state == TrialState.COMPLETE and t.duration is not None and reused_from(t) is None
     ]
     return median(durations) if durations else 0.0
 

@@ -28,6 +28,7 @@ from tunelab.results.leaderboard import rank_of
 from tunelab.results.trial_record import RECORD
 from tunelab.search.budget import Budget
 from tunelab.search.pruning import Pruning
+from tunelab.search.reuse import Reuse, take_result
 from tunelab.search.space import suggest
 from tunelab.training.cores import rejudge
 from tunelab.training.metrics import compute_metrics
@@ -50,9 +51,11 @@ class Objective:
     known: list[FrozenTrial] = field(default_factory=list)
     splits: Splits = field(init=False)
     _by_data: dict[str, Prepared] = field(init=False, default_factory=dict)
+    _reuse: Reuse = field(init=False)
 
     def __post_init__(self) -> None:
         self.splits = cv_splits(self.cfg, self.prepared)
+        self._reuse = Reuse(self.cfg)
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -69,6 +72,9 @@ class Objective:
         rejudge()  # other work is judged again for every trial
         params = suggest(trial, self.cfg.search.space, self.cfg)
         self.observer.trial_started(trial.number, params)
+        earlier = self._reuse.earlier(trial, params)
+        if earlier is not None:  # the same training as a complete trial: take its result
+            return take_result(trial, earlier)
         cfg = apply_params(self.cfg, params)
         pruner = self.cfg.search.pruner
         per_fold = self.cfg.cv.prune_on == "fold" or pruner == "wilcoxon"

@@ -14,6 +14,7 @@ import numpy as np
 
 from tunelab.config import ParamSpec, RunConfig, choice_from_stored, stored_choice
 from tunelab.errors import ConfigError
+from tunelab.search.applicable import applies, trial_source
 
 
 class Suggester(Protocol):
@@ -42,10 +43,11 @@ def active(spec: ParamSpec, chosen: dict[str, Any], base: RunConfig) -> bool:
 
 def suggest(trial: Suggester, space: dict[str, ParamSpec], base: RunConfig) -> dict[str, Any]:
     """Suggest every active parameter of ``space``, in order; inactive ones are not asked
-    for, so a trial never carries an orphan parameter."""
+    for, so a trial never carries an orphan parameter. Neither are fields that do not apply
+    to the trial's model family (``train.lr`` for trees): ``model.source`` is chosen first."""
     chosen: dict[str, Any] = {}
-    for name, spec in space.items():
-        if not active(spec, chosen, base):
+    for name, spec in sorted(space.items(), key=lambda item: item[0] != "model.source"):
+        if not active(spec, chosen, base) or not applies(name, trial_source(chosen, base)):
             continue
         if spec.type == "categorical":
             assert spec.choices is not None
