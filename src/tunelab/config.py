@@ -445,6 +445,19 @@ class SearchConfig(Section):
     max_consecutive_failures: int = Field(5, ge=1)
     keep_top_k: int = Field(3, ge=1, description="trial checkpoints kept")
     space: dict[str, ParamSpec] = Field(default_factory=dict)
+    auto_space: bool | None = Field(
+        None,
+        description="the curated space for the model family and modality, with space's "
+        "entries merged over it (search/auto_space.py); null: when space is empty",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_auto(cls, data: Any) -> Any:
+        # 'space: auto' is the curated space alone
+        if isinstance(data, dict) and data.get("space") == "auto":
+            return {**data, "space": {}, "auto_space": True}
+        return data
 
     @field_validator("sampler", "pruner")
     @classmethod

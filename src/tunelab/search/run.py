@@ -44,6 +44,7 @@ from tunelab.results.rundir import (
 )
 from tunelab.results.stages import LateStages, StageFailure
 from tunelab.results.trial_record import record
+from tunelab.search.auto_space import resolve as resolve_auto_space
 from tunelab.search.budget import STOPPED_ATTR, Budget, fold_fraction, run_budget
 from tunelab.search.claim import claim_study
 from tunelab.search.jobs import jobs_after_a_trial
@@ -210,6 +211,10 @@ def run_study(
     """
     clock = Stages(Timeline(started or time.time()), on_stage=on_stage, on_epoch=on_epoch)
     watch = _Hooks(jobs, on_epoch, hooks or [], poll, on_start, quiet_workers)
+    cfg, auto = resolve_auto_space(cfg)  # no space given: the curated one (said so)
+    if auto is not None:
+        log.info("%s", auto)
+        clock.say(auto)
     check_stages(cfg, task=known_task(cfg))  # what later stages would refuse, said now
     refuse_unreachable(cfg)  # before the run directory: a mistyped address leaves none
     known = peek_modality(cfg.data)
