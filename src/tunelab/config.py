@@ -597,6 +597,11 @@ class RunConfig(Section):
     search: SearchConfig = SearchConfig()
     cv: CrossValidationConfig = CrossValidationConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+    calibration: Literal["auto", "temperature", "none"] = Field(
+        "auto",
+        description="temperature scaling of the final predictor's probabilities, fitted on "
+        "out-of-fold or validation predictions; auto: kept only when it lowers their log loss",
+    )
     budget: float | None = Field(
         None,
         gt=0,

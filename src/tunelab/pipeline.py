@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.config import RunConfig
+from tunelab.evaluation.calibration import calibrate, held_out_of_fit
 from tunelab.evaluation.crossval import CrossValidation, cross_validate
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
 from tunelab.evaluation.holdout import evaluate_and_write
@@ -87,14 +88,20 @@ def _train_into(
     log.info("%s", describe_data(prepared))
     tracking = Tracking.open(cfg, run, metric=metric)  # fails before training
     extra: dict[str, Any] = {}
+    oof = None
     if cfg.cv.strategy == "kfold":
         folds = cfg.cv.folds * cfg.cv.repeats
         hook = log_fold_epochs(folds=folds, epochs=epochs, metric=metric, then=on_fold_epoch)
         cv = cross_validate(cfg, prepared, on_epoch=hook, trust_code=trust_code)
         extra["cross_validation"] = write_cross_validation(run, cv)
+        oof = cv.oof
     logged = [*callbacks, log_epochs(epochs=epochs, metric=metric)]
     fitted = fit_on_rows(
         cfg, prepared, split.train, split.validation, callbacks=logged, trust_code=trust_code
+    )
+    probabilities, codes, fitted_on = held_out_of_fit(prepared, fitted.predictor, oof)
+    extra["calibration"] = calibrate(
+        cfg.calibration, fitted.predictor, probabilities, codes, fitted_on=fitted_on
     )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
     stages = LateStages(run)  # a failure here costs nothing that finished

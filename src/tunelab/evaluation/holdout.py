@@ -89,6 +89,10 @@ def evaluate_and_write(
         "techniques": fitted.predictor.info.get("techniques", {}),
         **(extra or {}),
     }
+    if "calibration" in metrics and target.task != "regression":  # before/after on the test rows
+        from tunelab.evaluation.calibration import with_test
+
+        metrics["calibration"] = with_test(metrics["calibration"], truth, predicted)
     write_json(run.metrics, metrics)
     return metrics
 

@@ -33,6 +33,7 @@ from tunelab.models.lent import frozen_part
 from tunelab.models.local import SPEC_METADATA_KEY
 from tunelab.results.backbones import FOLDER as BACKBONES
 from tunelab.results.backbones import BackboneStore
+from tunelab.results.calibration import read_temperature, temper, temperature_entry
 from tunelab.results.files import check_folder, inside
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import FORMAT_VERSION, FROZEN_BACKBONE, read_manifest
@@ -68,6 +69,7 @@ class Predictor:
     """
 
     kind = "model"
+    temperature = 1.0  # calibration (results/calibration.py); load_from sets the stored one
 
     def __init__(
         self,
@@ -98,7 +100,10 @@ class Predictor:
         """Class probabilities (N, K), columns in the order of ``classes``."""
         if self.task == "regression":
             raise DataError("predict_proba is for classification; this model does regression")
-        return outputs_to_predictions(self._outputs(inputs), task=self.task, target_scale=None)
+        probabilities = outputs_to_predictions(
+            self._outputs(inputs), task=self.task, target_scale=None
+        )
+        return temper(probabilities, self.temperature)
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
         """Class labels (the original ones) or regression values."""
@@ -249,6 +254,7 @@ class AnyPredictor(Protocol):
     modality: str
     input_columns: list[str]
     info: dict[str, Any]
+    temperature: float  # applied by predict_proba (results/calibration.py)
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray: ...
 
@@ -270,6 +276,7 @@ def manifest_header(predictor: AnyPredictor, *, kind: str) -> dict[str, Any]:
         "modality": predictor.modality,
         "input_columns": predictor.input_columns,
         "info": predictor.info,
+        **temperature_entry(predictor.temperature),
     }
 
 
@@ -330,11 +337,27 @@ def load_from(
     """The predictor in ``directory`` (its ``predictor.json`` says which kind); a frozen
     backbone it keeps apart is read from ``backbones`` (default: the folder's own
     ``backbones/``, which an ensemble's members share)."""
-    from tunelab.results.model_checks import load_network
-
     backbones = backbones or BackboneStore(directory / BACKBONES)
     manifest_path = directory / "predictor.json"
     manifest = read_manifest(manifest_path)
+    temperature = read_temperature(manifest_path, manifest)
+    predictor = _load_kind(directory, manifest, device, trust_code, depth, seen, backbones)
+    predictor.temperature = temperature
+    return predictor
+
+
+def _load_kind(
+    directory: Path,
+    manifest: dict[str, Any],
+    device: str,
+    trust_code: bool,
+    depth: int,
+    seen: set[Path] | None,
+    backbones: BackboneStore,
+) -> AnyPredictor:
+    from tunelab.results.model_checks import load_network
+
+    manifest_path = directory / "predictor.json"
     kind = manifest.get("kind", "model")
     if kind == "trees":
         from tunelab.results.trees import load_trees
