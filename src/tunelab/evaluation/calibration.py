@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.data import take
+from tunelab.errors import NonFiniteOutputs
 from tunelab.evaluation.holdout import inputs_frame
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.calibration import fit_temperature, temper
@@ -124,4 +125,7 @@ def held_out_of_fit(
     if predictor.task == "regression" or len(rows) == 0:
         return None, codes[rows], "no validation rows"
     frame = inputs_frame(take(prepared.raw.inputs, rows), predictor)
-    return predictor.predict_proba(frame), codes[rows], "the validation rows"
+    try:
+        return predictor.predict_proba(frame), codes[rows], "the validation rows"
+    except NonFiniteOutputs:  # diverged: the test evaluation says so, naming the cause
+        return None, codes[rows], "the validation rows' outputs are not finite"
