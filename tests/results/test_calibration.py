@@ -15,7 +15,7 @@ import torch
 from tests.conftest import make_config
 from tunelab.errors import FatalError
 from tunelab.evaluation import calibration as flow
-from tunelab.pipeline import train
+from tunelab.flows.train import train
 from tunelab.results.calibration import fit_temperature, temper
 from tunelab.results.predictor import load_predictor
 

@@ -142,7 +142,8 @@ def test_check_prints_the_resolved_auto_space(tmp_path: Path) -> None:
 def test_run_with_no_space_searches_the_auto_space_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tunelab.search.run import run_study
+    from tests.observers import OnStage
+    from tunelab.flows.study import run_study
 
     monkeypatch.chdir(tmp_path)
     cfg = make_config(
@@ -152,7 +153,7 @@ def test_run_with_no_space_searches_the_auto_space_and_says_so(
         ensemble={"method": "none"},
     )
     said: list[str] = []
-    result = run_study(cfg, out=tmp_path / "run", on_stage=said.append)
+    result = run_study(cfg, out=tmp_path / "run", observer=OnStage(said.append))
     assert said[0].startswith("search: the auto space for trees models on tabular data (150 rows")
     stored = load_config(tmp_path / "run" / "config.yaml")
     assert stored.search.auto_space is True and "model.options.learning_rate" in stored.search.space

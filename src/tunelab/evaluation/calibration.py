@@ -2,11 +2,12 @@
 predictions it did not train on, and measure what it changed.
 
 The held-out predictions are out of fold (k-fold: every non-test row once) or the
-validation rows; in a study, the best trial's (or the kept ensemble's members', combined by
-their weights). ``temperature`` always keeps the fitted value; ``auto`` keeps it only when it
-lowers that held-out log loss, so calibration never makes the probabilities worse where it
-was measured. ``metrics.json`` gets the numbers before and after, out of fold and on the
-test rows, with the reliability curve the report draws.
+validation rows (``evaluation/held_out.py``); in a study, the best trial's (or the kept
+ensemble's members', combined by their weights: ``ensembles/held_out.py``). ``temperature``
+always keeps the fitted value; ``auto`` keeps it only when it lowers that held-out log loss,
+so calibration never makes the probabilities worse where it was measured. ``metrics.json``
+gets the numbers before and after, out of fold and on the test rows, with the reliability
+curve the report draws.
 
 Example::
 
@@ -20,10 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.data import take
-from tunelab.errors import NonFiniteOutputs
-from tunelab.evaluation.holdout import inputs_frame
-from tunelab.evaluation.prepare import Prepared
 from tunelab.results.calibration import fit_temperature, temper
 from tunelab.results.predictor import AnyPredictor
 from tunelab.training.metrics import CALIBRATION_BINS, compute_metrics
@@ -91,6 +88,16 @@ def with_test(summary: dict[str, Any], truth: np.ndarray, predicted: np.ndarray)
     }
 
 
+def with_test_rows(
+    extra: dict[str, Any], truth: np.ndarray, predicted: np.ndarray
+) -> dict[str, Any]:
+    """``extra`` (what ``metrics.json`` adds) with its ``calibration`` measured on the test
+    rows too (``with_test``); unchanged without one, or for a regression (nothing fitted)."""
+    if "calibration" not in extra:
+        return extra
+    return {**extra, "calibration": with_test(extra["calibration"], truth, predicted)}
+
+
 def _scores(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     task = "binary" if probabilities.shape[1] == 2 else "multiclass"
     found = compute_metrics(task, truth, probabilities)
@@ -111,21 +118,3 @@ def reliability(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, list[
         "accuracy": (accuracy[used] / counts[used]).round(6).tolist(),
         "rows": counts[used].astype(float).tolist(),
     }
-
-
-def held_out_of_fit(
-    prepared: Prepared, predictor: AnyPredictor, oof: np.ndarray | None
-) -> tuple[np.ndarray | None, np.ndarray, str]:
-    """(probabilities, class codes, what they are) for ``tunelab train``'s predictor: the
-    k-fold estimate's out-of-fold predictions, else its own on the validation rows."""
-    codes = prepared.target.values
-    if oof is not None:
-        return oof, codes, "the k-fold estimate's out-of-fold predictions"
-    rows = prepared.split.validation
-    if predictor.task == "regression" or len(rows) == 0:
-        return None, codes[rows], "no validation rows"
-    frame = inputs_frame(take(prepared.raw.inputs, rows), predictor)
-    try:
-        return predictor.predict_proba(frame), codes[rows], "the validation rows"
-    except NonFiniteOutputs:  # diverged: the test evaluation says so, naming the cause
-        return None, codes[rows], "the validation rows' outputs are not finite"

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tunelab.data import take
 from tunelab.errors import NonFiniteOutputs, TrialFailed
+from tunelab.evaluation.calibration import with_test_rows
 from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.predictions import predictions_frame
@@ -62,19 +63,12 @@ def evaluate_and_write(
     predictions.insert(0, "target", labels)
     predictions.to_csv(run.test_predictions, index=False)
 
-    interval = score_interval(target.task, truth, predicted, prepared.metric, level=0.95, seed=seed)
     metrics = {
         "task": target.task,
         "metric": prepared.metric,
         "validation": result.final,
         "test": compute_metrics(target.task, truth, predicted),
-        "test_interval": {
-            "metric": prepared.metric,
-            "level": 0.95,
-            "low": interval.low,
-            "high": interval.high,
-            "method": interval.method,
-        },
+        "test_interval": _interval(prepared, truth, predicted, seed=seed),
         "rows": {
             "train": len(split.train),
             "validation": len(split.validation),
@@ -87,14 +81,25 @@ def evaluate_and_write(
         "seconds": fitted.seconds,
         "notes": predictor.info.get("notes", []),
         "techniques": fitted.predictor.info.get("techniques", {}),
-        **(extra or {}),
+        **with_test_rows(extra or {}, truth, predicted),  # calibration: before/after on test
     }
-    if "calibration" in metrics and target.task != "regression":  # before/after on the test rows
-        from tunelab.evaluation.calibration import with_test
-
-        metrics["calibration"] = with_test(metrics["calibration"], truth, predicted)
     write_json(run.metrics, metrics)
     return metrics
+
+
+def _interval(
+    prepared: Prepared, truth: np.ndarray, predicted: np.ndarray, *, seed: int
+) -> dict[str, Any]:
+    """The 95% interval of the selection metric on the test rows (``metrics.json``)."""
+    metric = prepared.metric
+    interval = score_interval(prepared.target.task, truth, predicted, metric, level=0.95, seed=seed)
+    return {
+        "metric": metric,
+        "level": 0.95,
+        "low": interval.low,
+        "high": interval.high,
+        "method": interval.method,
+    }
 
 
 def test_outputs(predictor: AnyPredictor, inputs: Any) -> np.ndarray:

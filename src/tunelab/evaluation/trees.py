@@ -20,6 +20,7 @@ from tunelab.config import RunConfig
 from tunelab.data import take
 from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.errors import ConfigError
+from tunelab.evaluation.plan import FitPlan
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.trees import Forest, TreePredictor, probabilities
 from tunelab.training.cores import limited_threads, process_threads
@@ -27,9 +28,6 @@ from tunelab.training.loop import EpochCallback, FitResult, StopTraining
 from tunelab.training.metrics import compute_metrics
 
 FAMILIES = ("hgb",)
-# the techniques boosting reads (early_stopping's enabled, patience and min_delta); the
-# others act on a network's training, and the ladder skips their rungs for trees
-TECHNIQUES_TREES_TAKE = ("early_stopping",)
 # model.options an hgb model takes, with scikit-learn's meaning
 HGB_OPTIONS = (
     "learning_rate",
@@ -56,18 +54,15 @@ def is_tree_model(cfg: RunConfig) -> bool:
 
 
 def fit_trees(
-    cfg: RunConfig,
-    prepared: Prepared,
-    train_rows: np.ndarray,
-    validation_rows: np.ndarray | None,
-    *,
-    callbacks: Sequence[EpochCallback] = (),
+    plan: FitPlan, callbacks: Sequence[EpochCallback] = ()
 ) -> tuple[TreePredictor, FitResult]:
-    """Boost trees on ``train_rows``, stopping early on ``validation_rows``.
+    """Boost trees on the plan's training rows, stopping early on its validation rows.
 
     Raises:
         ConfigError: an unknown family or option, or text data (trees need numbers).
     """
+    cfg, prepared = plan.cfg, plan.prepared
+    train_rows, validation_rows = plan.train_rows, plan.validation_rows
     family = cfg.model.source.partition(":")[2]
     if family not in FAMILIES:
         raise ConfigError(

@@ -27,7 +27,7 @@ from tunelab.optional import optional_import
 from tunelab.results.guard import check_outputs
 from tunelab.results.outputs import check_output
 from tunelab.results.predictor import AnyPredictor, Predictor, load_predictor
-from tunelab.results.rundir import RunDir
+from tunelab.results.rundir import FINAL, MANIFEST, RunDir
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[Format, ...] = ("onnx", "torchscript")
@@ -174,7 +174,7 @@ def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def _default_path(run: Path, format: Format) -> Path:
-    folder = run.parent if run.name == "final" and (run / "predictor.json").is_file() else run
+    folder = run.parent if run.name == FINAL and (run / MANIFEST).is_file() else run
     return RunDir(folder).onnx if format == "onnx" else RunDir(folder).torchscript
 
 
@@ -216,7 +216,7 @@ def _check(
 ) -> tuple[float | None, int, float]:
     """The largest difference from the predictor's outputs on the run's test rows, their
     number, and the difference allowed."""
-    folder = run.parent if run.name == "final" else run
+    folder = run.parent if run.name == FINAL else run
     test_inputs = RunDir(folder).test_inputs
     if not test_inputs.is_file():
         return None, 0, TOLERANCE

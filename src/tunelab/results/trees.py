@@ -26,6 +26,8 @@ from tunelab.results.backbones import BackboneStore
 from tunelab.results.calibration import temper
 from tunelab.results.files import FOREST_LIMIT, read_npz
 from tunelab.results.guard import check_outputs
+from tunelab.results.predictor import Loading, load_images, manifest_header, raw_inputs
+from tunelab.results.rundir import MANIFEST
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -154,8 +156,6 @@ class TreePredictor:
 
     def features(self, inputs: Inputs | list[str]) -> np.ndarray:
         """The encoded inputs as one row of numbers each (images and signals flattened)."""
-        from tunelab.results.predictor import raw_inputs
-
         raw = raw_inputs(inputs, modality=self.modality, columns=self.input_columns, info=self.info)
         encoded = self.encoder.transform(raw)[0].numpy()
         if len(encoded) == 0:
@@ -163,8 +163,6 @@ class TreePredictor:
         return encoded.reshape(len(encoded), -1)
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
-        from tunelab.results.predictor import load_images
-
         return load_images(paths, self.info)
 
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
@@ -191,8 +189,6 @@ class TreePredictor:
 
     def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
         """Write ``predictor.json`` and the trees (``backbones``: unused, trees have none)."""
-        from tunelab.results.predictor import manifest_header
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.forest.save(directory / FOREST_FILE)
@@ -202,14 +198,16 @@ class TreePredictor:
             "forest": FOREST_FILE,
             "trees": int(self.forest.roots.size),
         }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return directory
 
 
-def load_trees(directory: Path, manifest: dict[str, Any]) -> TreePredictor:
+def load_trees(directory: Path, manifest: dict[str, Any], loading: Loading) -> TreePredictor:
+    """The ``trees`` kind (``PREDICTOR_KINDS``); ``loading`` is unused: trees run on the
+    CPU, name no code and keep no backbone."""
     from tunelab.results.manifest import check_fields, load_encoder, plain_file
 
-    check_fields(directory / "predictor.json", manifest, {"encoder": dict})
+    check_fields(directory / MANIFEST, manifest, {"encoder": dict})
     path = directory / plain_file(manifest, "forest", directory)
     encoder = load_encoder(directory, manifest)
     forest = Forest.load(path)
