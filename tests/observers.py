@@ -29,3 +29,13 @@ class OnTrialEnded(Observer):
 
     def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.then(study, trial)
+
+
+class OnStage(Observer):
+    """Calls ``then(text)`` as each stage starts (in words)."""
+
+    def __init__(self, then: Callable[[str], None]) -> None:
+        self.then = then
+
+    def stage(self, text: str) -> None:
+        self.then(text)

@@ -371,6 +371,11 @@ def manifest_cases() -> list[Damage]:
         "files-outside": ("net", "files", ["../x"], "files"),
         "tree-head-trees-huge": ("treehead", "model.classical_head.trees", 10**12, "safetensors"),
         "tree-head-outputs": ("treehead", "model.classical_head.outputs", 5, "outputs"),
+        "temperature-zero": ("net", "temperature", 0.0, "temperature"),
+        "temperature-negative": ("trees", "temperature", -1.5, "temperature"),
+        "temperature-nan": ("net", "temperature", NAN, "temperature"),
+        "temperature-text": ("trees", "temperature", "2", "temperature"),
+        "temperature-huge": ("net", "temperature", 1e300, "temperature"),
     }
     return [
         Damage(f"{kind}-manifest-{name}", kind, _field(set_entry(top, dotted, value), field), top)

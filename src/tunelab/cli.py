@@ -73,15 +73,18 @@ def check(config: ConfigArg, overrides: SetOpt = None) -> None:
     from tunelab.preflight import check_stages, task_for_check
     from tunelab.resolved import annotated_yaml, check_facts
     from tunelab.search.applicable import check_lines
+    from tunelab.search.auto_space import resolve as resolve_auto_space
 
     try:
-        cfg = load_config(config, overrides=overrides)
+        cfg, auto = resolve_auto_space(load_config(config, overrides=overrides))
         facts = check_facts(cfg)
         warnings = check_settings(cfg, modality=facts.modality)
         check_stages(cfg, task=task_for_check(cfg))
     except TunelabError as exc:
         _fail(exc)
     _warn(console, warnings)
+    if auto is not None:  # a YAML comment: the output stays a config that loads
+        typer.echo(f"# {auto} (what tunelab run searches; tunelab train trains the values set)")
     typer.echo("".join(f"# {line}\n" for line in check_lines(cfg)), nl=False)
     typer.echo(annotated_yaml(cfg, facts), nl=False)
 

@@ -453,6 +453,19 @@ class SearchConfig(Section):
     max_consecutive_failures: int = Field(5, ge=1, description="failures in a row: stop")
     keep_top_k: int = Field(3, ge=1, description="trial checkpoints kept")
     space: dict[str, ParamSpec] = Field(default_factory=dict, description="dotted field: ParamSpec")
+    auto_space: bool | None = Field(
+        None,
+        description="the curated space for the model family and modality, with space's "
+        "entries merged over it (search/auto_space.py); null: when space is empty",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_auto(cls, data: Any) -> Any:
+        # 'space: auto' is the curated space alone
+        if isinstance(data, dict) and data.get("space") == "auto":
+            return {**data, "space": {}, "auto_space": True}
+        return data
 
     @field_validator("sampler", "pruner")
     @classmethod
@@ -593,6 +606,11 @@ class RunConfig(Section):
     search: SearchConfig = SearchConfig()
     cv: CrossValidationConfig = CrossValidationConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+    calibration: Literal["auto", "temperature", "none"] = Field(
+        "auto",
+        description="temperature scaling of the final predictor's probabilities, fitted on "
+        "out-of-fold or validation predictions; auto: kept only when it lowers their log loss",
+    )
     budget: float | None = Field(
         None,
         gt=0,

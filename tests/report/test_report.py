@@ -40,6 +40,7 @@ SECTIONS = [
     "folds",
     "ensemble",
     "predictions",
+    "calibration",
     "config",
 ]
 

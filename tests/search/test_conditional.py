@@ -118,13 +118,16 @@ def test_check_lists_per_family_the_fields_searched_for_it(tmp_path: Path) -> No
 
 
 def test_an_empty_space_is_an_error_for_tunelab_run(tmp_path: Path) -> None:
+    """An empty space is the automatic one by default; with search.auto_space false it is
+    refused."""
     assert nothing_to_search(mixed()) is None
+    no_auto = make_config(search={"auto_space": False})
     with pytest.raises(ConfigError, match="nothing to search: the space is empty"):
-        refuse_empty_space(make_config())
+        refuse_empty_space(no_auto)
     only_lr = make_config(model={"source": "sklearn:hgb"}, search={"space": {"train.lr": LR}})
     assert "train.lr does not apply to sklearn:hgb" in (nothing_to_search(only_lr) or "")
     path = tmp_path / "empty.yaml"
-    path.write_text(make_config().to_yaml())
+    path.write_text(no_auto.to_yaml())
     done = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "run")])
     assert done.exit_code == 2, done.output
     assert "nothing to search" in done.output and "Traceback" not in done.output

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tunelab.data import take
 from tunelab.errors import NonFiniteOutputs, TrialFailed
+from tunelab.evaluation.calibration import with_test_rows
 from tunelab.evaluation.fitting import Fitted
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.predictions import predictions_frame
@@ -80,7 +81,7 @@ def evaluate_and_write(
         "seconds": fitted.seconds,
         "notes": predictor.info.get("notes", []),
         "techniques": fitted.predictor.info.get("techniques", {}),
-        **(extra or {}),
+        **with_test_rows(extra or {}, truth, predicted),  # calibration: before/after on test
     }
     write_json(run.metrics, metrics)
     return metrics

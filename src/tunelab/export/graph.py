@@ -34,16 +34,19 @@ class Graph:
 class _Outputs(nn.Module):
     """Raw network outputs -> probabilities, or values in the target's units."""
 
-    def __init__(self, task: str, target_scale: tuple[float, float] | None) -> None:
+    def __init__(
+        self, task: str, target_scale: tuple[float, float] | None, temperature: float = 1.0
+    ) -> None:
         super().__init__()
         self.classify = task != "regression"
+        self.temperature = float(temperature)  # calibration: softmax(logits / T)
         mean, std = target_scale or (0.0, 1.0)
         self.mean, self.std = float(mean), float(std)
 
     def forward(self, outputs: torch.Tensor) -> torch.Tensor:
         outputs = outputs.float()
         if self.classify:
-            return torch.softmax(outputs, dim=1)
+            return torch.softmax(outputs / self.temperature, dim=1)
         return outputs.reshape(outputs.shape[0], -1)[:, 0] * self.std + self.mean
 
 
@@ -98,7 +101,7 @@ class _ArrayGraph(nn.Module):
 def build_graph(predictor: Predictor) -> Graph:
     """The graph of a table, image or signal model (the caller refuses other encoders)."""
     network = predictor.model.cpu().eval()
-    outputs = _Outputs(predictor.task, predictor.target_scale)
+    outputs = _Outputs(predictor.task, predictor.target_scale, predictor.temperature)
     output_name = "prediction" if predictor.task == "regression" else "probabilities"
     encoder = predictor.encoder
     if isinstance(encoder, TabularEncoder):

@@ -17,6 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.config import RunConfig, apply_params, recipe
 from tunelab.data import take
 from tunelab.ensembles.build import OutOfTime, build, decide
+from tunelab.ensembles.held_out import final_out_of_fold
+from tunelab.evaluation.calibration import calibrate
 from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.evaluation.refit import refit
@@ -101,6 +103,10 @@ def finish(
         cfg, (prepared, study, artifacts), single.predictor, stages, _Deadline(deadline, clock)
     )
     write_json(run.ensemble, summary)
+    probabilities, fitted_on = final_out_of_fold(study, artifacts, best, summary)
+    calibration = calibrate(
+        cfg.calibration, final, probabilities, prepared.target.values, fitted_on=fitted_on
+    )
     clock.enter("test evaluation", "test evaluation: the final predictor on the test rows")
     extra = {
         "best_trial": best.number,
@@ -113,6 +119,7 @@ def finish(
         "bagging": cfg.ensemble.bagging.model_dump() if cfg.ensemble.bagging.seeds > 1 else None,
         "final": "ensemble" if summary["kept"] else "best trial",
         "ensemble": summary,
+        "calibration": calibration,
         "trials": _trial_counts(study),
     }
     return evaluate_and_write(run, prepared, single.first, seed=cfg.seed, extra=extra, final=final)

@@ -42,6 +42,7 @@ from tunelab.results.rundir import (
 from tunelab.results.stages import LateStages, StageFailure
 from tunelab.results.trial_record import record, reused_from
 from tunelab.search.applicable import refuse_empty_space
+from tunelab.search.auto_space import resolve as resolve_auto_space
 from tunelab.search.budget import STOPPED_ATTR, Budget, budget_for
 from tunelab.search.claim import claim_study
 from tunelab.search.jobs import jobs_after_a_trial
@@ -139,6 +140,10 @@ def run_study(
     observer = observer or Observer()
     clock = Stages(Timeline(started or time.time()), observer)
     watch = _Watch(jobs, observer, quiet_workers)
+    cfg, auto = resolve_auto_space(cfg)  # no space given: the curated one (said so)
+    if auto is not None:
+        log.info("%s", auto)
+        clock.say(auto)
     _refuse_early(cfg, require_space=require_space)
     share_cores(jobs=1)  # this process: trials it runs itself, the refit, the ensemble
     try:

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from tunelab.config import RunConfig
+from tunelab.evaluation.calibration import calibrate
 from tunelab.evaluation.crossval import CrossValidation, cross_validate
 from tunelab.evaluation.fitting import Fitted, fit_on_rows
+from tunelab.evaluation.held_out import held_out_of_fit
 from tunelab.evaluation.holdout import evaluate_and_write
 from tunelab.evaluation.prepare import Prepared, prepare
 from tunelab.observer import Observer
@@ -78,11 +80,15 @@ def _train_into(
     write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
     log.info("%s", describe_data(prepared))
     if len(prepared.split.test) == 0:  # nothing to evaluate on: a scikit-learn estimator's
-        fitted, extra = fit_recipe(run, cfg, prepared, observer, trust_code=trust_code)
+        fitted, extra, _ = fit_recipe(run, cfg, prepared, observer, trust_code=trust_code)
         return TrainSummary(run.path, write_unscored(run, prepared, fitted, extra), fitted)
     metric = prepared.metric
     tracking = Tracking.open(cfg, run, metric=metric)  # fails before training
-    fitted, extra = fit_recipe(run, cfg, prepared, observer, trust_code=trust_code)
+    fitted, extra, oof = fit_recipe(run, cfg, prepared, observer, trust_code=trust_code)
+    probabilities, codes, fitted_on = held_out_of_fit(prepared, fitted.predictor, oof)
+    extra["calibration"] = calibrate(
+        cfg.calibration, fitted.predictor, probabilities, codes, fitted_on=fitted_on
+    )
     metrics = evaluate_and_write(run, prepared, fitted, seed=cfg.seed, extra=extra)
     stages = LateStages(run)  # a failure here costs nothing that finished
     stages.attempt("tracking", lambda: tracking.final(metrics, history=fitted.result.history))
@@ -95,22 +101,25 @@ def _train_into(
 
 def fit_recipe(
     run: RunDir, cfg: RunConfig, prepared: Prepared, observer: Observer, *, trust_code: bool
-) -> tuple[Fitted, dict[str, Any]]:
+) -> tuple[Fitted, dict[str, Any], np.ndarray | None]:
     """With ``cv.strategy: kfold``, the k-fold estimate first (written to ``folds.json``
-    and ``oof.npz``); then the one fit on the train rows. Returns the fit and what
-    ``metrics.json`` adds (``cross_validation``)."""
+    and ``oof.npz``); then the one fit on the train rows. Returns the fit, what
+    ``metrics.json`` adds (``cross_validation``) and the out-of-fold predictions (None
+    without k-fold), which calibration fits on."""
     split, metric, epochs = prepared.split, prepared.metric, cfg.train.epochs
     extra: dict[str, Any] = {}
+    oof = None
     if cfg.cv.strategy == "kfold":
         folds = cfg.cv.folds * cfg.cv.repeats
         hook = log_fold_epochs(folds=folds, epochs=epochs, metric=metric, then=observer.fold_epoch)
         cv = cross_validate(cfg, prepared, on_epoch=hook, trust_code=trust_code)
         extra["cross_validation"] = write_cross_validation(run, cv)
+        oof = cv.oof
     logged = [observer.epoch, log_epochs(epochs=epochs, metric=metric)]
     fitted = fit_on_rows(
         cfg, prepared, split.train, split.validation, callbacks=logged, trust_code=trust_code
     )
-    return fitted, extra
+    return fitted, extra, oof
 
 
 def write_unscored(

@@ -12,6 +12,7 @@ import optuna
 
 from tunelab import __version__
 from tunelab.errors import FatalError
+from tunelab.report.calibration import calibration_section
 from tunelab.report.contents import RunContents, read_run
 from tunelab.report.curves import curves_section
 from tunelab.report.html import Page, text
@@ -42,6 +43,7 @@ def build_report(run_dir: str | Path, *, study: optuna.Study | None = None) -> s
     page.add(folds_section(contents, page))
     page.add(ensemble_section(contents, page))
     page.add(predictions_section(contents, page))
+    page.add(calibration_section(contents, page))
     page.add(config_section(contents))
     return page.render(header=_header(contents))
 

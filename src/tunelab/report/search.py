@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from tunelab.report.contents import RunContents
 from tunelab.report.html import Page, Section, no_charts, note, number, table
+from tunelab.report.space import space_parts
 from tunelab.results.leaderboard import ranked
 from tunelab.results.trial_record import record
 
@@ -77,6 +78,7 @@ def study_section(contents: RunContents, page: Page) -> Section:
     if study is None:
         section.parts.append(note("no study in this run"))
         return section
+    section.parts += space_parts(contents)
     if not page.charts:
         section.parts.append(no_charts())
         return section

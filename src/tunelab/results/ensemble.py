@@ -20,6 +20,7 @@ from tunelab.data.base import Inputs
 from tunelab.errors import DataError, FatalError
 from tunelab.results.backbones import FOLDER as BACKBONES
 from tunelab.results.backbones import BackboneStore
+from tunelab.results.calibration import temper
 from tunelab.results.files import DAMAGED, inside, resolved
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import plain_file
@@ -109,6 +110,7 @@ class EnsemblePredictor:
     """
 
     kind = "ensemble"
+    temperature = 1.0  # calibration of the combination (results/calibration.py), at the top
 
     def __init__(
         self,
@@ -152,7 +154,7 @@ class EnsemblePredictor:
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
         if self.task == "regression":
             raise DataError("predict_proba is for classification; this model does regression")
-        return self._combined(inputs)
+        return temper(self._combined(inputs), self.temperature)
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
         combined = self._combined(inputs)

@@ -34,6 +34,7 @@ from tunelab.models.lent import frozen_part
 from tunelab.models.local import SPEC_METADATA_KEY
 from tunelab.registry import PREDICTOR_KINDS
 from tunelab.results.backbones import BackboneStore
+from tunelab.results.calibration import read_temperature, temper, temperature_entry
 from tunelab.results.files import check_folder, inside
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import FORMAT_VERSION, FROZEN_BACKBONE, read_manifest
@@ -70,6 +71,7 @@ class Predictor:
     """
 
     kind = "model"
+    temperature = 1.0  # calibration (results/calibration.py); load_from sets the stored one
 
     def __init__(
         self,
@@ -100,7 +102,10 @@ class Predictor:
         """Class probabilities (N, K), columns in the order of ``classes``."""
         if self.task == "regression":
             raise DataError("predict_proba is for classification; this model does regression")
-        return outputs_to_predictions(self._outputs(inputs), task=self.task, target_scale=None)
+        probabilities = outputs_to_predictions(
+            self._outputs(inputs), task=self.task, target_scale=None
+        )
+        return temper(probabilities, self.temperature)
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
         """Class labels (the original ones) or regression values."""
@@ -251,6 +256,7 @@ class AnyPredictor(Protocol):
     modality: str
     input_columns: list[str]
     info: dict[str, Any]
+    temperature: float  # applied by predict_proba (results/calibration.py)
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray: ...
 
@@ -272,6 +278,7 @@ def manifest_header(predictor: AnyPredictor, *, kind: str) -> dict[str, Any]:
         "modality": predictor.modality,
         "input_columns": predictor.input_columns,
         "info": predictor.info,
+        **temperature_entry(predictor.temperature),
     }
 
 
@@ -341,9 +348,11 @@ class Loading:
 
 def load_from(directory: Path, loading: Loading | None = None) -> AnyPredictor:
     """The predictor in ``directory``: its ``predictor.json`` says which kind, and the
-    loader registered for that kind (``tunelab.registry.PREDICTOR_KINDS``) reads it."""
+    loader registered for that kind (``tunelab.registry.PREDICTOR_KINDS``) reads it; its
+    stored ``temperature`` (calibration) is checked and set here, for every kind."""
     manifest_path = directory / MANIFEST
     manifest = read_manifest(manifest_path)
+    temperature = read_temperature(manifest_path, manifest)
     kind = manifest.get("kind", "model")
     if not isinstance(kind, str) or kind not in PREDICTOR_KINDS:
         raise FatalError(
@@ -352,6 +361,7 @@ def load_from(directory: Path, loading: Loading | None = None) -> AnyPredictor:
         )
     load = PREDICTOR_KINDS.get(kind)
     predictor: AnyPredictor = load(directory, manifest, loading or Loading())
+    predictor.temperature = temperature
     return predictor
 
 

@@ -23,6 +23,7 @@ from tunelab.data.base import Inputs
 from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError, FatalError
 from tunelab.results.backbones import BackboneStore
+from tunelab.results.calibration import temper
 from tunelab.results.files import FOREST_LIMIT, read_npz
 from tunelab.results.guard import check_outputs
 from tunelab.results.predictor import Loading, load_images, manifest_header, raw_inputs
@@ -132,6 +133,7 @@ class TreePredictor:
     """
 
     kind = "trees"
+    temperature = 1.0  # calibration (results/calibration.py), applied by predict_proba
 
     def __init__(
         self,
@@ -166,7 +168,7 @@ class TreePredictor:
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
         if self.task == "regression":
             raise DataError("predict_proba is for classification; this model does regression")
-        return probabilities(self._raw(inputs))
+        return temper(probabilities(self._raw(inputs)), self.temperature)
 
     def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
         raw = self._raw(inputs)

@@ -124,7 +124,8 @@ def nothing_to_search(cfg: RunConfig) -> str | None:
     return (
         "search.space: nothing to search: the space is empty, so every trial would train "
         "the same recipe; add fields to search.space (e.g. train.lr: {type: float, low: "
-        "1.0e-4, high: 1.0e-2, log: true}), or train the recipe once with: tunelab train CONFIG"
+        "1.0e-4, high: 1.0e-2, log: true}) or set search.auto_space: true (the curated space), or "
+        "train the recipe once with: tunelab train CONFIG"
     )
 
 
