@@ -116,6 +116,8 @@ MODEL_SOURCES: Registry[Callable[..., Any]] = Registry(
         "timm": "tunelab.models.vision:load_timm",
         "torchvision": "tunelab.models.vision:load_torchvision",
         "sklearn": "tunelab.evaluation.trees:not_a_network",
+        "lightgbm": "tunelab.evaluation.trees:not_a_network",
+        "xgboost": "tunelab.evaluation.trees:not_a_network",
     },
 )
 MODEL_REBUILDERS: Registry[Callable[..., Any]] = Registry(

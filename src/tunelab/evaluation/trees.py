@@ -20,7 +20,9 @@ from tunelab.config import RunConfig
 from tunelab.data import take
 from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.errors import ConfigError
+from tunelab.evaluation.boosters import fit_booster
 from tunelab.evaluation.prepare import Prepared
+from tunelab.results.boosters import BoosterPredictor
 from tunelab.results.trees import Forest, TreePredictor, probabilities
 from tunelab.training.cores import limited_threads, process_threads
 from tunelab.training.loop import EpochCallback, FitResult, StopTraining
@@ -42,17 +44,22 @@ HGB_OPTIONS = (
 )
 
 
+# the model sources whose models are boosted trees: scikit-learn's here, the libraries' in
+# boosters.py
+TREE_SOURCES = ("sklearn", "lightgbm", "xgboost")
+
+
 def not_a_network(value: str, cfg: Any, request: Any) -> Any:
-    """The ``sklearn:`` model source: trees are fitted by ``fit_trees``, never built as a
-    network (``fit_on_rows`` sends them there first)."""
+    """The tree model sources: trees are fitted by ``fit_trees``, never built as a network
+    (``fit_on_rows`` sends them there first)."""
     raise ConfigError(
-        f"model.source: sklearn:{value} is a tree model; it trains through tunelab train or "
+        f"model.source: {cfg.source} is a tree model; it trains through tunelab train or "
         "run, not as a network (no finetuning, no export as a torch module)"
     )
 
 
 def is_tree_model(cfg: RunConfig) -> bool:
-    return cfg.model.source.startswith("sklearn:")
+    return cfg.model.source.partition(":")[0] in TREE_SOURCES
 
 
 def fit_trees(
@@ -62,12 +69,14 @@ def fit_trees(
     validation_rows: np.ndarray | None,
     *,
     callbacks: Sequence[EpochCallback] = (),
-) -> tuple[TreePredictor, FitResult]:
+) -> tuple[TreePredictor | BoosterPredictor, FitResult]:
     """Boost trees on ``train_rows``, stopping early on ``validation_rows``.
 
     Raises:
         ConfigError: an unknown family or option, or text data (trees need numbers).
     """
+    if not cfg.model.source.startswith("sklearn:"):
+        return fit_booster(cfg, prepared, train_rows, validation_rows, callbacks=callbacks)
     family = cfg.model.source.partition(":")[2]
     if family not in FAMILIES:
         raise ConfigError(

@@ -340,6 +340,10 @@ def load_from(
         from tunelab.results.trees import load_trees
 
         return load_trees(directory, manifest)
+    if kind == "booster":
+        from tunelab.results.boosters import load_booster
+
+        return load_booster(directory, manifest)
     if kind == "ensemble":
         from tunelab.results.ensemble import load_ensemble
 
@@ -355,7 +359,7 @@ def load_from(
     if kind != "model":
         raise FatalError(
             f"{manifest_path}: kind {kind!r:.40} is not a predictor kind tunelab knows (model, "
-            "trees, ensemble); the predictor is damaged or from a newer tunelab"
+            "trees, booster, ensemble); the predictor is damaged or from a newer tunelab"
         )
     built, encoder = load_network(directory, manifest, trust_code=trust_code, backbones=backbones)
     built.module.to(torch.device(device)).eval()

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.data.base import Inputs
 from tunelab.data.encoding import Encoder
-from tunelab.errors import DataError, FatalError
+from tunelab.errors import FatalError
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import FOREST_LIMIT, read_npz
-from tunelab.results.guard import check_outputs
+from tunelab.results.scored import ScoredPredictor
+from tunelab.results.scored import probabilities as probabilities  # where callers find it
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -113,16 +113,7 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(0)
 
 
-def probabilities(raw: np.ndarray) -> np.ndarray:
-    """Raw boosted scores -> class probabilities (sigmoid for one column, else softmax)."""
-    if raw.shape[1] == 1:
-        positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-        return np.column_stack([1.0 - positive, positive])
-    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
-
-
-class TreePredictor:
+class TreePredictor(ScoredPredictor):
     """Predicts with a boosted forest on raw inputs, through the fitted encoder.
 
     Attributes:
@@ -150,38 +141,10 @@ class TreePredictor:
         self.input_columns = input_columns
         self.info = info or {}
 
-    def features(self, inputs: Inputs | list[str]) -> np.ndarray:
-        """The encoded inputs as one row of numbers each (images and signals flattened)."""
-        from tunelab.results.predictor import raw_inputs
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        return self.forest.raw(features)
 
-        raw = raw_inputs(inputs, modality=self.modality, columns=self.input_columns, info=self.info)
-        encoded = self.encoder.transform(raw)[0].numpy()
-        if len(encoded) == 0:
-            raise DataError("the input has no rows; give at least one example to predict on")
-        return encoded.reshape(len(encoded), -1)
-
-    def load_images(self, paths: list[Path]) -> np.ndarray:
-        from tunelab.results.predictor import load_images
-
-        return load_images(paths, self.info)
-
-    def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
-        if self.task == "regression":
-            raise DataError("predict_proba is for classification; this model does regression")
-        return probabilities(self._raw(inputs))
-
-    def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
-        raw = self._raw(inputs)
-        if self.task == "regression":
-            return np.asarray(raw[:, 0], np.float64)
-        assert self.classes is not None
-        return np.asarray(np.asarray(self.classes, dtype=object)[probabilities(raw).argmax(1)])
-
-    def _raw(self, inputs: Inputs | list[str]) -> np.ndarray:
-        raw = self.forest.raw(self.features(inputs))
-        return check_outputs(raw, cause=self._non_finite_cause)
-
-    def _non_finite_cause(self) -> str:
+    def non_finite_cause(self) -> str:
         forest = self.forest
         if not (np.isfinite(forest.value).all() and np.isfinite(forest.baseline).all()):
             return "the forest's leaf values contain NaN or infinite values"
