@@ -16,7 +16,6 @@ goes), and each categorical column as its category codes, named categorical to t
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,28 +99,11 @@ class BoosterPredictor(ScoredPredictor):
 
     kind = "booster"
 
-    def __init__(
-        self,
-        *,
-        library: str,
-        text: str,
-        encoder: Encoder,
-        task: str,
-        classes: list[Any] | None,
-        modality: str,
-        input_columns: list[str],
-        info: dict[str, Any] | None = None,
-        booster: Any = None,
-    ) -> None:
+    def __init__(self, *, library: str, text: str, booster: Any = None, **predictor: Any) -> None:
+        super().__init__(**predictor)
         self.library = library
         self.text = text
         self.booster = booster if booster is not None else parse(library, text)
-        self.encoder = encoder
-        self.task = task
-        self.classes = classes
-        self.modality = modality
-        self.input_columns = input_columns
-        self.info = info or {}
 
     def features(self, inputs: Inputs | list[str]) -> np.ndarray:
         matrix = native_matrix(self.encoder, self.raw_inputs(inputs))
@@ -141,19 +123,11 @@ class BoosterPredictor(ScoredPredictor):
 
     def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
         """Write ``predictor.json`` and the model file (``backbones``: unused)."""
-        from tunelab.results.predictor import manifest_header
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         file = LIBRARIES[self.library].file
         (directory / file).write_text(self.text)
-        manifest = {
-            **manifest_header(self, kind=self.kind),
-            "library": self.library,
-            "encoder": self.encoder.to_dict(),
-            "model_file": file,
-        }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        self.write_manifest(directory, library=self.library, model_file=file)
         return directory
 
 

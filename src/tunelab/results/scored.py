@@ -6,6 +6,7 @@ pass the scores through the prediction guard before they become probabilities or
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from tunelab.data.base import Inputs
 from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError
+from tunelab.results.backbones import BackboneStore
 from tunelab.results.guard import check_outputs
 
 
@@ -35,12 +37,37 @@ class ScoredPredictor:
     """
 
     kind = "scored"
-    encoder: Encoder
-    task: str
-    classes: list[Any] | None
-    modality: str
-    input_columns: list[str]
-    info: dict[str, Any]
+
+    def __init__(
+        self,
+        *,
+        encoder: Encoder,
+        task: str,
+        classes: list[Any] | None,
+        modality: str,
+        input_columns: list[str],
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.task = task
+        self.classes = classes
+        self.modality = modality
+        self.input_columns = input_columns
+        self.info = info or {}
+
+    def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
+        raise NotImplementedError
+
+    def write_manifest(self, directory: Path, **entries: Any) -> None:
+        """``predictor.json``: the header, the encoder, and the kind's own ``entries``."""
+        from tunelab.results.predictor import manifest_header
+
+        manifest = {
+            **manifest_header(self, kind=self.kind),
+            "encoder": self.encoder.to_dict(),
+            **entries,
+        }
+        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """(N, outputs) raw scores of ``features`` (``features()``'s rows)."""

@@ -11,7 +11,6 @@ scikit-learn release that changes them fails the tests, not a user.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.data.encoding import Encoder
 from tunelab.errors import FatalError
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import FOREST_LIMIT, read_npz
@@ -122,24 +120,9 @@ class TreePredictor(ScoredPredictor):
 
     kind = "trees"
 
-    def __init__(
-        self,
-        *,
-        forest: Forest,
-        encoder: Encoder,
-        task: str,
-        classes: list[Any] | None,
-        modality: str,
-        input_columns: list[str],
-        info: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, *, forest: Forest, **predictor: Any) -> None:
+        super().__init__(**predictor)
         self.forest = forest
-        self.encoder = encoder
-        self.task = task
-        self.classes = classes
-        self.modality = modality
-        self.input_columns = input_columns
-        self.info = info or {}
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         return self.forest.raw(features)
@@ -152,18 +135,10 @@ class TreePredictor(ScoredPredictor):
 
     def save(self, directory: str | Path, *, backbones: BackboneStore | None = None) -> Path:
         """Write ``predictor.json`` and the trees (``backbones``: unused, trees have none)."""
-        from tunelab.results.predictor import manifest_header
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.forest.save(directory / FOREST_FILE)
-        manifest = {
-            **manifest_header(self, kind=self.kind),
-            "encoder": self.encoder.to_dict(),
-            "forest": FOREST_FILE,
-            "trees": int(self.forest.roots.size),
-        }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        self.write_manifest(directory, forest=FOREST_FILE, trees=int(self.forest.roots.size))
         return directory
 
 
