@@ -104,10 +104,10 @@ def test_kfold_trials_score_out_of_fold() -> None:
     assert np.isfinite(cv.oof[scored]).all() and all(0 < epochs < 100 for epochs in cv.epochs)
 
 
-def test_a_neural_and_lightgbm_ensemble_predicts_through_tunelab_predict(tmp_path: Path) -> None:
-    from tunelab.search.run import run_study
-
-    cfg = make_config(
+def two_trial_study(field: str, choices: list[Any], **ensemble: Any) -> Any:
+    """Two k-fold trials on breast_cancer, one per choice of ``field``, their mean ensemble
+    kept whatever it scores."""
+    return make_config(
         data={"source": "sklearn:breast_cancer"},
         train={"epochs": 6},
         cv={"strategy": "kfold", "folds": 2},
@@ -115,12 +115,16 @@ def test_a_neural_and_lightgbm_ensemble_predicts_through_tunelab_predict(tmp_pat
             "n_trials": 2,
             "sampler": "grid",
             "pruner": "none",
-            "space": {
-                "model.source": {"type": "categorical", "choices": ["builtin:mlp", "lightgbm:gbdt"]}
-            },
+            "space": {field: {"type": "categorical", "choices": choices}},
         },
-        ensemble={"keep": "ensemble", "method": "mean"},
+        ensemble={"keep": "ensemble", "method": "mean", **ensemble},
     )
+
+
+def test_a_neural_and_lightgbm_ensemble_predicts_through_tunelab_predict(tmp_path: Path) -> None:
+    from tunelab.search.run import run_study
+
+    cfg = two_trial_study("model.source", ["builtin:mlp", "lightgbm:gbdt"])
     out = tmp_path / "run"
     run_study(cfg, out=out)
     manifest = json.loads((out / "final" / "predictor.json").read_text())

@@ -104,14 +104,16 @@ def fit_booster(
         raw.modality, take(raw.inputs, train_rows), categorical=cfg.data.categorical
     )
     x_train = native_matrix(encoder, take(raw.inputs, train_rows))
-    y_train = target.values[train_rows]
-    _check_classes(y_train, target.classes)
+    y_train, taught = _labels(target, train_rows)
+    if not taught:
+        _check_classes(y_train, target.classes)
     validation = None
     if validation_rows is not None and len(validation_rows) > 0:
         x_val = native_matrix(encoder, take(raw.inputs, validation_rows))
         validation = (x_val, target.values[validation_rows])
     early = validation is not None and cfg.early_stopping.enabled and family != "dart"
-    model = _estimator(cfg, library, family, target.task, categorical_columns(encoder), early)
+    task = "taught" if taught and target.task == "binary" else target.task
+    model = _estimator(cfg, library, family, task, categorical_columns(encoder), early)
     with limited_threads(cfg.train.threads or process_threads()):
         _fit(cfg, model, x_train, y_train, validation, categorical_columns(encoder), early=early)
     text = _model_text(library, model)
@@ -153,6 +155,21 @@ def check_source(cfg: RunConfig) -> tuple[str, str]:
     return library, family
 
 
+def _labels(target: Any, rows: np.ndarray) -> tuple[np.ndarray, bool]:
+    """What the booster learns on ``rows``: the labels, or a teacher's predictions where the
+    target carries them (``ensembles/distill.py``: the positive class's probability, or the
+    value for regression); and whether they are a teacher's."""
+    soft = getattr(target, "soft", None)
+    if soft is None or not np.isfinite(soft[rows]).all():
+        return target.values[rows], False
+    if target.task == "multiclass":
+        raise ConfigError(
+            f"a boosted student learns one probability per row; this task has "
+            f"{len(target.classes)} classes: distill into a network instead"
+        )
+    return np.asarray(soft[rows, -1], np.float64), True
+
+
 def _check_classes(y: np.ndarray, classes: list[Any] | None) -> None:
     if classes is None:
         return
@@ -170,14 +187,22 @@ def _estimator(
 ) -> Any:
     module = library_module(library, purpose=f"model.source: {cfg.model.source}")
     threads = cfg.train.threads or process_threads()
-    common = {"n_estimators": cfg.train.epochs, "random_state": cfg.seed, "n_jobs": threads}
+    common: dict[str, Any] = {
+        "n_estimators": cfg.train.epochs,
+        "random_state": cfg.seed,
+        "n_jobs": threads,
+    }
     if library == "lightgbm":
-        kind = module.LGBMRegressor if task == "regression" else module.LGBMClassifier
+        kind = module.LGBMClassifier if task in ("binary", "multiclass") else module.LGBMRegressor
+        if task == "taught":  # a probability per row: the logistic loss on it, raw scores logits
+            common["objective"] = "cross_entropy"
         return kind(boosting_type=family, verbose=-1, **common, **cfg.model.options)
     stop = module.callback.EarlyStopping(
         rounds=cfg.early_stopping.patience, min_delta=cfg.early_stopping.min_delta, save_best=True
     )
-    kind = module.XGBRegressor if task == "regression" else module.XGBClassifier
+    kind = module.XGBClassifier if task in ("binary", "multiclass") else module.XGBRegressor
+    if task == "taught":
+        common["objective"] = "binary:logistic"
     return kind(
         booster=family,
         tree_method="hist",

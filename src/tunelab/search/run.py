@@ -24,6 +24,7 @@ from tunelab.applies import peek_modality, refuse_misfits
 from tunelab.config import ParamSpec, RunConfig, apply_params, load_config
 from tunelab.data import take
 from tunelab.ensembles.build import OutOfTime, build, decide
+from tunelab.ensembles.distill import distill_stage
 from tunelab.errors import FatalError
 from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
 from tunelab.evaluation.prepare import Prepared, prepare
@@ -623,6 +624,14 @@ def finish(
     final, summary = _ensemble_stage(
         cfg, prepared, study, artifacts, single.predictor, stages, _Deadline(deadline, clock)
     )
+    if cfg.ensemble.distill and summary["kept"]:  # one student learns the ensemble
+        clock.say("distillation: one student learns the ensemble")
+        distilled = stages.attempt(
+            "distillation", lambda: distill_stage(tuned, prepared, final, single.predictor, summary)
+        )
+        final = distilled or final
+        if "distillation" in summary:
+            clock.note(f"distillation: {summary['distillation']['reason']}")
     write_json(run.ensemble, summary)
     clock.enter("test evaluation", "test evaluation: the final predictor on the test rows")
     extra = {
@@ -634,7 +643,7 @@ def finish(
         "best_params": params,
         "refit_epochs": single.epochs,
         "bagging": cfg.ensemble.bagging.model_dump() if cfg.ensemble.bagging.seeds > 1 else None,
-        "final": "ensemble" if summary["kept"] else "best trial",
+        "final": summary.get("final") or ("ensemble" if summary["kept"] else "best trial"),
         "ensemble": summary,
         "trials": {
             state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
