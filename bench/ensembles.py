@@ -42,10 +42,10 @@ from tunelab.ensembles.build import build, decide
 from tunelab.ensembles.distill import distill
 from tunelab.evaluation.holdout import test_outputs
 from tunelab.evaluation.prepare import prepare
-from tunelab.pipeline import train
+from tunelab.flows.study import run_study
+from tunelab.flows.train import train
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.predictor import AnyPredictor, load_predictor
-from tunelab.search.run import run_study
 from tunelab.training.metrics import (
     bootstrap_interval,
     compute_metrics,

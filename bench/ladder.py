@@ -35,7 +35,8 @@ from rich.console import Console
 
 from tunelab.config import load_config
 from tunelab.ladder import run_ladder
-from tunelab.ladder.show import LadderProgress, caption, markdown
+from tunelab.ladder.show import caption, markdown
+from tunelab.progress.ladder import LadderProgress
 from tunelab.results.rundir import open_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def measure(problem: Problem, out: Path, *, quick: bool, threads: int) -> dict[s
     run = open_run_dir(cfg, out / problem.name, resume=lambda run: True)
     started = time.perf_counter()
     with LadderProgress(console=Console(stderr=True), live=False) as progress:
-        doc = run_ladder(cfg, run, watcher=progress)
+        doc = run_ladder(cfg, run, observer=progress)
     doc["wall_seconds"] = time.perf_counter() - started
     return doc
 

@@ -69,7 +69,7 @@ def probe_config(model: Path, trials: int) -> Any:
 
 
 def run(cfg: Any, out: Path, *, jobs: int | str = "auto") -> tuple[float, Any]:
-    from tunelab.search.run import run_study
+    from tunelab.flows.study import run_study
 
     started = time.perf_counter()
     result = run_study(cfg, out=out, overwrite=True, jobs=jobs)  # type: ignore[arg-type]

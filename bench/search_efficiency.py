@@ -1,7 +1,7 @@
 """Does pruning make tunelab's search reach a good model sooner?
 
 Three contenders search the same space with the same time budget and seed, through
-``tunelab.search.run.run_study`` (SQLite study in a temporary run directory, holdout
+``tunelab.flows.study.run_study`` (SQLite study in a temporary run directory, holdout
 estimate, refit of the best trial and one evaluation on the test rows):
 
 * ``tpe+sha``: TPE with successive halving (``search.pruner: successive_halving``),
@@ -75,8 +75,9 @@ from optuna.trial import FrozenTrial, TrialState
 import tunelab
 from tunelab import registry
 from tunelab.config import RunConfig, config_from_dict
+from tunelab.flows.study import run_study
+from tunelab.observer import Observer
 from tunelab.search import study as study_module
-from tunelab.search.run import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.5
@@ -138,6 +139,19 @@ CONTENDERS: dict[str, tuple[str, str]] = {
     "tpe": ("tpe", "none"),
     "random": ("random", "none"),
 }
+
+
+class Watch(Observer):
+    """Counts each trial's epochs and records each trial as it ends."""
+
+    def __init__(self, on_epoch: Any, on_trial: Any) -> None:
+        self.on_epoch, self.on_trial = on_epoch, on_trial
+
+    def trial_epoch(self, number: int, fold: int, folds: int, record: dict[str, Any]) -> None:
+        self.on_epoch(number, fold, folds, record)
+
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.on_trial(study, trial)
 
 
 def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -304,7 +318,8 @@ def run_one(
 
     with tempfile.TemporaryDirectory(prefix="tunelab-bench-") as tmp:
         try:
-            result = run_study(cfg, out=Path(tmp) / "run", hooks=[hook], on_epoch=count)
+            watch = Watch(count, hook)
+            result = run_study(cfg, out=Path(tmp) / "run", observer=watch)
         finally:
             _drop_file_handlers()
         total = time.perf_counter() - started

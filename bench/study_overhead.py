@@ -3,7 +3,7 @@
 Per-trial time. The contenders run the same trials in one process, alternating (the order
 rotates every round):
 
-* ``tunelab``: ``tunelab.search.run.run_study`` in-process: SQLite study with heartbeats in a
+* ``tunelab``: ``tunelab.flows.study.run_study`` in-process: SQLite study with heartbeats in a
   temporary run directory, holdout estimate, ``pruner: none``, TPE; each trial reports every
   epoch, predicts its validation rows (out-of-fold predictions), stores its predictor,
   predictions and history as Optuna artifacts, and the study keeps the top-k checkpoints.
@@ -78,9 +78,21 @@ import tunelab.search.objective as objective_module
 from tunelab.config import RunConfig, apply_params, config_from_dict
 from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.flows.study import run_study
+from tunelab.observer import Observer
 from tunelab.search.optimize import FailureGuard, TopCheckpoints
-from tunelab.search.run import run_study
 from tunelab.search.study import make_storage
+
+
+class OnTrialEnded(Observer):
+    """Calls a function as each trial ends (where the timings are taken)."""
+
+    def __init__(self, then: Callable[[optuna.Study, FrozenTrial], None]) -> None:
+        self.then = then
+
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.then(study, trial)
+
 
 CONTENDERS = {
     "optuna": "bare Optuna, in-memory study",
@@ -224,7 +236,7 @@ def run_tunelab(cfg: RunConfig, workdir: Path) -> StudyTiming:
         values.append(float(trial.value) if trial.value is not None else math.nan)
 
     out = Path(tempfile.mkdtemp(prefix="tunelab-", dir=workdir))
-    run_study(cfg, out=out, hooks=[hook])  # its log handler is removed when it ends
+    run_study(cfg, out=out, observer=OnTrialEnded(hook))  # its log handler is removed when it ends
     wall, cpu = _gaps(stamps)
     return StudyTiming(wall, cpu, values)
 
@@ -425,7 +437,7 @@ def child(trials: int, *, trace: bool) -> dict[str, Any]:
     if trace:
         tracemalloc.start()
     with tempfile.TemporaryDirectory(prefix="tunelab-bench-") as tmp:
-        result = run_study(cfg, out=Path(tmp) / "run", hooks=[hook])
+        result = run_study(cfg, out=Path(tmp) / "run", observer=OnTrialEnded(hook))
         finished = len(result.study.trials)
     heap_current, heap_peak = tracemalloc.get_traced_memory() if trace else (0, 0)
     at = min(20, len(rss)) - 1  # after the 20th trial

@@ -181,7 +181,7 @@ def base_config(data_dir: Path, model_dir: Path, **sections: Any) -> dict[str, A
 
 def study(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     from tunelab.config import config_from_dict
-    from tunelab.search.run import run_study
+    from tunelab.flows.study import run_study
 
     started = time.perf_counter()
     result = run_study(config_from_dict(raw), out=out, overwrite=True, jobs="auto")
@@ -218,16 +218,17 @@ def tunelab_pass(raw: dict[str, Any], threads: int) -> dict[str, Any]:
     """tunelab's frozen-backbone pass over every row, tokenizing included (nothing cached)."""
     from tunelab.config import config_from_dict
     from tunelab.evaluation import features
-    from tunelab.evaluation.fitting import build_encoder_and_model
+    from tunelab.evaluation.network import plan_network
+    from tunelab.evaluation.plan import FitPlan
     from tunelab.evaluation.prepare import prepare
 
     cfg = config_from_dict({**raw, "train": {**raw["train"], "threads": threads}})
     prepared = prepare(cfg)
-    encoder, built = build_encoder_and_model(cfg, prepared, prepared.split.train)
+    plan = plan_network(FitPlan(cfg=cfg, prepared=prepared, train_rows=prepared.split.train))
     features.clear_memory()
     rows = np.arange(len(prepared.raw))
     started = time.perf_counter()
-    features.backbone_features(cfg, prepared, encoder, built, rows, use_cache=False)
+    features.backbone_features(plan, rows, use_cache=False)
     seconds = time.perf_counter() - started
     return {"docs_per_second": len(rows) / seconds, "seconds": seconds, "threads": threads}
 

@@ -45,7 +45,8 @@ from typing import Any
 import torch
 
 from tunelab.config import RunConfig, apply_params, load_config
-from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows
+from tunelab.evaluation.fitting import fit_on_rows
+from tunelab.evaluation.plan import build_encoder_and_model
 from tunelab.evaluation.prepare import prepare
 from tunelab.training.cores import available_cores, default_threads
 

@@ -108,7 +108,7 @@ class Built:
 
 
 def build_predictors(root: Path, *, text: bool) -> Built:
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
     from tunelab.results.predictor import load_predictor
 
     net_run = train(make_config(train={"epochs": 1}), out=root / "net-run").run_dir

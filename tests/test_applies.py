@@ -124,8 +124,7 @@ def test_a_sensible_config_gets_no_warning(tmp_path: Path) -> None:
 
 
 def test_the_bundled_sets_modality_table_lists_every_bundled_set() -> None:
-    from tunelab.applies import BUNDLED
-    from tunelab.data.sklearn_source import _LOADERS
+    from tunelab.data.sklearn_source import _LOADERS, BUNDLED
 
     assert set(BUNDLED) == set(_LOADERS)
 

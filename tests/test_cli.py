@@ -319,7 +319,7 @@ def test_predict_imports_neither_scikit_learn_nor_optuna(tmp_path: Path) -> None
     """tunelab predict starts in the time torch takes to import: scikit-learn with SciPy
     (about a second here, more under load) and Optuna are for training and studies."""
     from tests.conftest import make_config
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
 
     run = train(make_config(), out=tmp_path / "run").run_dir
     script = (

@@ -146,7 +146,7 @@ def assert_pinned(name: str, actual: dict[str, Any], pinned: dict[str, Any]) -> 
 
 
 def train_metrics(name: str, out: Path) -> dict[str, Any]:
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
 
     path, overrides = RUNS[name]
     summary = train(load_config(path, overrides=overrides), out=out)
@@ -154,7 +154,7 @@ def train_metrics(name: str, out: Path) -> dict[str, Any]:
 
 
 def study_values(out: Path) -> dict[str, Any]:
-    from tunelab.search.run import run_study
+    from tunelab.flows.study import run_study
 
     result = run_study(load_config("examples/quickstart.yaml", overrides=STUDY), out=out)
     assert result.metrics is not None
@@ -202,7 +202,7 @@ def _repeatable(run_dir: Path) -> dict[str, Any]:
 def test_a_run_repeats_bit_for_bit(tmp_path: Path, at_root: None) -> None:
     """Promise 1, on the full quickstart that other CPUs cannot reproduce: in this process
     and in a fresh one (another hash seed), every number is identical."""
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
 
     train(load_config("examples/quickstart.yaml", overrides=ONE_THREAD), out=tmp_path / "a")
     command = [sys.executable, "-m", "tunelab.cli", "train", "examples/quickstart.yaml"]

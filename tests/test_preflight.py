@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import ConfigError
-from tunelab.search.run import run_study
+from tunelab.flows.study import run_study
 
 runner = CliRunner()
 OPTIMIZER = {"type": "categorical", "choices": ["adamw", "sgd"]}

@@ -92,7 +92,7 @@ def test_a_searched_field_and_what_depends_on_it_get_no_note() -> None:
 
 
 def test_config_yaml_and_the_report_carry_the_notes_and_the_run_resumes(tmp_path: Path) -> None:
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
 
     cfg = make_config(model={"source": "builtin:mlp", "width": 16, "depth": 1})
     summary = train(cfg, out=tmp_path / "run")

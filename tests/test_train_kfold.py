@@ -15,7 +15,7 @@ from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.evaluation.crossval import cross_validate, cv_splits
 from tunelab.evaluation.prepare import prepare
-from tunelab.pipeline import train
+from tunelab.flows.train import train
 from tunelab.training.metrics import compute_metrics
 
 

@@ -19,14 +19,6 @@ from typing import Any
 from tunelab.config import AugmentationConfig, DataConfig, ParamSpec, RunConfig
 from tunelab.errors import ConfigError, TunelabError
 
-# what scikit-learn's bundled sets (sklearn:NAME) are: digits are 8x8 grey images
-BUNDLED = {
-    "digits": "image",
-    "breast_cancer": "tabular",
-    "wine": "tabular",
-    "iris": "tabular",
-    "diabetes": "tabular",
-}
 TABLES = ("csv", "parquet", "jsonl", "hfds")
 
 # the augmentation fields that apply to each modality (techniques/augmentation.py uses them)
@@ -81,6 +73,8 @@ def peek_modality(cfg: DataConfig) -> str | None:
         return "text"
     prefix, _, value = cfg.source.partition(":")
     if prefix == "sklearn":
+        from tunelab.data.sklearn_source import BUNDLED
+
         return BUNDLED.get(value)  # an unknown name: loading says which names there are
     if prefix in TABLES:
         return "tabular"

@@ -110,10 +110,11 @@ def train(
     from tunelab.applies import far_out
     from tunelab.config import load_config
     from tunelab.evaluation.prepare import prepare
+    from tunelab.flows.train import describe_data
+    from tunelab.flows.train import train as train_flow
     from tunelab.models.local import check_checkpoint_code
-    from tunelab.pipeline import describe_data
-    from tunelab.pipeline import train as run_train
-    from tunelab.progress import EpochProgress, FoldProgress, summary_table
+    from tunelab.observer import Observers
+    from tunelab.progress.train import EpochProgress, FoldProgress, summary_table
 
     view = Console(stderr=True, quiet=quiet)
     try:
@@ -131,12 +132,11 @@ def train(
         )
         epoch_view = EpochProgress(epochs=cfg.train.epochs, metric=prepared.metric, console=view)
         with fold_view if folds else nullcontext(), epoch_view:
-            summary = run_train(
+            summary = train_flow(
                 cfg,
                 out=out,
                 overwrite=overwrite,
-                callbacks=[epoch_view],
-                on_fold_epoch=fold_view if folds else None,
+                observer=Observers(fold_view, epoch_view),
                 prepared=prepared,
                 trust_code=trust_code,
             )
@@ -176,11 +176,14 @@ def run(
     """
     from tunelab.applies import far_out
     from tunelab.config import load_config
+    from tunelab.flows.study import run_study
     from tunelab.ladder.document import read_ladder
-    from tunelab.ladder.show import LadderProgress, print_ladder
+    from tunelab.ladder.show import print_ladder
     from tunelab.models.local import check_checkpoint_code
-    from tunelab.search.progress import StudyProgress, study_summary
-    from tunelab.search.run import run_study
+    from tunelab.observer import Observers
+    from tunelab.progress.ladder import LadderProgress
+    from tunelab.progress.study import StudyProgress, study_summary
+    from tunelab.results.rundir import RunDir
 
     view = Console(stderr=True, quiet=quiet)
     try:
@@ -193,13 +196,8 @@ def run(
                 cfg,
                 out=out,
                 overwrite=overwrite,
+                observer=Observers(progress, LadderProgress(console=view, live=False)),
                 jobs=workers,
-                on_epoch=progress.on_epoch,
-                hooks=[progress.on_trial],
-                poll=progress.poll,
-                ladder_watcher=LadderProgress(console=view, live=False),
-                on_stage=progress.stage,
-                on_start=progress.on_start,
                 started=_started,  # the budget counts from the process's start
                 quiet_workers=quiet or view.is_terminal,  # their lines would break the bar
             )
@@ -224,7 +222,7 @@ def run(
         what = "the study stopped" if result.failed else "no trial completed"
         console.print(
             f"[bold red]{what}[/]: {escape(result.stop_reason)}; "
-            f"see {escape(str(result.run_dir / 'leaderboard.csv'))}",
+            f"see {escape(str(RunDir(result.run_dir).leaderboard))}",
             soft_wrap=True,
         )
         raise typer.Exit(1)
@@ -329,9 +327,10 @@ def ladder(
     Re-running the same command resumes: measured folds in ladder.json are kept.
     """
     from tunelab.config import load_config
-    from tunelab.ladder.command import ladder_in_run_dir
-    from tunelab.ladder.show import LadderProgress, print_ladder
+    from tunelab.flows.ladder import ladder as ladder_flow
+    from tunelab.ladder.show import print_ladder
     from tunelab.models.local import check_checkpoint_code
+    from tunelab.progress.ladder import LadderProgress
 
     view = Console(stderr=True, quiet=quiet)
     try:
@@ -339,21 +338,21 @@ def ladder(
         values = _read_params(params) if params is not None else None
         check_checkpoint_code(cfg.model, trust_code=False)
         with LadderProgress(console=view) as progress:
-            run_dir, doc = ladder_in_run_dir(
+            summary = ladder_flow(
                 cfg,
                 out=out,
+                observer=progress,
                 params=values,
                 params_source=str(params) if params else None,
-                watcher=progress,
             )
     except KeyboardInterrupt:
         console.print("interrupted: measured folds are in ladder.json; run the same command again")
         raise typer.Exit(130) from None
     except TunelabError as exc:
         _fail(exc)
-    print_ladder(doc, console=Console(quiet=quiet))
-    _point_to_report(view, run_dir.path)
-    typer.echo(str(run_dir.path))
+    print_ladder(summary.document, console=Console(quiet=quiet))
+    _point_to_report(view, summary.run_dir)
+    typer.echo(str(summary.run_dir))
 
 
 @app.command("lr-find")
@@ -427,7 +426,7 @@ def worker(
     other machines with a shared run directory whose search.storage is a PostgreSQL URL:
     the default SQLite file needs a local disk). Prints a line when it joins and when each
     of its trials starts and ends."""
-    from tunelab.search.run import run_worker
+    from tunelab.search.workers import run_worker
 
     view = Console(stderr=True, quiet=quiet)
     try:
@@ -658,7 +657,7 @@ def split_trust_code(args: list[str]) -> tuple[list[str], list[str] | None]:
 def main() -> None:
     """Console-script entry point."""
     global _started
-    from tunelab.search.timeline import process_start
+    from tunelab.flows.timeline import process_start
 
     _started = process_start() or time.time()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -31,13 +32,18 @@ from pydantic import (
 from tunelab.errors import ConfigError
 from tunelab.registry import (
     DATA_SOURCES,
+    METRICS,
     MODEL_SOURCES,
     PRUNERS,
     SAMPLERS,
+    EnsembleMethodName,
+    HeadName,
+    OptimizerName,
+    PoolingName,
+    ScheduleName,
     closest,
     did_you_mean,
 )
-from tunelab.training.metrics import METRICS
 from tunelab.uris import masked, problem
 
 DATA_PREFIXES = tuple(DATA_SOURCES.names())
@@ -136,9 +142,9 @@ class ModelConfig(Section):
     architecture: str | None = Field(
         None, description="for file: weights without tunelab metadata, e.g. builtin:mlp"
     )
-    pooling: Literal["mean", "cls", "max"] = "mean"
+    pooling: PoolingName = "mean"
     pretrained: bool = Field(True, description="timm/torchvision: load pretrained weights")
-    head: Literal["linear", "logistic", "hgb"] = Field(
+    head: HeadName = Field(
         "linear",
         description="linear: trained by the loop; logistic (scikit-learn LogisticRegression) "
         "or hgb (HistGradientBoosting) fitted on the frozen features (linear_probe)",
@@ -164,13 +170,13 @@ class TrainConfig(Section):
 
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    optimizer: OptimizerName = "adamw"
     lr: float | Literal["auto"] = Field(
         1e-3, description="a number in (0, 10], or auto: an lr-find sweep suggests it"
     )
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    schedule: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
+    schedule: ScheduleName = "cosine"
     warmup_fraction: float = Field(0.0, ge=0, lt=1, description="of all steps (cosine)")
     step_every_epochs: int = Field(10, ge=1, description="step schedule period")
     step_gamma: float = Field(0.1, gt=0, le=1, description="step schedule factor")
@@ -358,7 +364,7 @@ class BaggingConfig(Section):
 class EnsembleConfig(Section):
     """Combine the study's best trials after the search (``tunelab run``)."""
 
-    method: Literal["greedy", "mean", "weighted", "stacking", "none"] = Field(
+    method: Literal[EnsembleMethodName, "none"] = Field(
         "greedy",
         description="greedy: Caruana's selection with replacement; mean; weighted (weights "
         "fitted on out-of-fold predictions); stacking (logistic/ridge meta-learner); none",
@@ -881,6 +887,31 @@ def apply_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
     for dotted, value in params.items():
         set_dotted(raw, dotted, value, what=f"parameter {dotted!r}")
     return config_from_dict(raw, source="the trial's parameters")
+
+
+def recipe(cfg: RunConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as its study stored them -> config values for ``apply_params``
+    (a list choice, such as an image size, is stored as its JSON text)."""
+    values = dict(params)
+    for name, value in params.items():
+        spec = cfg.search.space.get(name)
+        if spec is not None and spec.type == "categorical" and spec.choices is not None:
+            values[name] = choice_from_stored(value, spec.choices)
+    return values
+
+
+def stored_choice(choice: Any) -> Any:
+    """A categorical choice as a study stores it: plain values as they are, a list as JSON."""
+    plain = choice is None or isinstance(choice, bool | int | float | str)
+    return choice if plain else json.dumps(choice)
+
+
+def choice_from_stored(value: Any, choices: list[Any]) -> Any:
+    """The choice of ``choices`` that ``stored_choice`` turned into ``value``."""
+    for choice in choices:
+        if stored_choice(choice) == value and type(stored_choice(choice)) is type(value):
+            return choice
+    return value
 
 
 def _deep_copy(value: Any) -> Any:

@@ -2,10 +2,14 @@
 
 A ``Registry`` maps names to objects; a lookup of an unknown name fails with the valid names
 and a did-you-mean. The extension points a config names (data sources, model sources,
-samplers, pruners) are declared here, each name with the ``module:attribute`` that
-implements it, so that the config's checks list the valid names without importing torch,
-pandas or Optuna, and an object is imported the first time it is used. Plug-ins that
-register themselves (techniques, ladder stages) use ``register``.
+samplers, pruners, optimizers, schedules, poolings, heads, ensemble methods, metrics) and
+the kinds a stored file or a config section names (predictor kinds, trackers) are declared
+here, each name with the ``module:attribute`` that implements it, so that the config's
+checks list the valid names without importing torch, pandas or Optuna, and an object is
+imported the first time it is used. Where users' code relies on the type of a name, the
+names are a ``Literal`` written here once; the config's fields use it and the registry is
+built from it (``_lazy``), so the two cannot differ. Plug-ins that register themselves
+(techniques, ladder stages) use ``register``.
 
 Example::
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from tunelab.errors import ConfigError
 
@@ -150,4 +154,76 @@ PRUNERS: Registry[Callable[..., Any]] = Registry(
             "none",
         )
     },
+)
+
+
+def _lazy(names: Any, target: str) -> dict[str, str]:
+    """``{name: target with {name} filled in}`` for each name of the ``Literal`` ``names``:
+    the implementation of a name is the attribute named after it."""
+    return {name: target.format(name=name) for name in get_args(names)}
+
+
+# -- training: train.optimizer, train.schedule, train.metric ---------------------------------
+
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+OPTIMIZERS: Registry[Callable[..., Any]] = Registry(
+    "optimizer", lazy=_lazy(OptimizerName, "tunelab.training.optim:{name}")
+)
+ScheduleName = Literal["constant", "cosine", "onecycle", "step"]
+SCHEDULES: Registry[Callable[..., float]] = Registry(
+    "schedule", lazy=_lazy(ScheduleName, "tunelab.training.schedules:{name}_lr")
+)
+
+# in the order the config's messages list them (classification first)
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "log_loss",
+    "roc_auc",
+    "brier",
+    "ece",
+)
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+METRIC_FUNCTIONS: Registry[Callable[..., float]] = Registry(
+    "metric", lazy={name: f"tunelab.training.metrics:{name}" for name in METRICS}
+)
+
+# -- models: model.pooling, model.head --------------------------------------------------------
+
+PoolingName = Literal["mean", "cls", "max"]
+POOLINGS: Registry[Callable[..., Any]] = Registry(
+    "pooling", lazy=_lazy(PoolingName, "tunelab.models.text:{name}_pool")
+)
+# heads fitted by scikit-learn on the frozen features; ``linear`` is trained by the loop
+ClassicalHeadName = Literal["logistic", "hgb"]
+HeadName = Literal["linear", ClassicalHeadName]
+CLASSICAL_HEADS: Registry[Any] = Registry(
+    "classical head", lazy=_lazy(ClassicalHeadName, "tunelab.models.classical:{name}_head")
+)
+
+# -- ensembles: ensemble.method (``none``: no ensemble) --------------------------------------
+
+EnsembleMethodName = Literal["greedy", "mean", "weighted", "stacking"]
+ENSEMBLE_METHODS: Registry[Callable[..., Any]] = Registry(
+    "ensemble method", lazy=_lazy(EnsembleMethodName, "tunelab.ensembles.select:{name}")
+)
+
+# -- what a run stores and where it reports ----------------------------------------------------
+
+# ``kind`` in predictor.json -> the loader of that kind
+PREDICTOR_KINDS: Registry[Callable[..., Any]] = Registry(
+    "predictor kind",
+    lazy={
+        "model": "tunelab.results.model_checks:load_model",
+        "trees": "tunelab.results.trees:load_trees",
+        "booster": "tunelab.results.boosters:load_booster",
+        "ensemble": "tunelab.results.ensemble:load_ensemble",
+    },
+)
+# a ``tracking:`` field -> the function that says how to start that tracker
+TrackerName = Literal["mlflow", "tensorboard"]
+TRACKERS: Registry[Callable[..., Any]] = Registry(
+    "tracker", lazy=_lazy(TrackerName, "tunelab.tracking._{name}:start")
 )

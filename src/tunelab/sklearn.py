@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,15 +39,9 @@ from tunelab.config import RunConfig, config_from_dict, load_config, set_dotted
 # lacks), whose frames hold fit's frame, and with it the estimator and its folder, for good.
 from tunelab.data import load_arrays
 from tunelab.errors import ConfigError, DataError
-from tunelab.evaluation.crossval import cross_validate
-from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.prepare import prepare_rows
-from tunelab.pipeline import write_cross_validation
+from tunelab.flows.train import train
 from tunelab.results.predictor import load_predictor
-from tunelab.results.rundir import open_run_dir, release_run_dir, write_json
-
-if TYPE_CHECKING:
-    from tunelab.results.rundir import RunDir
 
 # The recipe when no config is given: a small MLP that trains in a second on CPU.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -219,28 +213,13 @@ class TunelabRegressor(RegressorMixin, _TunelabEstimator):  # type: ignore[misc]
 
 
 def _train_run(cfg: RunConfig, raw: Any, run_dir: Path) -> dict[str, Any] | None:
-    """Fit once on train + validation rows, write the run directory, return the k-fold
-    summary (None with a holdout)."""
-    run = open_run_dir(cfg, run_dir, overwrite=True)
-    try:
-        return _fit_into(run, cfg, raw)
-    finally:
-        release_run_dir(run)
-
-
-def _fit_into(run: RunDir, cfg: RunConfig, raw: Any) -> dict[str, Any] | None:
+    """Fit once on train + validation rows with ``tunelab train``'s flow, write the run
+    directory, return the k-fold summary (None with a holdout)."""
     # no test rows: scikit-learn scores the estimator on rows it never saw, outside fit
-    prepared = prepare_rows(cfg, raw, test_rows=np.zeros(0, dtype=np.int64), cache_dir=run.features)
-    split, target, metric = prepared.split, prepared.target, prepared.metric
-    summary = None
-    if cfg.cv.strategy == "kfold":
-        summary = write_cross_validation(run, cross_validate(cfg, prepared))
-    fitted = fit_on_rows(cfg, prepared, split.train, split.validation)
-    write_json(run.history, fitted.result.history)
-    fitted.predictor.save(run.final)
-    validation = {"task": target.task, "metric": metric, "validation": fitted.result.final}
-    write_json(run.metrics, validation)
-    return summary
+    prepared = prepare_rows(cfg, raw, test_rows=np.zeros(0, dtype=np.int64))
+    summary = train(cfg, out=run_dir, overwrite=True, prepared=prepared)
+    cross_validation: dict[str, Any] | None = summary.metrics.get("cross_validation")
+    return cross_validation
 
 
 def _data_section(data: dict[str, Any], task: str) -> dict[str, Any]:

@@ -17,12 +17,12 @@ from sklearn.linear_model import LogisticRegression
 from tests.conftest import make_config
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
+from tunelab.flows.study import run_study
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import load_predictor
 from tunelab.results.trial_record import record
 from tunelab.search.budget import EXIT_TAIL, FIXED_TAIL, Budget
-from tunelab.search.run import run_study
 
 LR = {"type": "float", "low": 1e-3, "high": 3e-1, "log": True}
 

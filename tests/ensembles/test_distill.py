@@ -16,9 +16,9 @@ from tests.evaluation.test_boosters import two_trial_study
 from tunelab.config import apply_params
 from tunelab.ensembles.distill import SoftTarget, distill
 from tunelab.evaluation.prepare import prepare
+from tunelab.flows.study import run_study
+from tunelab.progress.study import distillation_lines
 from tunelab.results.predictor import load_predictor
-from tunelab.search.progress import distillation_lines
-from tunelab.search.run import run_study
 
 
 def study(tmp_path: Path, tolerance: float) -> tuple[Path, dict[str, Any]]:

@@ -17,9 +17,9 @@ from tunelab.data import RawData
 from tunelab.ensembles.build import decide
 from tunelab.ensembles.keep import compare
 from tunelab.evaluation.prepare import prepare_rows
+from tunelab.flows.study import run_study
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.ensemble import combine
-from tunelab.search.run import run_study
 from tunelab.training.metrics import compute_metrics
 
 CLASSES = 3

@@ -28,7 +28,7 @@ def test_greedy_never_scores_worse_than_its_best_member(seed: int, metric: str) 
     truth, oof = noisy_members(seed)
     singles = select.member_scores("multiclass", truth, oof, metric)
     best = max(singles) if metric == "accuracy" else min(singles)
-    choice = select.greedy("multiclass", truth, oof, metric, rounds=10)
+    choice = select.greedy("multiclass", truth, oof, metric, select.Options(rounds=10))
     assert not select.better(best, choice.score, metric)
     assert choice.weights.sum() == pytest.approx(1.0) and (choice.weights >= 0).all()
 
@@ -55,7 +55,7 @@ def test_weighted_finds_simplex_weights_at_least_as_good_as_the_mean() -> None:
 
 def test_stacking_fits_on_the_given_out_of_fold_rows_and_scores_by_cross_validation() -> None:
     truth, oof = noisy_members(3)
-    choice = select.stacking("multiclass", truth, oof, "log_loss", seed=0)
+    choice = select.stacking("multiclass", truth, oof, "log_loss")
     assert choice.stacker is not None
     features = np.concatenate(list(oof), axis=1)
     again = LogisticRegression(C=1.0, max_iter=2000).fit(features, truth)
@@ -73,6 +73,6 @@ def test_regression_methods_use_squared_error() -> None:
         select.mean("regression", truth, oof, "rmse"),
         select.greedy("regression", truth, oof, "rmse"),
         select.weighted("regression", truth, oof, "rmse"),
-        select.stacking("regression", truth, oof, "rmse", seed=0),
+        select.stacking("regression", truth, oof, "rmse"),
     ):
         assert choice.score < min(singles)

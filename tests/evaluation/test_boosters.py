@@ -122,7 +122,7 @@ def two_trial_study(field: str, choices: list[Any], **ensemble: Any) -> Any:
 
 
 def test_a_neural_and_lightgbm_ensemble_predicts_through_tunelab_predict(tmp_path: Path) -> None:
-    from tunelab.search.run import run_study
+    from tunelab.flows.study import run_study
 
     cfg = two_trial_study("model.source", ["builtin:mlp", "lightgbm:gbdt"])
     out = tmp_path / "run"
@@ -150,7 +150,11 @@ def test_a_lightgbm_recipe_skips_the_network_rungs_of_the_ladder(tmp_path: Path)
     from tunelab.ladder.run import run_ladder
     from tunelab.results.rundir import open_run_dir
 
-    cfg = make_config(train={"epochs": 6}, ladder=SMALL)
+    cfg = make_config(
+        train={"epochs": 40},  # boosting rounds: enough for a patience of 2 to stop them
+        early_stopping={"patience": 2},
+        ladder=SMALL,
+    )
     run = open_run_dir(cfg, tmp_path / "run", resume=lambda run: True)
     steps = rows(run_ladder(cfg, run, params={"model.source": "lightgbm:gbdt"}))
     assert steps["early_stopping"]["status"] == "measured", steps["early_stopping"]

@@ -14,7 +14,7 @@ from tests.conftest import make_config
 from tunelab.evaluation import features
 from tunelab.evaluation.fitting import fit_on_rows
 from tunelab.evaluation.prepare import prepare
-from tunelab.search.run import run_study
+from tunelab.flows.study import run_study
 
 COUNTING_MODEL = '''
 import torch

@@ -30,6 +30,22 @@ def test_the_sweep_rises_exponentially_and_suggests_a_tenth_of_the_best_rate() -
     assert all(math.isfinite(v) for v in sweep.losses)
 
 
+def test_a_freeze_then_unfreeze_model_sweeps_its_frozen_phase() -> None:
+    """The sweep passes over the rows several times; the backbone stays frozen all along,
+    whatever epoch the recipe unfreezes at."""
+    suggestions = []
+    for epoch in (1, 100):
+        cfg = make_config(
+            data={"source": "sklearn:digits"},
+            model={"depth": 2},
+            regularization={"dropout": 0.0},
+            finetuning={"strategy": "freeze_then_unfreeze", "unfreeze_epoch": epoch},
+        )
+        prepared = prepare(cfg)
+        suggestions.append(lr_sweep(cfg, prepared, prepared.split.train).suggestion)
+    assert suggestions[0] == suggestions[1]
+
+
 def test_lr_auto_trains_with_the_suggestion_and_says_so() -> None:
     cfg = make_config(train={"lr": "auto"})
     prepared = prepare(cfg)

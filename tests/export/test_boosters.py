@@ -15,7 +15,7 @@ from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import FatalError
 from tunelab.export import export_predictor, run_exported
-from tunelab.pipeline import train
+from tunelab.flows.train import train
 from tunelab.results.predictor import load_predictor
 
 pytest.importorskip("lightgbm")

@@ -17,7 +17,7 @@ from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import FatalError, MissingDependency
 from tunelab.export import TOLERANCE, export_predictor, feed, run_exported
-from tunelab.pipeline import train
+from tunelab.flows.train import train
 
 runner = CliRunner()
 

@@ -11,8 +11,9 @@ import pytest
 from tests.conftest import make_config
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
-from tunelab.ladder import Watcher, run_ladder
+from tunelab.ladder import run_ladder
 from tunelab.ladder.rungs import STAGES, Stage, StageContext
+from tunelab.observer import Observer
 from tunelab.results.rundir import RunDir, open_run_dir
 from tunelab.techniques import TECHNIQUES, TechniqueSpec
 from tunelab.training.hooks import Technique
@@ -20,7 +21,7 @@ from tunelab.training.hooks import Technique
 SMALL = {"folds": 3, "repeats": 1, "leave_one_out": False}
 
 
-class Counter(Watcher):
+class Counter(Observer):
     """Counts the folds a ladder trains."""
 
     def __init__(self, stop_after: int | None = None) -> None:
@@ -28,18 +29,18 @@ class Counter(Watcher):
         self.stop_after = stop_after
         self.planned_folds: int | None = None
 
-    def planned(self, *, folds: int, reused: int, metric: str) -> None:
+    def ladder_planned(self, *, folds: int, reused: int, metric: str) -> None:
         self.planned_folds = folds
 
-    def fold_done(self, label: str, fold: int, folds: int, score: float) -> None:
+    def variant_fold(self, label: str, fold: int, folds: int, score: float) -> None:
         self.trained += 1
         if self.stop_after is not None and self.trained >= self.stop_after:
             raise KeyboardInterrupt
 
 
-def ladder(cfg: RunConfig, out: Path, watcher: Watcher | None = None) -> dict[str, Any]:
+def ladder(cfg: RunConfig, out: Path, observer: Observer | None = None) -> dict[str, Any]:
     run = open_run_dir(cfg, out, resume=lambda run: True)
-    return run_ladder(cfg, run, watcher=watcher)
+    return run_ladder(cfg, run, observer=observer)
 
 
 def rows(doc: dict[str, Any], view: str = "ladder") -> dict[str, dict[str, Any]]:
@@ -170,7 +171,7 @@ def test_a_ladder_json_of_the_wrong_shape_is_refused_like_a_truncated_one(
     run.ladder.write_text(content)
     counter = Counter()
     with pytest.raises(FatalError, match=r"delete it to measure the ladder afresh"):
-        run_ladder(cfg, run, watcher=counter)
+        run_ladder(cfg, run, observer=counter)
     assert counter.trained == 0
     assert run.ladder.read_text() == content  # kept for the user to look at
 
@@ -237,7 +238,8 @@ def test_a_tree_recipe_skips_the_rungs_trees_cannot_take_and_measures_the_rest(
     skipped, each with its reason; tuning and early stopping (which boosting reads) are
     measured, also with early stopping switched off (the baseline)."""
     cfg = make_config(
-        train={"epochs": 6},
+        train={"epochs": 40},  # boosting rounds: enough for a patience of 2 to stop them
+        early_stopping={"patience": 2},
         regularization={"dropout": 0.2},
         ladder={**SMALL, "leave_one_out": True},
     )
@@ -251,3 +253,61 @@ def test_a_tree_recipe_skips_the_rungs_trees_cannot_take_and_measures_the_rest(
         assert steps[name]["status"] == "skipped"
         assert "sklearn:hgb is a tree model" in steps[name]["reason"], steps[name]
     assert rows(doc, "leave_one_out")["early_stopping"]["status"] == "measured"
+
+
+def test_a_technique_that_cannot_act_within_the_epochs_did_nothing_and_is_not_trained(
+    tmp_path: Path,
+) -> None:
+    cfg = make_config(
+        early_stopping={"patience": 6, "restore_best": False},
+        ladder={**SMALL, "epochs": 3, "rungs": ["early_stopping"], "leave_one_out": True},
+    )
+    counter = Counter()
+    doc = ladder(cfg, tmp_path / "run", counter)
+    step = rows(doc)["early_stopping"]
+    assert step["status"] == "did nothing" and "verdict" not in step
+    assert step["reason"].startswith("early stopping cannot stop within 3 epochs (patience 6")
+    assert step["switches"] == {"early_stopping.enabled": True}  # what it would have switched
+    assert rows(doc, "leave_one_out")["early_stopping"]["status"] == "did nothing"
+    # the baseline (also the final recipe) alone was trained: 3 folds, one variant
+    assert counter.planned_folds == 3 and len(doc["variants"]) == 1
+
+    from rich.console import Console
+
+    from tunelab.ladder.show import ladder_table, markdown
+
+    assert "| + early stopping |  |  |  | did nothing here: early stopping cannot" in markdown(doc)
+    console = Console(record=True, width=200)
+    console.print(ladder_table(doc))
+    shown = console.export_text()
+    assert "did nothing here + early stopping: early stopping cannot stop" in shown
+    assert "([low, high] where clipped)" in shown  # the caption is text, not rich markup
+
+
+def test_a_planted_no_op_did_nothing_with_identical_predictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # switched off, a gradient clip no gradient ever reaches (1e9) is no clip: the same fit
+    plant(monkeypatch, "noop", {"regularization.grad_clip": None})
+    plant(monkeypatch, "reseed", {"seed": 1})
+    cfg = make_config(
+        regularization={"grad_clip": 1e9},
+        ladder={**SMALL, "rungs": ["noop", "reseed"]},
+    )
+    doc = ladder(cfg, tmp_path / "run")
+    noop, reseed = rows(doc)["noop"], rows(doc)["reseed"]
+    assert noop["status"] == "did nothing" and "p_value" not in noop
+    assert noop["reason"] == (
+        "identical predictions on every fold: what it switches changed nothing the model "
+        "learned here"
+    )
+    assert noop["changes"] == {"regularization.grad_clip": 1e9}
+    # the next rung is compared with the last one that did something, and is a test
+    assert reseed["compared_to"] == "baseline" and reseed["p_holm"] == reseed["p_value"]
+    assert "verdict" in reseed and "+0.0000 ± 0.0000" not in rows_text(doc)
+
+
+def rows_text(doc: dict[str, Any]) -> str:
+    from tunelab.ladder.show import markdown
+
+    return markdown(doc) + markdown(doc, "leave_one_out")

@@ -6,14 +6,16 @@ import dataclasses
 from typing import Any
 
 import pytest
+from torch import nn
 
 from tests.conftest import make_config
 from tunelab.config import RunConfig, config_from_dict
 from tunelab.errors import ConfigError
 from tunelab.evaluation.prepare import prepare
 from tunelab.ladder.run import probe
-from tunelab.ladder.rungs import Plan, has_pretrained_weights, plan, recipes, rung_names
+from tunelab.ladder.rungs import Plan, plan, recipes, rung_names
 from tunelab.techniques import TECHNIQUES, TechniqueSpec
+from tunelab.techniques.finetuning import has_pretrained_weights
 from tunelab.training.hooks import Technique
 
 
@@ -134,10 +136,11 @@ def test_leave_one_out_switches_each_technique_off_in_turn() -> None:
 def test_batch_norm_does_not_apply_to_a_model_without_bn_layers() -> None:
     cfg = make_config()
     assert planned(cfg).ladder[4].reason is None  # builtin:mlp has BN layers
-    why = reasons(planned(cfg, batch_norm_layers=0))["batch_norm"]
+    no_bn = nn.Linear(4, 3)  # what the final recipe's model would be without BN layers
+    why = reasons(planned(cfg, model=no_bn))["batch_norm"]
     assert why == "the model has no batch-norm layers and batch_norm.head is false"
     head = make_config(batch_norm={"head": True})
-    assert reasons(planned(head, batch_norm_layers=0))["batch_norm"] is None
+    assert reasons(planned(head, model=no_bn))["batch_norm"] is None
 
 
 def test_augmentation_with_nothing_set_is_skipped() -> None:

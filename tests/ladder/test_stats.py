@@ -113,3 +113,35 @@ def test_non_finite_or_unpaired_scores_are_refused() -> None:
         stats.compare([0.9, 0.8], [0.9, 0.8, 0.7], test_train_ratio=0.25, level=0.95)
     with pytest.raises(ValueError, match="at least two"):
         stats.estimate([0.9], test_train_ratio=0.25, level=0.95)
+
+
+def test_repeats_needed_is_the_fewest_that_reach_alpha_at_the_observed_spread() -> None:
+    from scipy import stats as scipy_stats
+
+    from tunelab.ladder.stats import repeats_needed
+
+    differences = [0.02, 0.0, 0.01, 0.03, -0.01]  # mean 0.01, sd 0.0158
+    needed = repeats_needed(differences, folds=5, test_train_ratio=0.1, alpha=0.05)
+    assert needed is not None and needed > 1
+    # at that many repeats the corrected test of the same spread reaches alpha; one fewer not
+    mean, spread = float(np.mean(differences)), float(np.std(differences, ddof=1))
+    for repeats, reaches in ((needed, True), (needed - 1, False)):
+        count = 5 * repeats
+        t = mean / (spread * math.sqrt(1 / count + 0.1))
+        assert bool(t >= scipy_stats.t.ppf(0.975, count - 1)) is reaches
+    # the folds' overlap bounds the test: at ratio 0.25 this spread never gets there
+    assert repeats_needed(differences, folds=5, test_train_ratio=0.25, alpha=0.05) is None
+    assert repeats_needed([0.0, 0.0, 0.0], folds=3, test_train_ratio=0.5, alpha=0.05) is None
+
+
+def test_a_step_whose_scores_never_moved_says_its_predictions_did() -> None:
+    from tunelab.ladder.nothing import unchanged_note
+
+    old = {"folds": [{"score": 0.9, "outputs": "a"}, {"score": 0.8, "outputs": "b"}]}
+    new = {"folds": [{"score": 0.9, "outputs": "c"}, {"score": 0.8, "outputs": "b"}]}
+    assert unchanged_note(new, old, "accuracy") == (
+        "no fold's accuracy moved, though its predictions changed on 1 of 2 folds: an effect "
+        "too small for this metric on these rows"
+    )
+    moved = {"folds": [{"score": 0.95, "outputs": "c"}, {"score": 0.8, "outputs": "b"}]}
+    assert unchanged_note(moved, old, "accuracy") is None

@@ -13,10 +13,10 @@ from torch import nn
 
 from tests.conftest import make_config
 from tunelab.errors import ConfigError
+from tunelab.flows.train import train
 from tunelab.models import build_model
 from tunelab.models.base import ModelRequest
 from tunelab.models.local import SPEC_METADATA_KEY
-from tunelab.pipeline import train
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,10 @@ from safetensors.torch import save_file
 from tests.conftest import make_config
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError, FatalError, TunelabError
+from tunelab.flows.train import train
 from tunelab.models import build_model
 from tunelab.models.base import ModelRequest
 from tunelab.models.local import SPEC_METADATA_KEY
-from tunelab.pipeline import train
 from tunelab.results.predictor import load_predictor
 
 NETS = "tl_trust_nets"

@@ -282,7 +282,7 @@ def hostile_run(tmp_path: Path, config_factory: Any) -> Path:
     (name and values) are markup: the report must show them as text."""
     from sklearn.datasets import load_iris
 
-    from tunelab.search.run import run_study
+    from tunelab.flows.study import run_study
 
     iris = load_iris(as_frame=True)
     frame = iris.data.copy()

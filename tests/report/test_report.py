@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from tunelab.cli import app
 from tunelab.errors import FatalError
-from tunelab.pipeline import train
+from tunelab.flows.study import run_study
+from tunelab.flows.train import train
 from tunelab.report import build_report, write_report
-from tunelab.search.run import run_study
 
 from .conftest import (
     HOSTILE_CHOICES,
@@ -314,11 +314,11 @@ def test_the_report_reads_only_the_run_directory(train_run: Path, tmp_path: Path
 
 
 def test_the_report_reads_results_and_imports_no_other_stage() -> None:
-    """DESIGN.md: the report is built only from the run directory and the study."""
+    """docs/architecture.md: the report is built only from the run directory and the study."""
     import ast
 
     package = Path(__file__).resolve().parents[2] / "src" / "tunelab" / "report"
-    stages = ("data", "models", "training", "techniques", "evaluation", "search", "pipeline")
+    stages = ("data", "models", "training", "techniques", "evaluation", "search", "flows")
     for path in sorted(package.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = (

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import FatalError
+from tunelab.flows.study import run_study
 from tunelab.results import backbones
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import load_predictor
 from tunelab.results.trial_record import record
-from tunelab.search.run import run_study
 
 TRIALS = 3
 
@@ -233,9 +233,7 @@ def test_a_backbone_missing_a_tensor_is_refused_as_another_architecture(
         load_predictor(final)
 
 
-def test_weights_that_repeat_a_backbone_tensor_are_refused(
-    probe_run: Path, tmp_path: Path
-) -> None:
+def test_weights_that_repeat_a_backbone_tensor_are_refused(probe_run: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     final, blob = copied_final(probe_run, tmp_path)

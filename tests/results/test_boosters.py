@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_config
 from tunelab.errors import FatalError, NonFiniteOutputs
-from tunelab.pipeline import train
+from tunelab.flows.train import train
 from tunelab.results.predictor import load_predictor
 
 lightgbm = pytest.importorskip("lightgbm")

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from tests.conftest import make_config
 from tunelab.errors import DataError, FatalError
-from tunelab.pipeline import train
+from tunelab.flows.train import train
 from tunelab.results.predictor import load_predictor
 
 

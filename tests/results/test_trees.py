@@ -15,7 +15,7 @@ from tunelab.config import RunConfig, apply_params
 from tunelab.errors import ConfigError, FatalError
 from tunelab.evaluation.crossval import cross_validate
 from tunelab.evaluation.prepare import prepare
-from tunelab.pipeline import train
+from tunelab.flows.train import train
 from tunelab.results.predictor import load_predictor
 from tunelab.results.trees import Forest, probabilities
 

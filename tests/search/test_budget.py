@@ -21,13 +21,14 @@ from tunelab.cli import app
 from tunelab.config import RunConfig
 from tunelab.evaluation.prepare import prepare
 from tunelab.evaluation.refit import refit
-from tunelab.progress import Heartbeat, PlainLines
+from tunelab.flows.finish import finish
+from tunelab.flows.study import setup
+from tunelab.flows.timeline import Stages, Timeline, process_start
+from tunelab.progress.base import Heartbeat, PlainLines
 from tunelab.results.rundir import open_run_dir
 from tunelab.search.budget import Budget
 from tunelab.search.objective import Objective
 from tunelab.search.optimize import optimize
-from tunelab.search.run import finish, setup
-from tunelab.search.timeline import Stages, Timeline, process_start
 from tunelab.training.loop import TIME_BUDGET
 
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
@@ -105,7 +106,7 @@ def test_an_ensemble_of_refits_is_not_built_when_the_budget_has_ended(tmp_path: 
     cfg, (prepared, study, artifacts, run) = small_study(tmp_path, members="refit")
     over = Budget(end=time.time() - 60, timeout_end=None, refits_after=4, rows_ratio=1, folds=1)
     clock = Stages(Timeline(time.time()))
-    metrics = finish(cfg, prepared, study, artifacts, run, budget=over, clock=clock)
+    metrics = finish(cfg, (prepared, study, artifacts), run, budget=over, clock=clock)
     assert metrics["final"] == "best trial"
     assert metrics["stop_reason"] == TIME_BUDGET  # the refit trained one epoch
     assert not metrics["ensemble"]["kept"]
@@ -148,7 +149,7 @@ def test_the_clock_starts_with_the_process() -> None:
     """Not after tunelab's imports and the data: a process that slept 1.5 s first counts it."""
     code = (
         "import time; time.sleep(1.5)\n"
-        "from tunelab.search.timeline import process_start\n"
+        "from tunelab.flows.timeline import process_start\n"
         "print(time.time() - process_start())"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

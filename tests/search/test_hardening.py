@@ -22,11 +22,13 @@ from optuna.trial import TrialState
 from PIL import Image
 
 from tests.conftest import make_config
+from tests.observers import OnTrialEnded
 from tunelab.errors import ConfigError
+from tunelab.flows.resume import resumable
+from tunelab.flows.study import run_study, setup
 from tunelab.results.rundir import open_run_dir
 from tunelab.search.objective import Objective
 from tunelab.search.optimize import optimize
-from tunelab.search.run import resumable, run_study, setup
 
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
 FLAKY_MODEL = """
@@ -134,7 +136,7 @@ def test_deleting_the_artifact_folder_mid_study_does_not_fail_later_trials(tmp_p
             shutil.rmtree(run.artifacts, ignore_errors=True)
 
     reason, failed = optimize(
-        study, Objective(cfg, prepared, artifacts), cfg, hooks=[delete_after_first]
+        study, Objective(cfg, prepared, artifacts), cfg, observer=OnTrialEnded(delete_after_first)
     )
     assert (reason, failed) == ("n_trials", False)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4

@@ -14,9 +14,9 @@ from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.evaluation.prepare import prepare
 from tunelab.evaluation.speed import Measured, measure
+from tunelab.flows.study import run_study
 from tunelab.results.rundir import RunDir
 from tunelab.search import jobs
-from tunelab.search.run import run_study
 from tunelab.training import cores
 from tunelab.training.cores import SMALL_MODEL_PARAMS
 

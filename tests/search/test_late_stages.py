@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.errors import ConfigError
+from tunelab.flows.study import run_study
 from tunelab.results.predictor import load_predictor
-from tunelab.search.run import run_study
 from tunelab.tracking import Tracking
 
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
@@ -37,7 +37,7 @@ def broken(message: str) -> Any:
 def test_a_ladder_that_fails_late_keeps_the_refit_and_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tunelab.search.run.run_ladder", broken("the ladder broke"))
+    monkeypatch.setattr("tunelab.flows.study.run_ladder", broken("the ladder broke"))
     config = {"name": "late", "data": {"source": "sklearn:iris"}, **SECTIONS}
     config["model"] = {"source": "builtin:mlp", "width": 8, "depth": 1}
     config["ladder"] = {"enabled": True}
@@ -78,7 +78,7 @@ def test_tracking_that_fails_late_is_a_failed_stage(
 def test_an_ensemble_stage_that_fails_leaves_the_best_trial_final(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tunelab.search.run.decide", broken("no ensemble today"))
+    monkeypatch.setattr("tunelab.flows.finish.decide", broken("no ensemble today"))
     result = run_study(make_config(**SECTIONS), out=tmp_path / "run")
     assert result.metrics is not None and result.metrics["final"] == "best trial"
     assert [f.stage for f in result.failed_stages] == ["ensemble"]
@@ -91,7 +91,7 @@ def test_an_ensemble_stage_that_fails_leaves_the_best_trial_final(
 def test_train_names_a_failed_report_and_exits_non_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tunelab.pipeline.write_report", broken("no room for the report"))
+    monkeypatch.setattr("tunelab.flows.train.write_report", broken("no room for the report"))
     config = {
         "name": "t",
         "data": {"source": "sklearn:iris"},

@@ -25,11 +25,12 @@ from optuna.trial import FrozenTrial, TrialState
 from tests.conftest import Postgres, make_config
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
+from tunelab.flows.resume import resumable
+from tunelab.flows.study import setup
 from tunelab.results.rundir import RunDir, open_run_dir
 from tunelab.results.trial_record import record
 from tunelab.search.objective import Objective
 from tunelab.search.optimize import optimize
-from tunelab.search.run import resumable, setup
 from tunelab.search.study import make_storage
 
 TIMEOUT = 240  # seconds for one process; generous for a loaded 2-core machine

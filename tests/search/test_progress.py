@@ -8,12 +8,12 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import make_config
-from tunelab.search.progress import study_summary
-from tunelab.search.run import StudyResult, run_study
+from tunelab.flows.study import StudySummary, run_study
+from tunelab.progress.study import study_summary
 
 
 @pytest.fixture(scope="module")
-def holdout_study(tmp_path_factory: pytest.TempPathFactory) -> StudyResult:
+def holdout_study(tmp_path_factory: pytest.TempPathFactory) -> StudySummary:
     """Four one-epoch trials on the holdout: one score each, so no spread."""
     cfg = make_config(
         train={"epochs": 1, "threads": 1, "device": "cpu"},
@@ -30,7 +30,7 @@ def holdout_study(tmp_path_factory: pytest.TempPathFactory) -> StudyResult:
 
 @pytest.mark.parametrize("terminal", [True, False])
 def test_the_leaderboard_says_n_a_and_counts_the_rows_it_leaves_out(
-    holdout_study: StudyResult, terminal: bool
+    holdout_study: StudySummary, terminal: bool
 ) -> None:
     console = Console(width=200, record=True, force_terminal=terminal)
     for part in study_summary(holdout_study, terminal=terminal, top=3):
@@ -41,7 +41,7 @@ def test_the_leaderboard_says_n_a_and_counts_the_rows_it_leaves_out(
     assert f"… 1 more row, see {leaderboard}" in text
 
 
-def test_a_leaderboard_shown_whole_has_no_more_rows_line(holdout_study: StudyResult) -> None:
+def test_a_leaderboard_shown_whole_has_no_more_rows_line(holdout_study: StudySummary) -> None:
     console = Console(width=200, record=True)
     for part in study_summary(holdout_study, terminal=False, top=10):
         console.print(part)

@@ -22,11 +22,12 @@ from tests.conftest import make_config
 from tunelab.cli import app
 from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, FatalError
+from tunelab.flows.resume import resumable
+from tunelab.flows.study import setup
 from tunelab.results.rundir import open_run_dir
 from tunelab.results.trial_record import record
 from tunelab.search.objective import Objective
 from tunelab.search.optimize import optimize
-from tunelab.search.run import resumable, setup
 from tunelab.search.study import (
     HEARTBEAT_ATTR,
     HeartbeatJournalStorage,

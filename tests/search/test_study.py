@@ -30,6 +30,8 @@ from tunelab.cli import app
 from tunelab.config import RunConfig
 from tunelab.errors import ConfigError, FatalError
 from tunelab.evaluation.prepare import prepare
+from tunelab.flows.resume import resumable
+from tunelab.flows.study import run_study, setup
 from tunelab.registry import PRUNERS, SAMPLERS
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import leaderboard
@@ -37,7 +39,6 @@ from tunelab.results.rundir import RunDir, open_run_dir
 from tunelab.results.trial_record import record
 from tunelab.search.objective import Objective
 from tunelab.search.optimize import TopCheckpoints, finished, optimize
-from tunelab.search.run import resumable, run_study, setup
 from tunelab.search.space import suggest
 from tunelab.search.study import make_storage, open_study, storage_url
 

@@ -12,9 +12,10 @@ from typing import Any
 import optuna
 import pytest
 
+from tests.observers import OnTrialEnded
 from tunelab.errors import FatalError
-from tunelab.pipeline import train
-from tunelab.search.run import run_study
+from tunelab.flows.study import run_study
+from tunelab.flows.train import train
 
 pytest.importorskip("mlflow", reason="pip install 'tunelab[mlflow]'")
 pytest.importorskip("tensorboard", reason="pip install 'tunelab[tensorboard]'")
@@ -128,7 +129,7 @@ def test_a_tracker_that_fails_never_fails_a_trial(
             folder.write_text("not a folder")
 
     cfg = study_config(config_factory, tmp_path, file_store, 4)
-    result = run_study(cfg, out=tmp_path / "run", hooks=[break_tensorboard])
+    result = run_study(cfg, out=tmp_path / "run", observer=OnTrialEnded(break_tensorboard))
     assert result.metrics is not None
     states = {t.state for t in result.study.trials}
     assert states == {optuna.trial.TrialState.COMPLETE}

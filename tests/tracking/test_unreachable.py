@@ -16,11 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.network import FakeMlflow, SilentServer, closed_port, finishes_within
+from tests.observers import OnEpoch, OnTrialEnded
 from tunelab import reach
 from tunelab.cli import app
 from tunelab.errors import FatalError
-from tunelab.pipeline import train
-from tunelab.search.run import run_study
+from tunelab.flows.study import run_study
+from tunelab.flows.train import train
 
 pytest.importorskip("mlflow", reason="pip install 'tunelab[mlflow]'")
 pytest.importorskip("tensorboard", reason="pip install 'tunelab[tensorboard]'")
@@ -116,7 +117,7 @@ def test_a_server_that_dies_during_training_never_stalls_train(
 
         cfg = tracked(config_factory, server.uri, timeout=2)
         summary = finishes_within(
-            HANG, lambda: train(cfg, out=tmp_path / "run", callbacks=[die_in_training])
+            HANG, lambda: train(cfg, out=tmp_path / "run", observer=OnEpoch(die_in_training))
         )
     assert time.monotonic() - trained[-1] < BEYOND_TRAINING
     assert "/api/2.0/mlflow/runs/create" in server.calls  # it was in use before it died
@@ -146,7 +147,8 @@ def test_a_server_that_dies_during_a_study_is_switched_off_once_and_the_study_go
             tracking={"mlflow": server.uri, "timeout": 2},
         )
         result = finishes_within(
-            HANG, lambda: run_study(cfg, out=tmp_path / "run", hooks=[die_after_trial_1])
+            HANG,
+            lambda: run_study(cfg, out=tmp_path / "run", observer=OnTrialEnded(die_after_trial_1)),
         )
     trials = result.study.trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3

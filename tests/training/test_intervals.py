@@ -63,7 +63,7 @@ def test_clipping_to_the_metric_range() -> None:
 
 
 def test_metrics_json_names_the_interval_method(tmp_path: Path) -> None:
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
 
     summary = train(make_config(data={"source": "sklearn:iris", "test_size": 0.24}), out=tmp_path)
     interval = json.loads((summary.run_dir / "metrics.json").read_text())["test_interval"]

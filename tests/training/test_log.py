@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_train_logs_the_data_every_epoch_and_the_test_score(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
 
     caplog.set_level(logging.INFO, logger="tunelab")
     train(make_config(cv={"strategy": "kfold", "folds": 2}), out=tmp_path / "run")
@@ -35,7 +35,7 @@ def test_train_logs_the_data_every_epoch_and_the_test_score(
 
 
 def test_a_study_logs_each_trial(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from tunelab.search.run import run_study
+    from tunelab.flows.study import run_study
 
     caplog.set_level(logging.INFO, logger="tunelab")
     space = {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
@@ -51,7 +51,7 @@ def test_basic_config_shows_progress_from_a_plain_script(tmp_path: Path) -> None
         "import logging\n"
         "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
         "from tests.conftest import make_config\n"
-        "from tunelab.pipeline import train\n"
+        "from tunelab.flows.train import train\n"
         f"train(make_config(), out={str(tmp_path / 'run')!r})\n"
     )
     proc = subprocess.run(

@@ -12,11 +12,18 @@ import numpy as np
 import pandas as pd
 from sklearn import datasets
 
-from tunelab.applies import BUNDLED
 from tunelab.config import DataConfig
 from tunelab.data.base import RawData
 from tunelab.errors import ConfigError
 
+# what scikit-learn's bundled sets (sklearn:NAME) are: digits are 8x8 grey images
+BUNDLED = {
+    "digits": "image",
+    "breast_cancer": "tabular",
+    "wine": "tabular",
+    "iris": "tabular",
+    "diabetes": "tabular",
+}
 _LOADERS: dict[str, Callable[..., Any]] = {
     "digits": datasets.load_digits,
     "breast_cancer": datasets.load_breast_cancer,

@@ -17,16 +17,16 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from tunelab.config import RunConfig, apply_params
+from tunelab.config import RunConfig, apply_params, recipe
 from tunelab.ensembles import keep, select
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.refit import refit
+from tunelab.registry import ENSEMBLE_METHODS
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.ensemble import EnsemblePredictor
 from tunelab.results.leaderboard import ranked
 from tunelab.results.predictor import AnyPredictor
 from tunelab.results.trial_record import record
-from tunelab.search.space import decode
 
 log = logging.getLogger("tunelab")
 
@@ -155,7 +155,7 @@ def decide(
         metric=metric,
         trials=[t.number for t in found.trials],
         weights=[float(w) for w in choice.weights],
-        params=[decode(cfg.search.space, t.params) for t in found.trials],
+        params=[recipe(cfg, t.params) for t in found.trials],
         score=choice.score,
         best_single_score=select.score(task, found.truth, found.oof[0], metric),
         best_single_trial=best.number,
@@ -166,17 +166,11 @@ def decide(
 
 
 def _choose(cfg: RunConfig, task: str, found: Candidates, metric: str) -> select.Choice:
-    method = cfg.ensemble.method
-    if method == "greedy":
-        # from the leaderboard's best trial: the one the ensemble has to beat
-        return select.greedy(
-            task, found.truth, found.oof, metric, rounds=cfg.ensemble.rounds, start=0
-        )
-    if method == "weighted":
-        return select.weighted(task, found.truth, found.oof, metric)
-    if method == "stacking":
-        return select.stacking(task, found.truth, found.oof, metric, seed=cfg.seed)
-    return select.mean(task, found.truth, found.oof, metric)
+    method = ENSEMBLE_METHODS.get(cfg.ensemble.method, field="ensemble.method")
+    # greedy starts from the leaderboard's best trial: the one the ensemble has to beat
+    options = select.Options(rounds=cfg.ensemble.rounds, start=0, seed=cfg.seed)
+    choice: select.Choice = method(task, found.truth, found.oof, metric, options)
+    return choice
 
 
 class OutOfTime(Exception):
@@ -238,7 +232,7 @@ def _member(
         )
     if deadline is not None and time.time() >= deadline:
         raise OutOfTime(f"the time budget ended before trial {trial.number} could be refit")
-    tuned = apply_params(cfg, decode(cfg.search.space, trial.params))
+    tuned = apply_params(cfg, recipe(cfg, trial.params))
     log.info("ensemble: refitting trial %d on all non-test rows", trial.number)
     epochs = record(trial).get("best_epochs")
     return refit(tuned, prepared, fold_epochs=epochs, deadline=deadline).predictor

@@ -1,8 +1,10 @@
 """How members are combined, decided on out-of-fold predictions only (never the test rows).
 
-Every method takes the candidates' out-of-fold predictions on the same rows
-(``(members, rows, outputs)``: class probabilities, or values for regression) and returns
-weights (or a stacker) with the score its combination reaches on those rows.
+Every method is the function named after it (``ensemble.method``; the names are declared in
+``tunelab.registry.EnsembleMethodName``). It takes the candidates' out-of-fold predictions
+on the same rows (``(members, rows, outputs)``: class probabilities, or values for
+regression) and the ``Options``, and returns weights (or a stacker) with the score its
+combination reaches on those rows.
 
 - ``mean``: equal weights.
 - ``weighted``: weights on the simplex that minimize the loss (log loss or squared error).
@@ -25,6 +27,25 @@ from tunelab.results.ensemble import LinearStacker, combine
 from tunelab.training.metrics import GREATER_IS_BETTER, compute_metrics
 
 STACKING_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the methods take besides the predictions; each reads only its own.
+
+    Attributes:
+        rounds: greedy: selection rounds.
+        start: greedy: the member it starts from; default the best on the metric. The
+            ensemble stage starts from the leaderboard's best trial, the one it must beat.
+        seed: stacking: the seed of its cross-validation folds.
+    """
+
+    rounds: int = 25
+    start: int | None = None
+    seed: int = 0
+
+
+DEFAULT = Options()
 
 
 @dataclass(frozen=True)
@@ -64,7 +85,9 @@ def member_scores(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) ->
     return [score(task, truth, member, metric) for member in oof]
 
 
-def mean(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choice:
+def mean(
+    task: str, truth: np.ndarray, oof: np.ndarray, metric: str, options: Options = DEFAULT
+) -> Choice:
     return _blend(task, truth, oof, metric, np.full(len(oof), 1.0 / len(oof)))
 
 
@@ -76,27 +99,18 @@ def _blend(
 
 
 def greedy(
-    task: str,
-    truth: np.ndarray,
-    oof: np.ndarray,
-    metric: str,
-    *,
-    rounds: int = 25,
-    start: int | None = None,
+    task: str, truth: np.ndarray, oof: np.ndarray, metric: str, options: Options = DEFAULT
 ) -> Choice:
-    """Caruana's ensemble selection with replacement; the best round is kept.
-
-    Args:
-        start: the member it starts from; default the best on ``metric``. The ensemble
-            stage starts from the leaderboard's best trial, the one it must beat.
-    """
+    """Caruana's ensemble selection with replacement, ``options.rounds`` rounds from
+    ``options.start``; the best round is kept."""
     singles = member_scores(task, truth, oof, metric)
+    start = options.start
     first = start if start is not None else _best_index(singles, metric)
     counts = np.zeros(len(oof))
     counts[first] = 1
     total = oof[first].copy()
     best = _blend(task, truth, oof, metric, counts / counts.sum())
-    for _ in range(rounds):
+    for _ in range(options.rounds):
         n = counts.sum()
         trials = [score(task, truth, (total + member) / (n + 1), metric) for member in oof]
         pick = _best_index(trials, metric)
@@ -111,7 +125,9 @@ def _best_index(scores: list[float], metric: str) -> int:
     return int(np.argmax(scores) if GREATER_IS_BETTER.get(metric) else np.argmin(scores))
 
 
-def weighted(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choice:
+def weighted(
+    task: str, truth: np.ndarray, oof: np.ndarray, metric: str, options: Options = DEFAULT
+) -> Choice:
     """Simplex weights minimizing log loss (classification) or squared error (regression),
     fitted with L-BFGS on a softmax parametrization."""
     from scipy.optimize import minimize
@@ -131,7 +147,9 @@ def weighted(task: str, truth: np.ndarray, oof: np.ndarray, metric: str) -> Choi
     return _blend(task, truth, oof, metric, w / w.sum())
 
 
-def stacking(task: str, truth: np.ndarray, oof: np.ndarray, metric: str, *, seed: int) -> Choice:
+def stacking(
+    task: str, truth: np.ndarray, oof: np.ndarray, metric: str, options: Options = DEFAULT
+) -> Choice:
     """A linear meta-learner on the members' outputs; scored by cross-validation."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
@@ -139,14 +157,14 @@ def stacking(task: str, truth: np.ndarray, oof: np.ndarray, metric: str, *, seed
     features = np.concatenate(list(oof), axis=1)
     if task == "regression":
         ridge = Ridge(alpha=1.0)
-        folds = KFold(STACKING_FOLDS, shuffle=True, random_state=seed)
+        folds = KFold(STACKING_FOLDS, shuffle=True, random_state=options.seed)
         estimate = cross_val_predict(ridge, features, truth, cv=folds)[:, None]
         stacker = LinearStacker.from_sklearn(ridge.fit(features, truth), "ridge")
     else:
         logistic = LogisticRegression(C=1.0, max_iter=2000)
         smallest = int(np.bincount(truth.astype(np.int64)).min())
         splits = max(2, min(STACKING_FOLDS, smallest))
-        folds = StratifiedKFold(splits, shuffle=True, random_state=seed)
+        folds = StratifiedKFold(splits, shuffle=True, random_state=options.seed)
         estimate = cross_val_predict(logistic, features, truth, cv=folds, method="predict_proba")
         stacker = LinearStacker.from_sklearn(logistic.fit(features, truth), "logistic")
     weights = np.full(len(oof), 1.0 / len(oof))

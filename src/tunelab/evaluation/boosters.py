@@ -24,6 +24,7 @@ from tunelab.config import RunConfig
 from tunelab.data import take
 from tunelab.data.encoding import fit_encoder
 from tunelab.errors import ConfigError, DataError
+from tunelab.evaluation.plan import FitPlan
 from tunelab.evaluation.prepare import Prepared
 from tunelab.results.boosters import (
     LIBRARIES,
@@ -82,21 +83,24 @@ OPTIONS = {
 }
 
 
+def is_booster_model(cfg: RunConfig) -> bool:
+    """``model.source`` names LightGBM or XGBoost (the ``boosters`` fitter takes it)."""
+    return cfg.model.source.partition(":")[0] in LIBRARIES
+
+
 def fit_booster(
-    cfg: RunConfig,
-    prepared: Prepared,
-    train_rows: np.ndarray,
-    validation_rows: np.ndarray | None,
-    *,
-    callbacks: Sequence[EpochCallback] = (),
+    plan: FitPlan, callbacks: Sequence[EpochCallback] = ()
 ) -> tuple[BoosterPredictor, FitResult]:
-    """Boost on ``train_rows`` with LightGBM or XGBoost, stopping early on ``validation_rows``.
+    """Boost on the plan's training rows with LightGBM or XGBoost, stopping early on its
+    validation rows.
 
     Raises:
         ConfigError: an unknown family or option, a value the library refuses, text data.
         DataError: training rows that lack a class.
         MissingDependency: the library is not installed.
     """
+    cfg, prepared = plan.cfg, plan.prepared
+    train_rows, validation_rows = plan.train_rows, plan.validation_rows
     library, family = check_source(cfg)
     raw, target = prepared.raw, prepared.target
     library_module(library, purpose=f"model.source: {cfg.model.source}")
@@ -115,7 +119,7 @@ def fit_booster(
     task = "taught" if taught and target.task == "binary" else target.task
     model = _estimator(cfg, library, family, task, categorical_columns(encoder), early)
     with limited_threads(cfg.train.threads or process_threads()):
-        _fit(cfg, model, x_train, y_train, validation, categorical_columns(encoder), early=early)
+        _fit(cfg, model, (x_train, y_train), validation, categorical_columns(encoder), early=early)
     text = _model_text(library, model)
     predictor = BoosterPredictor(
         library=library,
@@ -128,7 +132,7 @@ def fit_booster(
         input_columns=_columns(prepared, encoder),
         info={"notes": list(encoder.notes), "techniques": _describe(cfg, library, model)},
     )
-    result = _result(cfg, library, model, predictor, validation, prepared.metric, early=early)
+    result = _result(cfg, model, predictor, validation, early=early)
     for record in result.history:  # after the fit: its iterations cannot be stopped
         for callback in callbacks:
             with suppress(StopTraining):
@@ -216,13 +220,13 @@ def _estimator(
 def _fit(
     cfg: RunConfig,
     model: Any,
-    x: np.ndarray,
-    y: np.ndarray,
+    training: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray] | None,
     categorical: list[int],
     *,
     early: bool,
 ) -> None:
+    x, y = training
     library = cfg.model.source.partition(":")[0]
     module = library_module(library, purpose=f"model.source: {cfg.model.source}")
     refused: tuple[type[BaseException], ...] = (ValueError,)
@@ -274,16 +278,15 @@ def _columns(prepared: Prepared, encoder: Any) -> list[str]:
 
 def _result(
     cfg: RunConfig,
-    library: str,
     model: Any,
     predictor: BoosterPredictor,
     validation: tuple[np.ndarray, np.ndarray] | None,
-    metric: str,
     *,
     early: bool,
 ) -> FitResult:
     """The validation loss of every iteration and the final validation metrics of the
     iterations kept."""
+    library = predictor.library
     evals = model.evals_result_ if library == "lightgbm" else model.evals_result()
     losses = next(iter(next(iter(evals.values())).values())) if evals else []
     kept = _iterations(library, model, len(losses) or cfg.train.epochs)

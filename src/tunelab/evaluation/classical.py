@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tunelab.config import RunConfig
 from tunelab.data import Target
-from tunelab.data.encoding import Encoder
 from tunelab.errors import ConfigError
 from tunelab.evaluation.features import backbone_features
-from tunelab.evaluation.prepare import Prepared
+from tunelab.evaluation.plan import ModelPlan
 from tunelab.models.base import BuiltModel
 from tunelab.models.classical import fit_head, install_head
 from tunelab.models.frozen import embedding_of
@@ -35,14 +33,7 @@ class ClassicalFit:
     notes: list[str] = field(default_factory=list)
 
 
-def fit_classical_head(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    train_rows: np.ndarray,
-    validation_rows: np.ndarray | None,
-) -> ClassicalFit:
+def fit_classical_head(plan: ModelPlan) -> ClassicalFit:
     """Fit ``cfg.model.head`` on the training rows' features and score it like an epoch.
 
     Raises:
@@ -50,15 +41,16 @@ def fit_classical_head(
             does not fit the task.
     """
     started = time.perf_counter()
+    cfg, built = plan.cfg, plan.built
+    train_rows, validation_rows = plan.train_rows, plan.validation_rows
     if embedding_of(built.module) is None:
         raise ConfigError(
             f"model.head: {cfg.model.head!r} is fitted on the backbone's features, but the "
             f"{type(built.module).__name__} model has no embed() method that gives them; use "
             "model.head linear"
         )
-    target, cache = prepared.target, cfg.finetuning.cache_features
-    scale = target.scale(train_rows)
-    train = backbone_features(cfg, prepared, encoder, built, train_rows, use_cache=cache)
+    target, cache, scale = plan.prepared.target, cfg.finetuning.cache_features, plan.scale
+    train = backbone_features(plan, train_rows, use_cache=cache)
     estimator = fit_head(
         cfg.model.head,
         train.values,
@@ -76,7 +68,7 @@ def fit_classical_head(
     }
     result = FitResult(best_epoch=0, stop_reason=MAX_EPOCHS)
     if validation_rows is not None:
-        values = backbone_features(cfg, prepared, encoder, built, validation_rows, use_cache=cache)
+        values = backbone_features(plan, validation_rows, use_cache=cache)
         outputs = _outputs(built, values.values)
         record["val_loss"] = _loss(built, values.values, target, validation_rows, scale)
         predicted = outputs_to_predictions(outputs, task=target.task, target_scale=scale)

@@ -42,11 +42,12 @@ from torch import nn
 from tunelab.config import RunConfig
 from tunelab.data import RawData, take
 from tunelab.data.encoding import Encoder, TextEncoder, token_lengths
+from tunelab.evaluation.plan import ModelPlan
 from tunelab.evaluation.prepare import Prepared
 from tunelab.models.base import BuiltModel
 from tunelab.models.frozen import CachedUntilUnfrozen, HeadOnFeatures, embedding_of
 from tunelab.models.lent import frozen_part
-from tunelab.techniques.batchnorm import backbone_bn_layers
+from tunelab.techniques import backbone_frozen, why_features_change
 from tunelab.training.batching import inference_batches
 from tunelab.training.cores import inference_threads
 from tunelab.training.loop import resolve_device
@@ -54,9 +55,6 @@ from tunelab.training.loop import resolve_device
 log = logging.getLogger("tunelab")
 
 CACHE_FORMAT = 1
-# augmentation fields that change a batch of features, not the raw inputs: they apply to
-# cached features (in standardized units, like a table's)
-FEATURE_AUGMENTATIONS = ("noise", "mixup")
 _MEMORY_ENTRIES = 8
 _memory: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
 _data_digests: dict[int, tuple[weakref.ref[Any], str]] = {}
@@ -197,8 +195,9 @@ def _encoding_fingerprint(encoder: Encoder) -> str:
     return digest(described)
 
 
-def features_key(cfg: RunConfig, prepared: Prepared, encoder: Encoder, built: BuiltModel) -> str:
+def features_key(plan: ModelPlan) -> str:
     """The cache key of the frozen backbone's features for this model, encoding and data."""
+    cfg, prepared, encoder, built = plan.cfg, plan.prepared, plan.encoder, plan.built
     model = cfg.model.model_dump(mode="json", exclude={"head", "head_c"})
     pooling = {name: built.spec.get(name) for name in ("pooling", "normalize")}
     return "features-" + digest(
@@ -256,21 +255,14 @@ class Computed:
     seconds: float = 0.0
 
 
-def backbone_features(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    rows: np.ndarray,
-    *,
-    use_cache: bool = True,
-) -> Computed:
+def backbone_features(plan: ModelPlan, rows: np.ndarray, *, use_cache: bool = True) -> Computed:
     """The frozen backbone's features of ``rows`` (float32, one row each).
 
     A miss computes every row a fit of this run can train or validate on (all but the test
     rows) together with ``rows``, so that the folds and trials after it only read.
     """
-    key = features_key(cfg, prepared, encoder, built)
+    prepared = plan.prepared
+    key = features_key(plan)
     store = store_of(prepared) if use_cache else FeatureStore(None)
     arrays = store.load(key) if use_cache else None
     if arrays is not None and arrays["done"][rows].all():
@@ -285,7 +277,7 @@ def backbone_features(
         done = arrays["done"].copy() if arrays is not None else np.zeros(len(prepared.raw), bool)
         missing = wanted[~done[wanted]]
         started = time.perf_counter()
-        fresh = _run_backbone(cfg, prepared, encoder, built, missing)
+        fresh = _run_backbone(plan, missing)
         if arrays is None:
             values = np.zeros((len(prepared.raw), fresh.shape[1]), np.float32)
         else:
@@ -297,20 +289,18 @@ def backbone_features(
         return Computed(values[rows], key, len(missing), time.perf_counter() - started)
 
 
-def _run_backbone(
-    cfg: RunConfig, prepared: Prepared, encoder: Encoder, built: BuiltModel, rows: np.ndarray
-) -> np.ndarray:
+def _run_backbone(plan: ModelPlan, rows: np.ndarray) -> np.ndarray:
     """``embed`` of ``rows`` in eval and inference mode, on every core this process may
     use (``train.threads`` when set); texts in order of length, so that each batch is
     padded only to its own longest text."""
-    model = built.module
+    cfg, model = plan.cfg, plan.built.module
     embed = embedding_of(model)
     assert embed is not None
     device = resolve_device(cfg.train.device)
     model.to(device)
     was_training = model.training
     model.eval()
-    inputs, lengths = encoded(prepared, encoder, rows)
+    inputs, lengths = encoded(plan.prepared, plan.encoder, rows)
     values: torch.Tensor | None = None
     with torch.inference_mode(), inference_threads(cfg.train.threads):
         for index, batch in inference_batches(inputs, lengths, max(cfg.train.batch_size, 64)):
@@ -356,15 +346,10 @@ class FeatureColumns:
     numeric: list[int]
 
 
-def training_inputs(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    train_rows: np.ndarray,
-) -> TrainingInputs:
+def training_inputs(plan: ModelPlan) -> TrainingInputs:
     """The model the loop trains and its inputs: the head on cached features when the
     backbone stays frozen, else the whole model on (tokenized-once) inputs."""
+    cfg, prepared, encoder, built = plan.cfg, plan.prepared, plan.encoder, plan.built
     live = TrainingInputs(
         model=built.module,
         modality=prepared.raw.modality,
@@ -372,21 +357,21 @@ def training_inputs(
         tensors=lambda rows: encoded(prepared, encoder, rows),
         buckets=cfg.train.bucket_by_length,
     )
-    reason = why_not_cached(cfg, built)
+    reason = plan.not_cached
     if reason is not None:
         if reason:
             live.notes.append(f"features: not cached ({reason})")
         return live
-    if cfg.finetuning.strategy == "freeze_then_unfreeze":
-        return _until_unfrozen(cfg, prepared, encoder, built, live)
-    return _head_on_features(cfg, prepared, encoder, built, train_rows)
+    if backbone_frozen(cfg) == "until_unfrozen":
+        return _until_unfrozen(plan, live)
+    return _head_on_features(plan)
 
 
 def why_not_cached(cfg: RunConfig, built: BuiltModel) -> str | None:
     """Why the backbone's features cannot be cached for this fit ("" when there is nothing
     to say: its strategy trains the backbone), or None when they can."""
-    strategy = cfg.finetuning.strategy
-    if strategy not in ("linear_probe", "freeze_then_unfreeze"):
+    frozen = backbone_frozen(cfg)
+    if frozen is None:
         return ""
     if not cfg.finetuning.cache_features:
         return "finetuning.cache_features is false"
@@ -395,29 +380,12 @@ def why_not_cached(cfg: RunConfig, built: BuiltModel) -> str | None:
             f"the {type(built.module).__name__} model has no embed() method giving the "
             "features its head reads"
         )
-    aug = cfg.augmentation
-    allowed = FEATURE_AUGMENTATIONS if strategy == "linear_probe" else ()
-    raw = [
-        name
-        for name, value in aug.model_dump().items()
-        if name != "enabled" and value not in (0, False, "none") and name not in allowed
-    ]
-    if aug.enabled and raw:
-        return f"augmentation.{raw[0]} changes the raw inputs every epoch"
-    if cfg.batch_norm.backbone == "reestimate" and backbone_bn_layers(built.module):
-        return "batch_norm.backbone reestimate changes the backbone on the training rows"
-    return None
+    return why_features_change(cfg, built.module, head_only=frozen == "always")
 
 
-def _head_on_features(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    train_rows: np.ndarray,
-) -> TrainingInputs:
-    model = built.module
-    first = backbone_features(cfg, prepared, encoder, built, train_rows)
+def _head_on_features(plan: ModelPlan) -> TrainingInputs:
+    cfg, prepared, model = plan.cfg, plan.prepared, plan.built.module
+    first = backbone_features(plan, plan.train_rows)
     backbone = model.backbone
     assert isinstance(backbone, nn.Module)
     frozen = [p for p in backbone.parameters() if p.requires_grad]
@@ -433,7 +401,7 @@ def _head_on_features(
         mean, std = torch.from_numpy(mean_np), torch.from_numpy(std_np)
 
     def tensors(rows: np.ndarray) -> tuple[Tensors, None]:
-        values = torch.from_numpy(backbone_features(cfg, prepared, encoder, built, rows).values)
+        values = torch.from_numpy(backbone_features(plan, rows).values)
         if mean is not None and std is not None:
             values = (values - mean) / std
         return (values,), None
@@ -448,11 +416,10 @@ def _head_on_features(
     )
 
 
-def _until_unfrozen(
-    cfg: RunConfig, prepared: Prepared, encoder: Encoder, built: BuiltModel, live: TrainingInputs
-) -> TrainingInputs:
+def _until_unfrozen(plan: ModelPlan, live: TrainingInputs) -> TrainingInputs:
+    prepared, encoder = plan.prepared, plan.encoder
     every = np.setdiff1d(np.arange(len(prepared.raw)), prepared.split.test)
-    computed = backbone_features(cfg, prepared, encoder, built, every)
+    computed = backbone_features(plan, every)
     table = torch.zeros((len(prepared.raw), computed.values.shape[1]))
     table[torch.from_numpy(every)] = torch.from_numpy(computed.values)
 
@@ -461,7 +428,7 @@ def _until_unfrozen(
         return (*inputs, torch.from_numpy(np.asarray(rows, dtype=np.int64))), lengths
 
     return TrainingInputs(
-        model=CachedUntilUnfrozen(built.module, table),
+        model=CachedUntilUnfrozen(plan.built.module, table),
         modality=live.modality,
         encoder=encoder,
         tensors=tensors,

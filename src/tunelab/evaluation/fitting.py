@@ -9,41 +9,27 @@ Example::
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from tunelab.config import RunConfig
-from tunelab.data import take
-from tunelab.data.encoding import Encoder, fit_encoder
+from tunelab.evaluation.boosters import fit_booster, is_booster_model
 from tunelab.evaluation.classical import fit_classical_head
-from tunelab.evaluation.features import TrainingInputs, training_inputs
+from tunelab.evaluation.lr_find import resolve_lr
+from tunelab.evaluation.network import plan_network, set_up_fit
+from tunelab.evaluation.plan import FitPlan, ModelPlan, seed_everything
 from tunelab.evaluation.prepare import Prepared
 from tunelab.evaluation.trees import fit_trees, is_tree_model
-from tunelab.models import ModelRequest, build_model
-from tunelab.models.base import BuiltModel
-from tunelab.results.predictor import (
-    AnyPredictor,
-    Predictor,
-    array_columns,
-    outputs_to_predictions,
-)
-from tunelab.techniques import DataFacts, build_techniques, describe
-from tunelab.techniques.finetuning import merge_lora
-from tunelab.techniques.regularization import effective
-from tunelab.training.batching import TensorData
+from tunelab.results.predictor import AnyPredictor, Predictor, array_columns
+from tunelab.techniques import after_fit, describe
 from tunelab.training.cores import limited_threads, process_threads
-from tunelab.training.hooks import Technique
-from tunelab.training.loop import EpochCallback, FitResult, Validation, fit, resolve_device
-from tunelab.training.losses import loss_function
-from tunelab.training.metrics import compute_metrics
+from tunelab.training.loop import EpochCallback, FitResult, fit, resolve_device
 
-Scale = tuple[float, float] | None
+Fit = Callable[[FitPlan, Sequence[EpochCallback]], tuple[AnyPredictor, FitResult]]
 
 
 @dataclass
@@ -55,11 +41,23 @@ class Fitted:
     seconds: float
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch so a config and seed give the same metrics on CPU."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass(frozen=True)
+class Fitter:
+    """One way to fit a recipe.
+
+    Attributes:
+        name: what the plan calls it (``FitPlan.fitter``).
+        takes: whether it fits this recipe (the first fitter in ``FITTERS`` that takes it
+            fits it).
+        builds_network: the plan holds the encoder and a fresh model (trees encode their
+            own inputs and build no network).
+        fit: trains the plan's model and returns its predictor and how training went.
+    """
+
+    name: str
+    takes: Callable[[RunConfig], bool]
+    builds_network: bool
+    fit: Fit
 
 
 def fit_on_rows(
@@ -80,152 +78,104 @@ def fit_on_rows(
         DataError: inputs the encoder cannot take.
     """
     started = time.perf_counter()
-    lr_notes: list[str] = []
-    if cfg.train.lr == "auto":
-        # imported here: lr_find builds its fits with this module's helpers
-        from tunelab.evaluation.lr_find import resolve_lr
-
-        cfg, lr_notes = resolve_lr(cfg, prepared, train_rows, trust_code=trust_code)
+    cfg, lr_notes = resolve_lr(cfg, prepared, train_rows, trust_code=trust_code)
     seed_everything(cfg.seed)
-    if is_tree_model(cfg):
-        trees, result = fit_trees(cfg, prepared, train_rows, validation_rows, callbacks=callbacks)
-        return Fitted(predictor=trees, result=result, seconds=time.perf_counter() - started)
-    encoder, built = build_encoder_and_model(cfg, prepared, train_rows, trust_code=trust_code)
-    scale = prepared.target.scale(train_rows)
-    if cfg.model.head != "linear":  # a scikit-learn head on the frozen features, no loop
-        # a logistic head of a few thousand weights fits fastest on one thread (the
-        # backbone's pass, when it runs, takes every core itself)
-        threads = cfg.train.threads or (process_threads() if cfg.model.head == "hgb" else 1)
-        with limited_threads(threads):
-            fitted = fit_classical_head(cfg, prepared, encoder, built, train_rows, validation_rows)
-        about = {"notes": [*built.notes, *encoder.notes, *fitted.notes], "techniques": {}}
-        predictor = make_predictor(cfg, prepared, built, encoder, scale, about)
-        return Fitted(predictor, fitted.result, seconds=time.perf_counter() - started)
-    setup = set_up_fit(cfg, prepared, encoder, built, train_rows, validation_rows, scale)
-    validation = setup.validation
-    size_mb = (setup.train.nbytes + (validation.data.nbytes if validation else 0)) / 2**20
+    plan = plan_fit(
+        cfg, prepared, train_rows, validation_rows, notes=tuple(lr_notes), trust_code=trust_code
+    )
+    predictor, result = FITTERS[plan.fitter].fit(plan, callbacks)
+    return Fitted(predictor, result, seconds=time.perf_counter() - started)
+
+
+def plan_fit(
+    cfg: RunConfig,
+    prepared: Prepared,
+    train_rows: np.ndarray,
+    validation_rows: np.ndarray | None,
+    *,
+    notes: tuple[str, ...] = (),
+    trust_code: bool = False,
+) -> FitPlan:
+    """The plan of one fit: which fitter takes ``cfg`` and, for a network, the encoder
+    fitted on ``train_rows`` and a fresh model."""
+    fitter = fitter_for(cfg)
+    plan = FitPlan(
+        cfg=cfg,
+        prepared=prepared,
+        train_rows=train_rows,
+        validation_rows=validation_rows,
+        fitter=fitter.name,
+        notes=notes,
+    )
+    return plan_network(plan, trust_code=trust_code) if fitter.builds_network else plan
+
+
+def fitter_for(cfg: RunConfig) -> Fitter:
+    """The first fitter of ``FITTERS`` that takes ``cfg``."""
+    return next(fitter for fitter in FITTERS.values() if fitter.takes(cfg))
+
+
+def _fit_classical_head(
+    plan: FitPlan, callbacks: Sequence[EpochCallback]
+) -> tuple[AnyPredictor, FitResult]:
+    """A scikit-learn head on the frozen features, no loop (and no epochs to call back)."""
+    assert isinstance(plan, ModelPlan)
+    cfg = plan.cfg
+    # a logistic head of a few thousand weights fits fastest on one thread (the backbone's
+    # pass, when it runs, takes every core itself)
+    threads = cfg.train.threads or (process_threads() if cfg.model.head == "hgb" else 1)
+    with limited_threads(threads):
+        fitted = fit_classical_head(plan)
+    notes = [*plan.built.notes, *plan.encoder.notes, *fitted.notes]
+    return make_predictor(plan, {"notes": notes, "techniques": {}}), fitted.result
+
+
+def _fit_with_loop(
+    plan: FitPlan, callbacks: Sequence[EpochCallback]
+) -> tuple[AnyPredictor, FitResult]:
+    """The one training loop, with the recipe's techniques."""
+    assert isinstance(plan, ModelPlan)
+    cfg, built = plan.cfg, plan.built
+    setup = set_up_fit(plan)
     result = fit(
         setup.inputs.model,
         setup.train,
-        validation,
+        setup.validation,
         train_cfg=cfg.train,
-        loss_fn=loss_function(prepared.target.task),
+        loss_fn=setup.loss_fn,
         seed=cfg.seed,
-        stream=size_mb > cfg.data.stream_above_mb,
+        stream=setup.stream,
         techniques=setup.techniques,
         callbacks=callbacks,
     )
-    merge_lora(built.module)  # the saved model is the plain architecture
+    after_fit(built.module)  # what the techniques declare the saved model needs
     built.module.to(resolve_device(cfg.train.device))  # a head trained alone joins its backbone
-    notes = [*built.notes, *encoder.notes, *setup.inputs.notes, *lr_notes]
+    notes = [*built.notes, *plan.encoder.notes, *setup.inputs.notes, *plan.notes]
     events = describe(setup.techniques, result.events)
-    info: dict[str, Any] = {"notes": notes, "techniques": events}
-    predictor = make_predictor(cfg, prepared, built, encoder, scale, info)
-    return Fitted(predictor=predictor, result=result, seconds=time.perf_counter() - started)
+    return make_predictor(plan, {"notes": notes, "techniques": events}), result
 
 
-@dataclass
-class FitSetup:
-    """What the loop gets: the model and its inputs, the techniques, the tensors."""
-
-    inputs: TrainingInputs
-    techniques: list[Technique]
-    train: TensorData
-    validation: Validation | None
-
-
-def set_up_fit(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: Encoder,
-    built: BuiltModel,
-    train_rows: np.ndarray,
-    validation_rows: np.ndarray | None,
-    scale: Scale,
-) -> FitSetup:
-    """The model the loop trains (the head alone on cached features when the backbone stays
-    frozen), the active techniques, and the training and validation tensors."""
-    inputs = training_inputs(cfg, prepared, encoder, built, train_rows)
-    facts = DataFacts(
-        task=prepared.target.task,
-        modality=inputs.modality,
-        encoder=inputs.encoder,
-        tokenizer=built.tokenizer,
+# which fitter trains a recipe: the first that takes it (boosters before trees, which takes
+# every tree source)
+FITTERS: dict[str, Fitter] = {
+    fitter.name: fitter
+    for fitter in (
+        Fitter("boosters", is_booster_model, builds_network=False, fit=fit_booster),
+        Fitter("trees", is_tree_model, builds_network=False, fit=fit_trees),
+        Fitter(
+            "classical_head",
+            lambda cfg: cfg.model.head != "linear",
+            builds_network=True,
+            fit=_fit_classical_head,
+        ),
+        Fitter("loop", lambda cfg: True, builds_network=True, fit=_fit_with_loop),
     )
-    techniques = build_techniques(cfg, facts)
-    train = _tensors(prepared, inputs, train_rows, scale)
-    validation = None
-    if validation_rows is not None:
-        validation = Validation(
-            data=_tensors(prepared, inputs, validation_rows, scale),
-            score=_scorer(prepared, validation_rows, scale),
-            metric=prepared.metric,
-        )
-    return FitSetup(inputs, techniques, train, validation)
+}
 
 
-def build_encoder_and_model(
-    cfg: RunConfig, prepared: Prepared, train_rows: np.ndarray, *, trust_code: bool = False
-) -> tuple[Encoder, BuiltModel]:
-    """The encoder fitted on the training rows and a fresh model for its inputs."""
-    raw, target = prepared.raw, prepared.target
-    reg = effective(cfg.regularization)
-
-    def request(input_shape: tuple[int, ...]) -> ModelRequest:
-        return ModelRequest(
-            input_shape=input_shape,
-            num_outputs=target.num_outputs,
-            modality=raw.modality,
-            dropout=reg.dropout,
-            batch_norm=cfg.batch_norm.enabled,
-            head_batch_norm=cfg.batch_norm.head,
-            scratch=cfg.finetuning.strategy == "scratch",
-            trust_code=trust_code,
-        )
-
-    train_inputs = take(raw.inputs, train_rows)
-    # a backbone that is never changed (linear probe) is loaded once per process
-    share = cfg.finetuning.strategy == "linear_probe" and cfg.batch_norm.backbone != "reestimate"
-    if raw.modality == "text":
-        # the tokenizer comes with the model, so the model is built first
-        built = build_model(cfg.model, request((cfg.data.max_length,)), share_backbone=share)
-        encoder = fit_encoder(
-            "text", train_inputs, tokenizer=built.tokenizer, max_length=cfg.data.max_length
-        )
-    else:
-        encoder = fit_encoder(raw.modality, train_inputs, categorical=cfg.data.categorical)
-        built = build_model(cfg.model, request(encoder.input_shape), share_backbone=share)
-    return encoder, built
-
-
-def _tensors(
-    prepared: Prepared, inputs: TrainingInputs, rows: np.ndarray, scale: Scale
-) -> TensorData:
-    values = prepared.target.training_values(rows, scale)
-    features, lengths = inputs.tensors(rows)
-    target = torch.from_numpy(values)
-    return TensorData(features, target, lengths=lengths, buckets=inputs.buckets)
-
-
-def _scorer(prepared: Prepared, rows: np.ndarray, scale: Scale) -> Any:
-    truth, task = prepared.target.values[rows], prepared.target.task
-
-    def score(outputs: np.ndarray) -> dict[str, float]:
-        predicted = outputs_to_predictions(outputs, task=task, target_scale=scale)
-        return compute_metrics(task, truth, predicted)
-
-    return score
-
-
-def make_predictor(
-    cfg: RunConfig,
-    prepared: Prepared,
-    built: BuiltModel,
-    encoder: Encoder,
-    scale: Scale,
-    info: dict[str, Any],
-) -> Predictor:
+def make_predictor(plan: ModelPlan, info: dict[str, Any]) -> Predictor:
     """The predictor: the trained model with its preprocessing and the columns it takes."""
+    cfg, prepared, encoder = plan.cfg, plan.prepared, plan.encoder
     raw = prepared.raw
     columns = prepared.input_columns
     if raw.modality == "text":
@@ -236,13 +186,13 @@ def make_predictor(
         # new image files are decoded and resized exactly as the training images were
         info["image"] = {"size": list(cfg.data.image_size), "mode": cfg.data.image_mode}
     return Predictor(
-        model=built.module,
-        built=built,
+        model=plan.built.module,
+        built=plan.built,
         encoder=encoder,
         task=prepared.target.task,
         classes=prepared.target.classes,
         modality=raw.modality,
         input_columns=columns,
-        target_scale=scale,
+        target_scale=plan.scale,
         info=info,
     )

@@ -62,19 +62,12 @@ def evaluate_and_write(
     predictions.insert(0, "target", labels)
     predictions.to_csv(run.test_predictions, index=False)
 
-    interval = score_interval(target.task, truth, predicted, prepared.metric, level=0.95, seed=seed)
     metrics = {
         "task": target.task,
         "metric": prepared.metric,
         "validation": result.final,
         "test": compute_metrics(target.task, truth, predicted),
-        "test_interval": {
-            "metric": prepared.metric,
-            "level": 0.95,
-            "low": interval.low,
-            "high": interval.high,
-            "method": interval.method,
-        },
+        "test_interval": _interval(prepared, truth, predicted, seed=seed),
         "rows": {
             "train": len(split.train),
             "validation": len(split.validation),
@@ -91,6 +84,21 @@ def evaluate_and_write(
     }
     write_json(run.metrics, metrics)
     return metrics
+
+
+def _interval(
+    prepared: Prepared, truth: np.ndarray, predicted: np.ndarray, *, seed: int
+) -> dict[str, Any]:
+    """The 95% interval of the selection metric on the test rows (``metrics.json``)."""
+    metric = prepared.metric
+    interval = score_interval(prepared.target.task, truth, predicted, metric, level=0.95, seed=seed)
+    return {
+        "metric": metric,
+        "level": 0.95,
+        "low": interval.low,
+        "high": interval.high,
+        "method": interval.method,
+    }
 
 
 def test_outputs(predictor: AnyPredictor, inputs: Any) -> np.ndarray:

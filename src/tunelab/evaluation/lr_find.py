@@ -1,11 +1,12 @@
 """The learning-rate finder (fastai's ``lr_find``): a short exponential sweep.
 
 A fresh model (with the config's techniques set up: frozen layers, weight decay, ...)
-trains on the training rows for ``steps`` batches while the learning rate grows
-exponentially from ``start`` to ``end``; the loss is smoothed (exponential moving average,
-debiased) and the sweep stops once it has diverged (four times its lowest value, or not
-finite). The suggestion is fastai's classic rule: a tenth of the rate at the lowest
-smoothed loss, where the loss still falls steeply and training is stable.
+trains in the one training loop on the training rows for ``steps`` batches while the
+learning rate grows exponentially from ``start`` to ``end``; the loss is smoothed
+(exponential moving average, debiased) and the sweep stops once it has diverged (four times
+its lowest value, or not finite); the ``LrFinder`` technique (``tunelab.techniques.lr_find``)
+drives the rate and the stop. The suggestion is fastai's classic rule: a tenth of the rate at
+the lowest smoothed loss, where the loss still falls steeply and training is stable.
 
 ``train.lr: auto`` runs the sweep before the first fit that needs it and trains with the
 suggestion (once per config in a process; the run's notes say which rate was used).
@@ -25,24 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from tunelab.config import RunConfig
+from tunelab.config import RunConfig, apply_params
 from tunelab.errors import DataError
 from tunelab.evaluation.features import FeatureStore, data_fingerprint, digest
-from tunelab.evaluation.fitting import build_encoder_and_model, seed_everything, set_up_fit
+from tunelab.evaluation.network import plan_network, set_up_fit
+from tunelab.evaluation.plan import FitPlan, seed_everything
 from tunelab.evaluation.prepare import Prepared
-from tunelab.training.batching import Batches
-from tunelab.training.hooks import Batch, FitState, overriding
-from tunelab.training.loop import resolve_device
-from tunelab.training.losses import loss_function
-from tunelab.training.optim import add_trainable, make_optimizer
+from tunelab.techniques.lr_find import LrFinder
+from tunelab.training.loop import fit
 
 START_LR = 1e-7
 END_LR = 10.0
 STEPS = 100
-SMOOTHING = 0.98
-DIVERGED = 4.0
 _found: dict[str, float] = {}
 
 
@@ -102,107 +98,55 @@ def lr_sweep(
     prepared: Prepared,
     train_rows: np.ndarray,
     *,
-    start: float = START_LR,
-    end: float = END_LR,
+    span: tuple[float, float] = (START_LR, END_LR),
     steps: int = STEPS,
     trust_code: bool = False,
 ) -> LrSweep:
-    """Sweep the learning rate exponentially over ``steps`` training batches.
+    """Sweep the learning rate exponentially over ``steps`` training batches, from the
+    first rate of ``span`` to its last: the one loop trains a fresh model with the config's
+    techniques and the ``LrFinder`` technique, which sets each step's rate and stops the
+    loop.
 
     Raises:
         DataError: the loss was never finite (the data or the model is broken).
     """
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": start})})
+    start, end = span
+    # one optimizer step per batch in full precision (as the sweep always ran), as many
+    # epochs as the steps may need, and nothing but the finder ends training early; a
+    # freeze_then_unfreeze model sweeps its first phase (the head on the frozen backbone,
+    # as fastai's lr_find on a frozen learner): the sweep's passes over the rows are not
+    # the epochs the recipe unfreezes at
+    cfg = apply_params(
+        cfg,
+        {
+            "train.lr": start,
+            "train.epochs": steps,
+            "train.grad_accumulation": 1,
+            "train.precision": "fp32",
+            "early_stopping.enabled": False,
+            "finetuning.unfreeze_epoch": steps + 1,
+        },
+    )
     seed_everything(cfg.seed)
-    encoder, built = build_encoder_and_model(cfg, prepared, train_rows, trust_code=trust_code)
-    scale = prepared.target.scale(train_rows)
-    setup = set_up_fit(cfg, prepared, encoder, built, train_rows, None, scale)
-    device = resolve_device(cfg.train.device)
-    model = setup.inputs.model.to(device)
-    state = FitState(
-        model=model,
-        train=Batches(setup.train, batch_size=cfg.train.batch_size, device=device),
-        device=device,
-        loss_fn=loss_function(prepared.target.task),
-        metric="train_loss",
-        has_validation=False,
-        epochs=1,
+    plan = FitPlan(cfg=cfg, prepared=prepared, train_rows=train_rows)
+    setup = set_up_fit(plan_network(plan, trust_code=trust_code))
+    finder = LrFinder(start=start, end=end, steps=steps)
+    fit(
+        setup.inputs.model,
+        setup.train,
+        None,
+        train_cfg=cfg.train,
+        loss_fn=setup.loss_fn,
+        seed=cfg.seed,
+        stream=setup.stream,
+        techniques=[*setup.techniques, finder],
     )
-    for technique in setup.techniques:
-        technique.setup(state)
-    optimizer = make_optimizer(
-        model, cfg.train, weight_decay=state.weight_decay, lr_scales=state.lr_scales
-    )
-    state.optimizer = optimizer
-    state.add_trainable = lambda params, scale: add_trainable(
-        optimizer, model, params, weight_decay=state.weight_decay, lr_scale=scale
-    )
-    lrs, losses = _sweep(state, setup.techniques, start=start, end=end, steps=steps, seed=cfg.seed)
+    lrs, losses = finder.lrs, finder.losses
     if not losses:
         raise DataError("lr-find: the training loss was not finite at the lowest rate")
     lowest = lrs[int(np.argmin(losses))]
-    stopped = "diverged" if len(losses) < steps else "end"
+    stopped = "diverged" if finder.stopped == "diverged" else "end"
     return LrSweep(lrs, losses, suggestion=lowest / 10, lowest=lowest, stopped=stopped)
-
-
-def _sweep(
-    state: FitState,
-    techniques: list[Any],
-    *,
-    start: float,
-    end: float,
-    steps: int,
-    seed: int,
-) -> tuple[list[float], list[float]]:
-    model, optimizer = state.model, state.optimizer
-    assert optimizer is not None
-    generator = torch.Generator().manual_seed(seed)
-    batch_hooks = overriding(techniques, "on_batch")
-    loss_terms = overriding(techniques, "loss_term")
-    lrs: list[float] = []
-    losses: list[float] = []
-    average, best, step = 0.0, math.inf, 0
-    while step < steps:
-        state.epoch = 0
-        model.train()
-        for technique in techniques:
-            technique.on_epoch_start(state)
-        for features, target in state.train.iterate(
-            shuffle=True, generator=generator, drop_single=True
-        ):
-            lr = start * (end / start) ** (step / max(steps - 1, 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
-            batch = Batch(features, target)
-            for technique in batch_hooks:
-                batch = technique.on_batch(batch, state)
-            outputs = model(*batch.features)
-            loss = (
-                batch.loss(outputs, state.loss_fn)
-                if batch.loss is not None
-                else state.loss_fn(outputs, batch.target)
-            )
-            for technique in loss_terms:
-                term = technique.loss_term(outputs, batch, state)
-                if term is not None:
-                    loss = loss + term
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            if state.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), state.grad_clip)
-            optimizer.step()
-            value = float(loss.detach())
-            step += 1
-            if not math.isfinite(value):
-                return lrs, losses
-            average = SMOOTHING * average + (1 - SMOOTHING) * value
-            smoothed = average / (1 - SMOOTHING**step)
-            lrs.append(lr)
-            losses.append(smoothed)
-            best = min(best, smoothed)
-            if smoothed > DIVERGED * best or step >= steps:
-                return lrs, losses
-    return lrs, losses
 
 
 def resolve_lr(

@@ -13,7 +13,7 @@ import copy
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -21,9 +21,10 @@ import torch
 from tunelab.config import RunConfig, apply_params
 from tunelab.evaluation.crossval import cv_splits
 from tunelab.evaluation.features import training_inputs
-from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows, set_up_fit
+from tunelab.evaluation.fitting import fit_on_rows, fitter_for
+from tunelab.evaluation.network import plan_network, set_up_fit
+from tunelab.evaluation.plan import FitPlan, ModelPlan
 from tunelab.evaluation.prepare import Prepared
-from tunelab.evaluation.trees import is_tree_model
 from tunelab.models.base import BuiltModel
 from tunelab.training.cores import (
     FEWER_JOBS_TOLERANCE,
@@ -32,7 +33,6 @@ from tunelab.training.cores import (
     inference_threads,
 )
 from tunelab.training.loop import fit
-from tunelab.training.losses import loss_function
 
 MEASURE_SECONDS = 0.3  # of training, per measured setting (more steps for fast models)
 MAX_EPOCHS = 20
@@ -62,25 +62,25 @@ def measure(cfg: RunConfig, prepared: Prepared, *, cores: int) -> Measured:
     folds = len(cv_splits(cfg, prepared))
     if cfg.train.lr == "auto":  # the sweep is not what is measured
         cfg = apply_params(cfg, {"train.lr": 1e-3})
-    if is_tree_model(cfg) or cfg.model.head != "linear":
+    if fitter_for(cfg).name != "loop":
         return _one_fit(cfg, prepared, train_rows, validation_rows, folds=folds, cores=cores)
-    encoder, built = build_encoder_and_model(cfg, prepared, train_rows)
-    model_bytes = _bytes(built.module)
+    plan = plan_network(FitPlan(cfg=cfg, prepared=prepared, train_rows=train_rows))
+    model_bytes = _bytes(plan.built.module)
     # a frozen backbone's features, computed here on every core before the timed fits
-    training_inputs(cfg, prepared, encoder, _copy(built), train_rows)
-    one = _steps_per_second(cfg, prepared, encoder, built, train_rows, threads=1, copies=1)
+    training_inputs(replace(plan, built=_copy(plan.built)))
+    one = _steps_per_second(plan, threads=1, copies=1)
     trainable = one.trainable
     batches = math.ceil(len(train_rows) / cfg.train.batch_size)
     trial = batches * cfg.train.epochs * folds / one.rate
     if trainable < SMALL_MODEL_PARAMS or cores == 1:
         return Measured(trainable, model_bytes, trial)
     timed = {"threads": cores, "copies": 1, "epochs": one.epochs}
-    every = _steps_per_second(cfg, prepared, encoder, built, train_rows, **timed).rate
+    every = _steps_per_second(plan, **timed).rate
     if every >= FEWER_JOBS_TOLERANCE * cores * one.rate:
         side = cores * one.rate  # side by side cannot beat this: one trial on every core wins
     else:
         timed = {"threads": 1, "copies": cores, "epochs": one.epochs}
-        side = _steps_per_second(cfg, prepared, encoder, built, train_rows, **timed).rate
+        side = _steps_per_second(plan, **timed).rate
     speeds = Speeds(one=one.rate, every=every, parallel=side, cores=cores)
     return Measured(trainable, model_bytes, trial, speeds)
 
@@ -113,24 +113,16 @@ class _Rate:
 
 
 def _steps_per_second(
-    cfg: RunConfig,
-    prepared: Prepared,
-    encoder: object,
-    built: BuiltModel,
-    rows: np.ndarray,
-    *,
-    threads: int,
-    copies: int,
-    epochs: int | None = None,
+    plan: ModelPlan, *, threads: int, copies: int, epochs: int | None = None
 ) -> _Rate:
-    """Train ``copies`` copies of the model side by side (Python threads: torch releases
-    the interpreter while it computes) on ``threads`` torch threads, for ``epochs`` over a
-    few batches (default: after a warm-up step, about ``MEASURE_SECONDS``); their steps
-    per second together."""
-    tuned = apply_params(cfg, {"train.threads": threads, "early_stopping.enabled": False})
+    """Train ``copies`` copies of the plan's model side by side (Python threads: torch
+    releases the interpreter while it computes) on ``threads`` torch threads, for ``epochs``
+    over a few batches (default: after a warm-up step, about ``MEASURE_SECONDS``); their
+    steps per second together."""
+    settings = {"train.threads": threads, "early_stopping.enabled": False}
+    tuned = apply_params(plan.cfg, settings)
     batch = tuned.train.batch_size
-    subset = rows[: 4 * batch]  # a few steps: a transformer's take a second each
-    scale = prepared.target.scale(subset)
+    subset = plan.train_rows[: 4 * batch]  # a few steps: a transformer's take a second each
     results: list[tuple[int, float, int]] = []
     errors: list[BaseException] = []
 
@@ -141,15 +133,16 @@ def _steps_per_second(
             errors.append(exc)
 
     def _train(model: BuiltModel, epochs: int, rows: np.ndarray) -> None:
-        setup = set_up_fit(tuned, prepared, encoder, model, rows, None, scale)  # type: ignore[arg-type]
+        timed = replace(plan, cfg=tuned, built=model, train_rows=rows, validation_rows=None)
+        setup = set_up_fit(timed)
         steps_cfg = apply_params(tuned, {"train.epochs": epochs}).train
         result = fit(
             setup.inputs.model,
             setup.train,
             None,
             train_cfg=steps_cfg,
-            loss_fn=loss_function(prepared.target.task),
-            seed=cfg.seed,
+            loss_fn=setup.loss_fn,
+            seed=tuned.seed,
             techniques=setup.techniques,
         )
         steps = math.ceil(len(setup.train) / batch) * len(result.history)
@@ -158,11 +151,13 @@ def _steps_per_second(
         results.append((steps, seconds, trainable))
 
     if epochs is None:
-        _train(_copy(built), 1, subset[: 2 * batch])  # warm-up, and the time of a step
+        _train(_copy(plan.built), 1, subset[: 2 * batch])  # warm-up, and the time of a step
         steps, seconds, _ = results.pop()
         step = seconds / max(steps, 1)
         epochs = max(1, min(MAX_EPOCHS, math.ceil(MEASURE_SECONDS / max(step * 4, 1e-6))))
-    workers = [threading.Thread(target=train, args=(_copy(built), epochs)) for _ in range(copies)]
+    workers = [
+        threading.Thread(target=train, args=(_copy(plan.built), epochs)) for _ in range(copies)
+    ]
     started = time.perf_counter()
     for worker in workers:
         worker.start()

@@ -20,18 +20,14 @@ from tunelab.config import RunConfig
 from tunelab.data import take
 from tunelab.data.encoding import Encoder, fit_encoder
 from tunelab.errors import ConfigError
-from tunelab.evaluation.boosters import fit_booster
+from tunelab.evaluation.plan import FitPlan
 from tunelab.evaluation.prepare import Prepared
-from tunelab.results.boosters import BoosterPredictor
 from tunelab.results.trees import Forest, TreePredictor, probabilities
 from tunelab.training.cores import limited_threads, process_threads
 from tunelab.training.loop import EpochCallback, FitResult, StopTraining
 from tunelab.training.metrics import compute_metrics
 
 FAMILIES = ("hgb",)
-# the techniques boosting reads (early_stopping's enabled, patience and min_delta); the
-# others act on a network's training, and the ladder skips their rungs for trees
-TECHNIQUES_TREES_TAKE = ("early_stopping",)
 # model.options an hgb model takes, with scikit-learn's meaning
 HGB_OPTIONS = (
     "learning_rate",
@@ -50,8 +46,8 @@ TREE_SOURCES = ("sklearn", "lightgbm", "xgboost")
 
 
 def not_a_network(value: str, cfg: Any, request: Any) -> Any:
-    """The tree model sources: trees are fitted by ``fit_trees``, never built as a network
-    (``fit_on_rows`` sends them there first)."""
+    """The tree model sources: trees are fitted by a tree fitter (``FITTERS``), never built
+    as a network (``fit_on_rows`` sends them there first)."""
     raise ConfigError(
         f"model.source: {cfg.source} is a tree model; it trains through tunelab train or "
         "run, not as a network (no finetuning, no export as a torch module)"
@@ -63,20 +59,15 @@ def is_tree_model(cfg: RunConfig) -> bool:
 
 
 def fit_trees(
-    cfg: RunConfig,
-    prepared: Prepared,
-    train_rows: np.ndarray,
-    validation_rows: np.ndarray | None,
-    *,
-    callbacks: Sequence[EpochCallback] = (),
-) -> tuple[TreePredictor | BoosterPredictor, FitResult]:
-    """Boost trees on ``train_rows``, stopping early on ``validation_rows``.
+    plan: FitPlan, callbacks: Sequence[EpochCallback] = ()
+) -> tuple[TreePredictor, FitResult]:
+    """Boost trees on the plan's training rows, stopping early on its validation rows.
 
     Raises:
         ConfigError: an unknown family or option, or text data (trees need numbers).
     """
-    if not cfg.model.source.startswith("sklearn:"):
-        return fit_booster(cfg, prepared, train_rows, validation_rows, callbacks=callbacks)
+    cfg, prepared = plan.cfg, plan.prepared
+    train_rows, validation_rows = plan.train_rows, plan.validation_rows
     family = cfg.model.source.partition(":")[2]
     if family not in FAMILIES:
         raise ConfigError(

@@ -29,7 +29,7 @@ from tunelab.results.boosters import BoosterPredictor
 from tunelab.results.guard import check_outputs
 from tunelab.results.outputs import check_output
 from tunelab.results.predictor import AnyPredictor, Predictor, load_predictor
-from tunelab.results.rundir import RunDir
+from tunelab.results.rundir import FINAL, MANIFEST, RunDir
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[Format, ...] = ("onnx", "torchscript")
@@ -98,19 +98,10 @@ def export_predictor(
             own=EXPORT_NAMES,
             made_by_tunelab=lambda _: _earlier_export(path),
         )
-    loaded = load_predictor(run, trust_code=trust_code)
-    predictor: Predictor | BoosterPredictor
-    if isinstance(loaded, BoosterPredictor):  # LightGBM, XGBoost: through onnxmltools
-        predictor = loaded
-        exportable(predictor, run, format)
-        onnx_bytes = booster_onnx(predictor)
-        _replace_with(path, lambda partial: partial.write_bytes(onnx_bytes))
-        description = {"format": format, "file": path.name, **describe_booster(predictor)}
-    else:
-        predictor = _neural(loaded, run)
-        graph = build_graph(predictor)
-        _write(graph, path, format)
-        description = {"format": format, "file": path.name, **describe_inputs(predictor, graph)}
+    predictor, described = _export_model(
+        load_predictor(run, trust_code=trust_code), run, path, format
+    )
+    description = {"format": format, "file": path.name, **described}
     difference, rows, tolerance = _check(predictor, path, format, Path(run))
     description["check"] = {
         "rows": rows,
@@ -127,6 +118,22 @@ def export_predictor(
             "uses an operation the exporter does not reproduce: report it with the run's config"
         )
     return Exported(path, inputs_path, difference, rows, tolerance)
+
+
+def _export_model(
+    loaded: AnyPredictor, run: str | Path, path: Path, format: Format
+) -> tuple[Predictor | BoosterPredictor, dict[str, Any]]:
+    """Write ``loaded``'s model to ``path``; the predictor it exported and its inputs and
+    output."""
+    if isinstance(loaded, BoosterPredictor):  # LightGBM, XGBoost: through onnxmltools
+        exportable(loaded, run, format)
+        onnx_bytes = booster_onnx(loaded)
+        _replace_with(path, lambda partial: partial.write_bytes(onnx_bytes))
+        return loaded, describe_booster(loaded)
+    predictor = _neural(loaded, run)
+    graph = build_graph(predictor)
+    _write(graph, path, format)
+    return predictor, describe_inputs(predictor, graph)
 
 
 def run_exported(path: Path, format: Format, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -187,7 +194,7 @@ def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def _default_path(run: Path, format: Format) -> Path:
-    folder = run.parent if run.name == "final" and (run / "predictor.json").is_file() else run
+    folder = run.parent if run.name == FINAL and (run / MANIFEST).is_file() else run
     return RunDir(folder).onnx if format == "onnx" else RunDir(folder).torchscript
 
 
@@ -229,7 +236,7 @@ def _check(
 ) -> tuple[float | None, int, float]:
     """The largest difference from the predictor's outputs on the run's test rows, their
     number, and the difference allowed."""
-    folder = run.parent if run.name == "final" else run
+    folder = run.parent if run.name == FINAL else run
     test_inputs = RunDir(folder).test_inputs
     if not test_inputs.is_file():
         return None, 0, TOLERANCE

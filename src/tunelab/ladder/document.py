@@ -9,24 +9,35 @@ Layout (numbers are plain floats; null where one does not exist)::
       "test_train_ratio": 0.25,        # n_test / n_train: Nadeau & Bengio's correction
       "splits": DIGEST, "complete": true,
       "params": {...} or null, "params_source": "runs/x/best_params.json" or null,
+      "warnings": [...],               # what the ladder's epochs are too few to show
       "ladder": [STEP, ...],           # the baseline, then one per rung
       "leave_one_out": [STEP, ...],    # the final recipe, then one per technique
       "variants": {KEY: {"label": ..., "folds": [FOLD, ...], "summary": {...}}}
     }
 
-A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped, failed), ``reason``
-(skipped and failed only), ``variant`` (its KEY); ``mean``, ``low``, ``high`` (the metric
-over the folds and its interval at ``level``, clipped to the metric's range: an accuracy
-interval never passes 1, so it is not always symmetric); ``compared_to`` (the name of the
-step it is compared with), ``changes`` (the config fields that differ from it); ``difference``,
+A STEP: ``name``, ``label``, ``status`` (measured, pending, skipped, failed, did nothing),
+``reason`` (skipped, failed and did nothing only), ``variant`` (its KEY); ``mean``, ``low``,
+``high`` (the metric over the folds and its interval at ``level``, clipped to the metric's
+range: an accuracy interval never passes 1, so it is not always symmetric); ``compared_to``
+(the name of the step it is compared with), ``changes`` (the config fields that differ from
+it), ``switches`` (in the ladder: the fields the rung sets differently from the rung below
+it, also when that one did nothing); ``difference``,
 ``difference_low``, ``difference_high``, ``p_value``, ``p_holm``, ``verdict`` (helps, no
-evidence, hurts); ``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
+evidence, hurts, no change); ``note`` (for "no evidence": the repeats that would reach
+alpha at the observed spread; for "no change": no fold's score moved though the
+predictions did); ``seconds`` (all folds), ``seconds_per_epoch``, ``extra_seconds``.
+
+A step *did nothing* when its recipe resolves to the same training as the step it is
+compared with (known from the config: it has no variant and was not trained; see
+``ladder.idle``), or when its predictions equal that step's on every fold (see
+``ladder.nothing``): it has its reason instead of a test, and is not one of Holm's tests.
 
 In the ladder a rung is compared with the previous measured rung: ``difference`` is this
 rung minus that one, ``extra_seconds`` what climbing it costs. In the leave-one-out view
 every variant is compared with the final recipe: ``difference`` is the final recipe minus
 the variant, i.e. what the technique adds, and ``extra_seconds`` what it costs. A FOLD:
-``score``, ``epochs`` (trained), ``kept_epochs``, ``stop_reason``, ``seconds``. A variant
+``score``, ``epochs`` (trained), ``kept_epochs``, ``stop_reason``, ``seconds``, ``outputs``
+(a hash of the fold's validation predictions). A variant
 whose fold did not train also has ``failed`` (why); its step is ``failed`` and the next one
 is compared with the last step that trained. A stage with nothing to measure (``+ ensemble``
 in a run that kept no ensemble) has ``skipped`` (why), and its step is ``skipped`` like a
@@ -46,16 +57,17 @@ import numpy as np
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
 from tunelab.ladder import stats
+from tunelab.ladder.idle import flat, measured_fields
+from tunelab.ladder.nothing import did_nothing, power_note, unchanged_note
 from tunelab.ladder.rungs import Plan, Step
 from tunelab.results.rundir import RunDir
 from tunelab.training.intervals import clip, clip_difference, metric_range
 from tunelab.training.metrics import GREATER_IS_BETTER
 
-# config sections that do not change what a variant measures: its name, the study, the
-# study's cross-validation (the ladder has its own splits), and the ladder itself
-NOT_MEASURED = ("name", "search", "cv", "ladder")
-
 Variants = dict[str, dict[str, Any]]
+DID_NOTHING = "did nothing"
+# a comparison's fields, which a step that did nothing has none of
+TEST_FIELDS = ("difference", "difference_low", "difference_high", "p_value", "differences")
 KeyOf = Callable[[Step], str]
 
 
@@ -77,12 +89,6 @@ def read_ladder(run_dir: Path) -> dict[str, Any]:
     return doc
 
 
-def measured_fields(cfg: RunConfig) -> dict[str, Any]:
-    """The config as JSON values, without the sections that do not change a fit."""
-    dumped = cfg.model_dump(mode="json")
-    return {k: v for k, v in dumped.items() if k not in NOT_MEASURED}
-
-
 def document(
     cfg: RunConfig,
     steps: Plan,
@@ -100,6 +106,7 @@ def document(
         ratio=ratio,
         alpha=cfg.ladder.alpha,
         metric=metric,
+        kfolds=cfg.ladder.folds,
     )
     for variant in variants.values():
         variant["summary"] = variant_summary(variant, context)
@@ -135,8 +142,9 @@ def interval_method(metric: str) -> str:
 
 
 class _Context:
-    def __init__(self, *, folds: int, ratio: float, alpha: float, metric: str):
+    def __init__(self, *, folds: int, ratio: float, alpha: float, metric: str, kfolds: int):
         self.folds, self.ratio, self.alpha, self.metric = folds, ratio, alpha, metric
+        self.kfolds = kfolds  # ladder.folds: a repeat's folds
         self.greater_is_better = GREATER_IS_BETTER[metric]
 
     @property
@@ -172,7 +180,13 @@ def _view(
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     reference: tuple[Step, dict[str, Any]] | None = None
+    below: Step | None = None  # the step before, for what a rung itself switches
     for step in steps:
+        switches = _switches(below, step, against_first)
+        below = step if step.recipe is not None and step.stage is None else below
+        if step.idle:  # known from the config: not trained
+            rows.append({**_did_nothing_row(step.name, step.label, step.reason), **switches})
+            continue
         key = key_of(step) if step.recipe is not None else None
         variant = variants.get(key, {}) if key is not None else {}
         if step.recipe is None or variant.get("skipped"):
@@ -183,17 +197,40 @@ def _view(
             continue
         assert key is not None
         summary = variant.get("summary", {"complete": False})
-        row = _row(step, key, summary)
+        row = {**_row(step, key, summary), **switches}
         if variant.get("failed"):
             rows.append({**row, "status": "failed", "reason": variant["failed"]})
             continue
         if reference is not None:
-            row.update(_comparison(step, summary, *reference, context, against_first))
+            ref_step, ref_variant = reference
+            ref_summary = ref_variant["summary"]
+            row.update(_comparison(step, summary, ref_step, ref_summary, context, against_first))
+            why = did_nothing(step, variant, *reference, against_first=against_first)
+            if why is not None:
+                kept = {k: v for k, v in row.items() if k not in TEST_FIELDS}
+                rows.append({**kept, **_did_nothing_row(step.name, step.label, why)})
+                continue
+            if row.get("difference") is not None:
+                note = unchanged_note(variant, ref_variant, context.metric)
+                row.update({"unchanged": True, "note": note} if note else {})
         rows.append(row)
         if reference is None or not against_first:
-            reference = (step, summary)
+            reference = (step, {**variant, "summary": summary})
     _holm(rows, context)
     return rows
+
+
+def _switches(below: Step | None, step: Step, against_first: bool) -> dict[str, Any]:
+    """In the ladder, what a rung itself switches: the fields it sets differently from the
+    rung below it, whatever that rung did (``changes`` is against the step compared with)."""
+    if against_first or below is None or step.recipe is None or step.stage is not None:
+        return {}
+    return {"switches": _changes(below, step)}
+
+
+def _did_nothing_row(name: str, label: str, reason: str | None) -> dict[str, Any]:
+    """A step that changed nothing: its reason instead of a test (``DID_NOTHING``)."""
+    return {"name": name, "label": label, "status": DID_NOTHING, "reason": reason}
 
 
 def _row(step: Step, key: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +275,7 @@ def _comparison(
         difference_low=low,
         difference_high=high,
         p_value=result.p_value,
+        differences=[n - o for n, o in zip(new, old, strict=True)],  # dropped by _holm
     )
     return out
 
@@ -246,7 +284,7 @@ def _changes(reference: Step, step: Step) -> dict[str, Any]:
     """The dotted config fields ``step`` sets differently from ``reference`` (and the stage
     it adds on top)."""
     assert step.recipe is not None and reference.recipe is not None
-    old, new = _flat(measured_fields(reference.recipe)), _flat(measured_fields(step.recipe))
+    old, new = flat(measured_fields(reference.recipe)), flat(measured_fields(step.recipe))
     names = sorted(set(old) | set(new))
     changed = {name: new.get(name) for name in names if old.get(name) != new.get(name)}
     if step.stage is not None:
@@ -254,21 +292,14 @@ def _changes(reference: Step, step: Step) -> dict[str, Any]:
     return changed
 
 
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _holm(rows: list[dict[str, Any]], context: _Context) -> None:
-    """Holm-correct the p-values of one view, and give each tested step its verdict."""
+    """Holm-correct the p-values of one view, and give each tested step its verdict (``no
+    change`` where no fold's score moved); a step without evidence gets the repeats it
+    would need (``note``)."""
     tested = [row for row in rows if row.get("p_value") is not None]
     adjusted = stats.holm([row["p_value"] for row in tested])
     for row, p_holm in zip(tested, adjusted, strict=True):
+        differences = row.pop("differences")
         row["p_holm"] = p_holm
         row["verdict"] = stats.verdict(
             row["difference"],
@@ -276,3 +307,13 @@ def _holm(rows: list[dict[str, Any]], context: _Context) -> None:
             alpha=context.alpha,
             greater_is_better=context.greater_is_better,
         )
+        if row.get("unchanged"):
+            row["verdict"] = "no change"
+        elif row["verdict"] == "no evidence":
+            row["note"] = power_note(
+                differences,
+                folds=context.kfolds,
+                ratio=context.ratio,
+                alpha=context.alpha,
+                tests=len(tested),
+            )

@@ -26,34 +26,19 @@ from tunelab.config import DataConfig, RunConfig
 from tunelab.ensembles.stage import StageUnavailable
 from tunelab.errors import ConfigError, DataError, FatalError, TrialFailed
 from tunelab.evaluation.crossval import Splits, cross_validate, cv_splits
-from tunelab.evaluation.fitting import build_encoder_and_model, fit_on_rows
+from tunelab.evaluation.fitting import fit_on_rows
+from tunelab.evaluation.plan import build_encoder_and_model
 from tunelab.evaluation.prepare import Prepared, prepare
-from tunelab.evaluation.trees import TECHNIQUES_TREES_TAKE, is_tree_model
-from tunelab.ladder.document import Variants, document, measured_fields
+from tunelab.evaluation.trees import is_tree_model
+from tunelab.ladder.document import Variants, document
+from tunelab.ladder.idle import measured_fields, resolved
 from tunelab.ladder.rungs import Plan, Probe, StageContext, Step, plan, recipes
+from tunelab.observer import Observer
 from tunelab.resolved import write_resolved
 from tunelab.results.rundir import RunDir, write_json
-from tunelab.techniques import DataFacts
-from tunelab.techniques.batchnorm import BN_TYPES
+from tunelab.techniques import DataFacts, specs
 
 log = logging.getLogger("tunelab")
-
-
-class Watcher:
-    """What the ladder tells while it measures (subclass it); every method is a no-op."""
-
-    def planned(self, *, folds: int, reused: int, metric: str) -> None:
-        """``folds`` fits are to be trained, ``reused`` were measured by an earlier run;
-        scores are in ``metric``."""
-
-    def epoch(self, label: str, fold: int, folds: int, record: dict[str, Any]) -> None:
-        """An epoch of ``fold`` (0-based) of the variant ``label`` ended."""
-
-    def fold_done(self, label: str, fold: int, folds: int, score: float) -> None:
-        """A fold was measured and saved."""
-
-    def variant_done(self, label: str, summary: dict[str, Any]) -> None:
-        """A variant has all its folds (``summary``: ``document.variant_summary``)."""
 
 
 def run_ladder(
@@ -63,7 +48,7 @@ def run_ladder(
     prepared: Prepared | None = None,
     params: dict[str, Any] | None = None,
     params_source: str | None = None,
-    watcher: Watcher | None = None,
+    observer: Observer | None = None,
     trust_code: bool = False,
 ) -> dict[str, Any]:
     """Measure every variant of both views that ``ladder.json`` does not hold yet.
@@ -77,7 +62,7 @@ def run_ladder(
         prepared: the loaded data of ``cfg``; loaded here when None.
         params: the study's best parameters (dotted names), or None without a study.
         params_source: where ``params`` came from, for the record.
-        watcher: told about progress.
+        observer: told about progress (``ladder_planned``, ``variant_*``).
         trust_code: a ``py:`` architecture named inside a checkpoint may run.
 
     Returns:
@@ -86,53 +71,58 @@ def run_ladder(
     Raises:
         ConfigError, DataError: the ladder cannot be measured as configured.
     """
-    watcher = watcher or Watcher()
+    observer = observer or Observer()
     prepared = prepared if prepared is not None else prepare(cfg)
     write_resolved(run.config, cfg, prepared.raw)  # notes on values the data make unused
     splits = ladder_splits(cfg, prepared)
     digest = splits_digest(splits, prepared)
     _, final = recipes(cfg, params)
-    steps = plan(cfg, params, probe(final, prepared, splits[0][0], trust_code=trust_code))
-    todo = _distinct(steps, digest)
+    found = probe(final, prepared, splits[0][0], trust_code=trust_code)
+    steps = plan(cfg, params, found)
+    for warning in steps.warnings:
+        log.warning("ladder: %s", warning)
+    todo = _distinct(steps, digest, found.facts)
     variants = _reuse(run.ladder, set(todo))
 
     def save() -> dict[str, Any]:
         doc = document(
             cfg,
             steps,
-            lambda step: variant_key(step, digest),
+            lambda step: variant_key(step, digest, found.facts),
             variants,
             splits=splits,
             digest=digest,
             metric=prepared.metric,
         )
         doc["params"], doc["params_source"] = params, params_source
+        doc["warnings"] = steps.warnings
         write_atomically(run.ladder, doc)
         return doc
 
     reused = sum(len(variant["folds"]) for variant in variants.values())
     to_train = len(todo) * len(splits) - reused
-    watcher.planned(folds=to_train, reused=reused, metric=prepared.metric)
+    observer.ladder_planned(folds=to_train, reused=reused, metric=prepared.metric)
     save()
     if to_train:
         warm_up(final, prepared, splits[0], trust_code=trust_code)
-    measure = _Measure(cfg.data, prepared, splits, run.path, watcher, trust_code=trust_code)
+    measure = _Measure(cfg.data, prepared, splits, run.path, observer, trust_code=trust_code)
     for key, step in todo.items():
         record = variants.setdefault(key, {"label": step.label, "folds": []})
         if len(record["folds"]) < len(splits):
             measure.variant(step, record, save)
-        watcher.variant_done(step.label, save()["variants"][key]["summary"])
+        observer.variant_done(step.label, save()["variants"][key]["summary"])
     log.info("ladder: %d variants measured in %s", len(todo), run.ladder)
     return save()
 
 
-def _distinct(steps: Plan, digest: str) -> dict[str, Step]:
+def _distinct(steps: Plan, digest: str, facts: DataFacts) -> dict[str, Step]:
     """The variants to measure, each once, in order (the ladder's top rung is the final
-    recipe the leave-one-out view starts from)."""
+    recipe the leave-one-out view starts from; recipes that resolve to the same training
+    are one variant)."""
     todo: dict[str, Step] = {}
     for step in [*steps.ladder, *steps.leave_one_out]:
-        if step.recipe is not None:
-            todo.setdefault(variant_key(step, digest), step)
+        if step.recipe is not None and not step.idle:
+            todo.setdefault(variant_key(step, digest, facts), step)
     return todo
 
 
@@ -145,12 +135,12 @@ class _Measure:
         prepared: Prepared,
         splits: Splits,
         run_dir: Path,
-        watcher: Watcher,
+        observer: Observer,
         *,
         trust_code: bool,
     ) -> None:
         self.data, self.prepared, self.splits, self.run_dir = data, prepared, splits, run_dir
-        self.watcher, self.trust_code = watcher, trust_code
+        self.observer, self.trust_code = observer, trust_code
         self._loaded: dict[str, Prepared] = {}
 
     def variant(
@@ -185,14 +175,14 @@ class _Measure:
                 save()
                 return
             save()
-            self.watcher.fold_done(step.label, fold, folds, record["folds"][-1]["score"])
+            self.observer.variant_fold(step.label, fold, folds, record["folds"][-1]["score"])
 
     def _fold(self, step: Step, fold: int) -> dict[str, Any]:
         assert step.recipe is not None
         folds = len(self.splits)
 
         def on_epoch(_: int, record: dict[str, Any]) -> None:
-            self.watcher.epoch(step.label, fold, folds, record)
+            self.observer.variant_epoch(step.label, fold, folds, record)
 
         try:
             cv = cross_validate(
@@ -206,12 +196,15 @@ class _Measure:
             # cross_validate numbers the folds of the one split it was given
             message = str(exc).replace("in fold 0 ", "").replace("fold 0: ", "")
             raise TrialFailed(f"fold {fold + 1} of {folds}: {message}", reason=exc.reason) from None
+        outputs = np.ascontiguousarray(cv.oof[self.splits[fold][1]])
         return {
             "score": cv.scores[0],
             "epochs": len(cv.histories[0]),
             "kept_epochs": cv.epochs[0],
             "stop_reason": cv.stop_reasons[0],
             "seconds": cv.seconds,
+            # identical predictions on every fold: the step changed nothing it learned
+            "outputs": hashlib.sha256(outputs.tobytes()).hexdigest()[:16],
         }
 
     def _data(self, recipe: RunConfig) -> Prepared:
@@ -257,12 +250,16 @@ def splits_digest(splits: Splits, prepared: Prepared) -> str:
     return digest.hexdigest()[:16]
 
 
-def variant_key(step: Step, digest: str) -> str:
-    """A hash of what the variant measures: the config fields that change a fit, the stage
-    on top, and the splits' digest."""
+def variant_key(step: Step, digest: str, facts: DataFacts) -> str:
+    """A hash of what the variant measures: the training its config resolves to (the
+    fields that change a fit, a technique that cannot act reduced to "inactive": see
+    ``ladder.idle``; a tree model's fields as they are: its epochs are boosting rounds),
+    the stage on top, and the splits' digest."""
     assert step.recipe is not None
     stage = step.stage.name if step.stage is not None else None
-    what = {"config": measured_fields(step.recipe), "stage": stage, "splits": digest}
+    trees = is_tree_model(step.recipe)
+    config = measured_fields(step.recipe) if trees else resolved(step.recipe, facts)
+    what = {"config": config, "stage": stage, "splits": digest}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -270,11 +267,13 @@ def probe(
     final: RunConfig, prepared: Prepared, train_rows: np.ndarray, *, trust_code: bool = False
 ) -> Probe:
     """Build the final recipe's encoder and model once (no training) to see which rungs
-    apply: what the techniques' ``build`` returns, and the model's batch-norm layers. A
-    tree model builds no network: only the techniques trees take apply to it."""
+    apply: what the techniques' ``build`` returns, and what they declare they do nothing
+    for. A tree model builds no network: only the techniques that declare trees take them
+    apply to it."""
     if is_tree_model(final):
         facts = DataFacts(task=prepared.target.task, modality=prepared.raw.modality)
-        return Probe(facts=facts, batch_norm_layers=0, trees=TECHNIQUES_TREES_TAKE)
+        trees = tuple(spec.name for spec in specs() if spec.needs.trees_take)
+        return Probe(facts=facts, trees=trees)
     encoder, built = build_encoder_and_model(final, prepared, train_rows, trust_code=trust_code)
     facts = DataFacts(
         task=prepared.target.task,
@@ -282,8 +281,7 @@ def probe(
         encoder=encoder,
         tokenizer=built.tokenizer,
     )
-    layers = sum(isinstance(module, BN_TYPES) for module in built.module.modules())
-    return Probe(facts=facts, batch_norm_layers=layers)
+    return Probe(facts=facts, model=built.module)
 
 
 def warm_up(

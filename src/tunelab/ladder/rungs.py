@@ -10,10 +10,18 @@ baseline shows what pretraining is worth). Each rung switches one more thing on:
 
 The techniques come from the registry (``techniques.specs()``): one added there appears here
 without an edit, after those in ``PRACTITIONER_ORDER``. A rung is skipped, with the reason,
-when its technique is off in the final recipe or does nothing for this model (no
-pretrained weights, no batch-norm layers, a tree model that trains without it); a
-technique that is not measured (skipped, or left out of ``ladder.rungs``) keeps its
-final-recipe state in every variant, so the top rung is the final recipe itself.
+when its technique is off in the final recipe or does nothing for this model (what the
+technique declares: ``Needs.does_nothing_for``; a tree model takes only the techniques
+that declare ``trees_take``); a technique that is not measured (skipped, or left out of
+``ladder.rungs``) keeps its final-recipe state in every variant, so the top rung is the
+final recipe itself.
+
+Each rung brings its own tuned values: a study's parameter belongs to the technique whose
+fields hold it (``spec.fields``: ``regularization.dropout`` arrives on ``+ regularization``),
+and the others (``train.lr``, ``train.optimizer``, ``model.depth``) on ``+ tuned
+hyperparameters``. A rung whose recipe resolves to the same training as the rung below
+(``ladder.idle``: a technique its config leaves nothing to do) is reported as doing nothing,
+with the reason, and is not trained.
 
 The leave-one-out view measures the final recipe with each technique switched off in turn.
 
@@ -27,18 +35,21 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tunelab.config import ModelConfig, RunConfig, apply_params
+from tunelab.config import RunConfig, apply_params
 from tunelab.errors import ConfigError
+from tunelab.ladder.idle import idle_reasons, limits
 from tunelab.registry import Registry, did_you_mean
 from tunelab.techniques import DataFacts, TechniqueSpec, specs
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from tunelab.evaluation.prepare import Prepared
 
 TUNED = "tuned"
@@ -57,11 +68,6 @@ PRACTITIONER_ORDER = (
     "weight_averaging",
     "ensemble",
 )
-
-# model sources whose weights are pretrained by construction; timm: and torchvision: have
-# them when model.pretrained is true; builtin: and py: build fresh weights
-PRETRAINED_SOURCES = ("file", "hf", "st")
-OPTIONALLY_PRETRAINED_SOURCES = ("timm", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -119,13 +125,13 @@ class Probe:
 
     Attributes:
         facts: what the techniques' ``build`` is given for a fit of the final recipe.
-        batch_norm_layers: BN layers in that model.
+        model: that recipe's freshly built network; None for a tree model.
         trees: for a tree model (``sklearn:hgb``), the techniques it takes (the others
             act on a network's training); None for a network.
     """
 
     facts: DataFacts
-    batch_norm_layers: int
+    model: nn.Module | None = None
     trees: tuple[str, ...] | None = None
 
 
@@ -138,8 +144,10 @@ class Step:
             leave-one-out view ``final`` or the technique switched off.
         label: how tables show it (``+ regularization``, ``without augmentation``).
         recipe: the variant's config; None when skipped.
-        reason: why the rung is skipped; None when it is measured.
+        reason: why the rung is skipped, or did nothing; None when it is measured.
         stage: the stage measured on top of ``recipe``, for a stage's rung.
+        idle: the rung did nothing here: its recipe resolves to the same training as the
+            step it is compared with (``reason`` says why); it is not trained.
     """
 
     name: str
@@ -147,15 +155,18 @@ class Step:
     recipe: RunConfig | None = None
     reason: str | None = None
     stage: Stage | None = None
+    idle: bool = False
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Both views of one ladder (``leave_one_out`` empty when it is switched off)."""
+    """Both views of one ladder (``leave_one_out`` empty when it is switched off), and
+    what the ladder's epochs are too few to show (``warnings``)."""
 
     final: RunConfig
     ladder: list[Step]
     leave_one_out: list[Step]
+    warnings: list[str] = field(default_factory=list)
 
 
 def rung_names(cfg: RunConfig) -> list[str]:
@@ -201,21 +212,25 @@ def _default_order() -> list[str]:
     return [*known, *added, *ordered_stages, *(n for n in stages if n not in ordered_stages)]
 
 
-def recipes(cfg: RunConfig, params: dict[str, Any] | None) -> tuple[RunConfig, RunConfig]:
-    """(untuned, final): the config with the techniques' tuned fields only, and with every
-    tuned parameter; both with ``ladder.epochs`` when it is set.
+def owner(dotted: str) -> str:
+    """The rung a tuned parameter arrives on: the technique whose fields hold it
+    (``spec.fields``), else ``tuned``."""
+    return next((spec.name for spec in specs() if spec.owns(dotted)), TUNED)
 
-    A parameter belongs to a technique when it is a field of the technique's section
-    (``regularization.dropout``); the others (``train.lr``, ``model.depth``) are the
-    hyperparameters that the ``tuned`` rung switches on.
-    """
-    params = params or {}
-    sections = {spec.name for spec in specs()}
-    technique = {k: v for k, v in params.items() if k.split(".")[0] in sections}
-    epochs = {} if cfg.ladder.epochs is None else {"train.epochs": cfg.ladder.epochs}
-    untuned = apply_params(cfg, {**technique, **epochs}) if technique or epochs else cfg
-    final = apply_params(cfg, {**params, **epochs}) if params or epochs else cfg
-    return untuned, final
+
+def with_tuned(cfg: RunConfig, params: dict[str, Any] | None, rungs: set[str]) -> RunConfig:
+    """``cfg`` with the tuned parameters of ``rungs`` (see ``owner``) and ``ladder.epochs``."""
+    chosen = {k: v for k, v in (params or {}).items() if owner(k) in rungs}
+    if cfg.ladder.epochs is not None:
+        chosen["train.epochs"] = cfg.ladder.epochs
+    return apply_params(cfg, chosen) if chosen else cfg
+
+
+def recipes(cfg: RunConfig, params: dict[str, Any] | None) -> tuple[RunConfig, RunConfig]:
+    """(untuned, final): the config with every tuned parameter but the ``tuned`` rung's
+    (see ``owner``), and with every one; both with ``ladder.epochs`` when it is set."""
+    techniques = {spec.name for spec in specs()}
+    return with_tuned(cfg, params, techniques), with_tuned(cfg, params, {*techniques, TUNED})
 
 
 def switched_off(cfg: RunConfig, names: Sequence[str]) -> RunConfig:
@@ -225,37 +240,6 @@ def switched_off(cfg: RunConfig, names: Sequence[str]) -> RunConfig:
         if spec.name in names:
             overrides.update(spec.off)
     return apply_params(cfg, overrides) if overrides else cfg
-
-
-def has_pretrained_weights(model: ModelConfig) -> bool:
-    """Whether the model source loads pretrained weights (what transfer learning needs)."""
-    prefix = model.source.partition(":")[0]
-    if prefix in OPTIONALLY_PRETRAINED_SOURCES:
-        return model.pretrained
-    return prefix in PRETRAINED_SOURCES
-
-
-def _no_pretrained_weights(final: RunConfig, probe: Probe) -> str | None:
-    if has_pretrained_weights(final.model):
-        return None
-    return (
-        f"the model {final.model.source} has no pretrained weights to transfer (file:, hf:, "
-        "st:, or timm:/torchvision: with model.pretrained have them)"
-    )
-
-
-def _no_batch_norm_layers(final: RunConfig, probe: Probe) -> str | None:
-    if probe.batch_norm_layers or final.batch_norm.head:
-        return None
-    return "the model has no batch-norm layers and batch_norm.head is false"
-
-
-# techniques whose effect depends on the model, not only on the config: why they do
-# nothing for this one (a technique not listed applies whenever it is on)
-_DOES_NOTHING_FOR: dict[str, Callable[[RunConfig, Probe], str | None]] = {
-    "finetuning": _no_pretrained_weights,
-    "batch_norm": _no_batch_norm_layers,
-}
 
 
 def skip_reason(spec: TechniqueSpec, final: RunConfig, probe: Probe) -> str | None:
@@ -270,8 +254,7 @@ def skip_reason(spec: TechniqueSpec, final: RunConfig, probe: Probe) -> str | No
         return f"off in the final recipe ({fields})"
     if spec.build(final, probe.facts) is None:
         return f"nothing of {spec.name} is switched on in the final recipe"
-    check = _DOES_NOTHING_FOR.get(spec.name)
-    return check(final, probe) if check is not None else None
+    return spec.needs.does_nothing_for(final, probe.model)
 
 
 def plan(cfg: RunConfig, params: dict[str, Any] | None, probe: Probe) -> Plan:
@@ -293,11 +276,17 @@ def plan(cfg: RunConfig, params: dict[str, Any] | None, probe: Probe) -> Plan:
     }
     reasons[TUNED] = _tuned_skip_reason(params, untuned, final) if TUNED in names else None
     measured = [name for name in names if name in by_name and reasons[name] is None]
-    ladder = _climb(names, untuned, final, measured, reasons)
+    ladder = _climb(cfg, params, names, measured, reasons)
     leave_one_out = (
         _leave_one_out(names, untuned, final, reasons) if cfg.ladder.leave_one_out else []
     )
-    return Plan(final=final, ladder=ladder, leave_one_out=leave_one_out)
+    if probe.trees is None:  # a tree model's epochs are boosting rounds: nothing to resolve
+        ladder = _mark_idle(ladder, probe.facts, against_first=False)
+        leave_one_out = _mark_idle(leave_one_out, probe.facts, against_first=True)
+        warnings = limits(final, [by_name[name] for name in measured])
+    else:
+        warnings = []
+    return Plan(final=final, ladder=ladder, leave_one_out=leave_one_out, warnings=warnings)
 
 
 def _tuned_skip_reason(
@@ -309,41 +298,41 @@ def _tuned_skip_reason(
             "or pass --params best_params.json)"
         )
     if untuned == final:
-        return "the study's best values change no hyperparameter outside the techniques' sections"
+        return "the study's best values change no hyperparameter outside the techniques' fields"
     return None
 
 
 def _climb(
+    cfg: RunConfig,
+    params: dict[str, Any] | None,
     names: list[str],
-    untuned: RunConfig,
-    final: RunConfig,
     measured: list[str],
     reasons: dict[str, str | None],
 ) -> list[Step]:
-    tuned = TUNED not in names or reasons[TUNED] is not None  # held at the final values
-    climbed: list[str] = []
-    recipe = switched_off(final if tuned else untuned, measured)
+    """The baseline, then one step per rung: a rung brings its technique's off fields back
+    to the final recipe's and its own tuned values (``owner``)."""
+    held = {spec.name for spec in specs() if spec.name not in measured}  # as in the final
+    if TUNED not in names or reasons[TUNED] is not None:
+        held.add(TUNED)
+    climbed: set[str] = set()
+    recipe = switched_off(with_tuned(cfg, params, held), measured)
     steps = [Step(BASELINE, BASELINE, recipe=recipe)]
-    stages = set(STAGES)
     for name in names:
-        if name in stages:
+        label = "+ tuned hyperparameters" if name == TUNED else f"+ {_title(name)}"
+        if name in STAGES:
             stage = STAGES.get(name)
             if stage.measure is None:
-                steps.append(Step(name, f"+ {_title(name)}", reason=stage.missing))
+                steps.append(Step(name, label, reason=stage.missing))
             else:
-                steps.append(Step(name, f"+ {_title(name)}", recipe=recipe, stage=stage))
+                steps.append(Step(name, label, recipe=recipe, stage=stage))
             continue
-        label = "+ tuned hyperparameters" if name == TUNED else f"+ {_title(name)}"
         reason = reasons[name]
         if reason is not None:
             steps.append(Step(name, label, reason=reason))
             continue
-        if name == TUNED:
-            tuned = True
-        else:
-            climbed.append(name)
-        base = final if tuned else untuned
-        recipe = switched_off(base, [n for n in measured if n not in climbed])
+        climbed.add(name)
+        below = [n for n in measured if n not in climbed]
+        recipe = switched_off(with_tuned(cfg, params, held | climbed), below)
         steps.append(Step(name, label, recipe=recipe))
     return steps
 
@@ -376,3 +365,12 @@ def _plain(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def _mark_idle(steps: list[Step], facts: DataFacts, *, against_first: bool) -> list[Step]:
+    """``steps`` with each that does nothing here marked idle, with the reason."""
+    idle = idle_reasons(steps, facts, against_first=against_first)
+    return [
+        replace(step, reason=idle[index], idle=True) if index in idle else step
+        for index, step in enumerate(steps)
+    ]

@@ -1,112 +1,43 @@
-"""The ladder on screen: progress while it measures, and the table at the end.
-
-On a terminal a live bar counts the folds; anywhere else (a log file, CI) one plain line
-per variant as it finishes. The table is built from ``ladder.json``'s content alone, as
-rich (terminal) or Markdown (README, benchmarks).
+"""The ladder's table, built from ``ladder.json``'s content alone, as rich (terminal) or
+Markdown (README, benchmarks). The progress while it measures is ``progress.ladder``.
 """
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from tunelab.ladder.run import Watcher
-from tunelab.progress import PlainLines
-from tunelab.training.log import epoch_status
+from rich.text import Text
 
 VIEWS = {"ladder": "ablation ladder", "leave_one_out": "leave one out"}
 
 
-class LadderProgress(Watcher):
-    """A live bar over the folds to train (a terminal), else one line per finished variant.
-
-    Args:
-        console: where to draw; quiet consoles draw nothing.
-        live: draw the bar on a terminal; False prints lines only (inside another live
-            view, such as ``tunelab run``'s).
-    """
-
-    def __init__(self, *, console: Console, live: bool = True) -> None:
-        self.console, self.metric = console, ""
-        self._plain = PlainLines(console) if not (live and console.is_terminal) else None
-        self._progress = Progress(
-            TextColumn("[bold]ladder"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-            disable=self._plain is not None,
-        )
-        self._task = self._progress.add_task("folds", total=None, status="starting")
-        self._done = 0
-
-    def __enter__(self) -> LadderProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._progress.stop()
-
-    def planned(self, *, folds: int, reused: int, metric: str) -> None:
-        self.metric = metric
-        self._progress.update(self._task, total=folds)
-        if reused:
-            self._say(f"ladder: {reused} folds already measured in ladder.json, {folds} to train")
-
-    def epoch(self, label: str, fold: int, folds: int, record: dict[str, Any]) -> None:
-        status = f"{label}  fold {fold + 1}/{folds}  epoch {record['epoch'] + 1}"
-        if self.metric:
-            status += f"  {epoch_status(record, self.metric)}"
-        self._progress.update(self._task, status=status)
-
-    def fold_done(self, label: str, fold: int, folds: int, score: float) -> None:
-        self._done += 1
-        self._progress.update(self._task, completed=self._done)
-
-    def variant_done(self, label: str, summary: dict[str, Any]) -> None:
-        line = f"ladder: {label}"
-        if summary.get("mean") is not None:
-            interval = _interval(summary["mean"], summary["low"], summary["high"])
-            line += f"  {self.metric or 'score'} {interval}"
-        if summary.get("seconds") is not None:
-            line += f"  {_time(summary['seconds'], summary.get('seconds_per_epoch'))}"
-        self._say(line)
-
-    def _say(self, line: str) -> None:
-        if self._plain is not None:
-            self._plain(line, last=True)
-        else:
-            self._progress.console.print(line, highlight=False, markup=False)
+# a step with a reason instead of numbers, and the words its verdict cell shows
+NOT_TESTED = {"skipped": "skipped", "failed": "failed", "did nothing": "did nothing here"}
 
 
 def rows(doc: dict[str, Any], view: str) -> tuple[list[str], list[list[str]], list[str]]:
     """One view (``ladder`` or ``leave_one_out``) as text: the header, the rows, and the
-    reason of each skipped or failed step in row order (its verdict cell says which)."""
+    reason of each skipped, failed or idle step in row order (its verdict cell says which)."""
     compared = "change" if view == "ladder" else "it adds"
     header = ["step", doc["metric"], compared, "p (Holm)", "verdict", "time"]
     body, skipped = [], []
     for row in doc[view]:
-        if row["status"] in ("skipped", "failed"):
-            body.append([row["label"], "", "", "", row["status"], ""])
+        if row["status"] in NOT_TESTED:
+            body.append([row["label"], "", "", "", NOT_TESTED[row["status"]], ""])
             skipped.append(row["reason"])
             continue
         difference = (row.get("difference"), row.get("difference_low"), row.get("difference_high"))
         body.append(
             [
                 row["label"],
-                _interval(row.get("mean"), row.get("low"), row.get("high")),
-                _interval(*difference, signed=True),
+                interval_text(row.get("mean"), row.get("low"), row.get("high")),
+                interval_text(*difference, signed=True),
                 _p(row.get("p_holm")),
                 row.get("verdict") or ("pending" if row["status"] == "pending" else ""),
-                _time(row.get("seconds"), row.get("seconds_per_epoch")),
+                time_text(row.get("seconds"), row.get("seconds_per_epoch")),
             ]
         )
     return header, body, skipped
@@ -125,10 +56,34 @@ def ladder_table(doc: dict[str, Any], view: str = "ladder") -> Table:
     lines = [caption(doc)]
     for line in body:
         table.add_row(*line)
-        if line[4] in ("skipped", "failed"):
+        if line[4] in NOT_TESTED.values():
             lines.append(f"{line[4]} {line[0]}: {next(notes)}")
-    table.caption = "\n".join(lines)
+    # plain text: "[low, high]" and user-named values are not rich markup
+    table.caption = Text("\n".join([*lines, *explained(doc, view)]))
     return table
+
+
+def explained(doc: dict[str, Any], view: str) -> list[str]:
+    """The lines under a view's table: each step's note (no change; the repeats "no
+    evidence" would need), the fields each rung switches (the ladder), the warnings."""
+    lines = [f"{row['label']}: {row['note']}" for row in doc[view] if row.get("note")]
+    if view == "ladder":
+        lines += [
+            f"{row['label']} switches {_fields(row['switches'])}"
+            for row in doc[view]
+            if row.get("switches")
+        ]
+    return lines + [f"warning: {line}" for line in doc.get("warnings") or []]
+
+
+def _fields(changes: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {_value(value)}" for name, value in changes.items())
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "null"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def print_ladder(doc: dict[str, Any], *, console: Console) -> None:
@@ -148,10 +103,11 @@ def markdown(doc: dict[str, Any], view: str = "ladder") -> str:
     notes = iter(reasons)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for line in body:
-        if line[4] in ("skipped", "failed"):
+        if line[4] in NOT_TESTED.values():
             line = [*line[:4], f"{line[4]}: {next(notes)}", line[5]]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |")
-    return "\n".join(lines)
+    below = explained(doc, view)
+    return "\n".join(lines + ([""] + [f"- {line}" for line in below] if below else []))
 
 
 def caption(doc: dict[str, Any]) -> str:
@@ -166,7 +122,7 @@ def caption(doc: dict[str, Any]) -> str:
     )
 
 
-def _interval(
+def interval_text(
     mean: float | None, low: float | None, high: float | None, *, signed: bool = False
 ) -> str:
     """``0.9712 ± 0.0061`` for a symmetric interval (the t-interval), ``0.9951 [0.9842,
@@ -188,7 +144,7 @@ def _p(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _time(seconds: float | None, per_epoch: float | None) -> str:
+def time_text(seconds: float | None, per_epoch: float | None) -> str:
     if seconds is None:
         return ""
     return f"{seconds:.1f}s" + (f", {per_epoch:.3f}s/ep" if per_epoch is not None else "")

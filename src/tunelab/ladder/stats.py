@@ -130,6 +130,37 @@ def verdict(
     return "helps" if better else "hurts"
 
 
+def repeats_needed(
+    differences: Sequence[float] | np.ndarray,
+    *,
+    folds: int,
+    test_train_ratio: float,
+    alpha: float,
+    most: int = 1000,
+) -> int | None:
+    """The fewest repeats of ``folds``-fold at which the corrected t-test of these paired
+    differences would reach ``alpha``, were the mean and spread to stay as observed (a power
+    calculation's assumption); None when no number up to ``most`` would: the corrected
+    variance never falls below ``test_train_ratio · s²``, however many repeats.
+
+    Raises:
+        ValueError: fewer than two differences, or one that is not finite.
+    """
+    array = _finite(differences)
+    mean, spread = abs(float(array.mean())), float(np.std(array, ddof=1))
+    if mean == 0.0 or spread == 0.0:
+        return None
+    bound = mean / (spread * math.sqrt(test_train_ratio))
+    if bound <= float(stats.norm.ppf(1.0 - alpha / 2.0)):
+        return None  # even infinitely many repeats stay below the critical value
+    for repeats in range(1, most + 1):
+        count = folds * repeats
+        t = mean / (spread * math.sqrt(1.0 / count + test_train_ratio))
+        if t >= float(stats.t.ppf(1.0 - alpha / 2.0, df=count - 1)):
+            return repeats
+    return None
+
+
 def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     if array.ndim != 1 or len(array) < 2:

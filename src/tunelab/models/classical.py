@@ -15,15 +15,27 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
 from tunelab.errors import ConfigError
+from tunelab.registry import CLASSICAL_HEADS, HeadName, did_you_mean
 
-HEAD_KINDS = ("logistic", "hgb")
+
+@dataclass(frozen=True)
+class ClassicalHead:
+    """One ``model.head`` that scikit-learn fits: ``fit(features, target, task=, seed=, c=)``
+    gives the estimator, ``install(model, estimator, outputs=)`` makes the network's head
+    compute it (see ``install_head``). The heads are ``NAME_head`` below (the names:
+    ``tunelab.registry.ClassicalHeadName``)."""
+
+    fit: Callable[..., Any]
+    install: Callable[..., dict[str, Any]]
 
 
 def fit_head(
@@ -48,24 +60,41 @@ def fit_head(
     Raises:
         ConfigError: ``logistic`` for a regression task, or an unknown kind.
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    return _head(kind).fit(features, target, task=task, seed=seed, c=c)
+
+
+def _head(kind: str) -> ClassicalHead:
+    if kind not in CLASSICAL_HEADS:
+        valid = get_args(HeadName)
+        raise ConfigError(
+            f"model.head: got {kind!r}; valid: {', '.join(valid)}.{did_you_mean(kind, valid)}"
+        )
+    head: ClassicalHead = CLASSICAL_HEADS.get(kind)
+    return head
+
+
+def _fit_logistic(
+    features: np.ndarray, target: np.ndarray, *, task: str, seed: int, c: float
+) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if kind == "logistic":
-        if task == "regression":
-            raise ConfigError(
-                "model.head: logistic is a classifier, but the task is regression; use "
-                "model.head hgb or linear"
-            )
-        model = LogisticRegression(C=c, max_iter=5000, random_state=seed)
-        return make_pipeline(StandardScaler(), model).fit(features, target)
-    if kind == "hgb":
-        if task == "regression":
-            return HistGradientBoostingRegressor(random_state=seed).fit(features, target)
-        return HistGradientBoostingClassifier(random_state=seed).fit(features, target)
-    raise ConfigError(f"model.head: got {kind!r}; valid: linear, {', '.join(HEAD_KINDS)}")
+    if task == "regression":
+        raise ConfigError(
+            "model.head: logistic is a classifier, but the task is regression; use "
+            "model.head hgb or linear"
+        )
+    model = LogisticRegression(C=c, max_iter=5000, random_state=seed)
+    return make_pipeline(StandardScaler(), model).fit(features, target)
+
+
+def _fit_hgb(features: np.ndarray, target: np.ndarray, *, task: str, seed: int, c: float) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    if task == "regression":
+        return HistGradientBoostingRegressor(random_state=seed).fit(features, target)
+    return HistGradientBoostingClassifier(random_state=seed).fit(features, target)
 
 
 def head_outputs(estimator: Any, features: np.ndarray, *, num_outputs: int) -> np.ndarray:
@@ -194,10 +223,16 @@ class TreeHead(nn.Module):
 def install_head(model: nn.Module, estimator: Any, *, kind: str, outputs: int) -> dict[str, Any]:
     """Make ``model.head`` compute what ``estimator`` does; returns what the model's spec
     must add so that ``rebuild_model`` builds the same head (empty for ``logistic``)."""
-    if kind == "hgb":
-        tree_head = TreeHead.from_estimator(estimator, outputs=outputs)
-        model.head = tree_head
-        return {"classical_head": {"kind": "hgb", **tree_head.spec()}}
+    return _head(kind).install(model, estimator, outputs=outputs)
+
+
+def _install_trees(model: nn.Module, estimator: Any, *, outputs: int) -> dict[str, Any]:
+    tree_head = TreeHead.from_estimator(estimator, outputs=outputs)
+    model.head = tree_head
+    return {"classical_head": {"kind": "hgb", **tree_head.spec()}}
+
+
+def _install_linear(model: nn.Module, estimator: Any, *, outputs: int) -> dict[str, Any]:
     weight, bias = linear_parameters(estimator, outputs)
     head = model.head
     linear = getattr(head, "linear", head)
@@ -215,6 +250,10 @@ def install_head(model: nn.Module, estimator: Any, *, kind: str, outputs: int) -
         linear.weight.copy_(torch.from_numpy(weight))
         linear.bias.copy_(torch.from_numpy(bias))
     return {}
+
+
+logistic_head = ClassicalHead(fit=_fit_logistic, install=_install_linear)
+hgb_head = ClassicalHead(fit=_fit_hgb, install=_install_trees)
 
 
 def rebuild_head(model: nn.Module, spec: dict[str, Any]) -> None:

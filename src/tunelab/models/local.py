@@ -204,8 +204,9 @@ def _named_in_checkpoint(path: str, target: str, *, trusted: bool) -> NamedInFil
         part="its tunelab.spec metadata",
         trusted=trusted,
         fix=(
-            "pass --trust-code to tunelab train (trust_code=True to pipeline.train), or name "
-            f"it in your config: model.architecture: py:{target}"
+            "pass --trust-code to tunelab train (trust_code=True to "
+            "tunelab.flows.train.train), or name it in your config: "
+            f"model.architecture: py:{target}"
         ),
     )
 

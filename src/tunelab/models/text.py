@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 import torch
 import torch.nn.functional as F
@@ -30,15 +30,15 @@ from tunelab.errors import ConfigError, FatalError
 from tunelab.models.base import BuiltModel, ModelRequest
 from tunelab.models.heads import Head
 from tunelab.optional import optional_import
+from tunelab.registry import POOLINGS, PoolingName, did_you_mean
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 T = TypeVar("T")
-PoolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     # Sum in float32 like sentence-transformers does: bf16 sums over hundreds of tokens lose
     # digits, and the pooled vector is what the head (and the equivalence test) sees.
@@ -47,18 +47,19 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / count
 
 
-def _cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden[:, 0]
 
 
-def _max_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def max_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # The dtype's lowest value rather than -inf: identical on real inputs, but an all-padding
     # row cannot turn into -inf and then NaN gradients.
     padding = mask.unsqueeze(-1) == 0
     return hidden.masked_fill(padding, torch.finfo(hidden.dtype).min).amax(dim=1)
 
 
-POOLINGS: dict[str, PoolFn] = {"mean": _mean_pool, "cls": _cls_pool, "max": _max_pool}
+# model.pooling: the function NAME_pool (the names: tunelab.registry.PoolingName)
+POOLING_NAMES: tuple[str, ...] = get_args(PoolingName)
 
 
 class TextClassifier(nn.Module):
@@ -92,8 +93,8 @@ class TextClassifier(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(
-                f"model.pooling: got {pooling!r}; valid: {', '.join(POOLINGS)}; "
-                "set model.pooling to one of them"
+                f"model.pooling: got {pooling!r}; valid: {', '.join(POOLING_NAMES)}; "
+                f"set model.pooling to one of them.{did_you_mean(pooling, POOLING_NAMES)}"
             )
         self.backbone = backbone
         self.pooling = pooling
@@ -105,7 +106,8 @@ class TextClassifier(nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The pooled (and, if ``normalize``, unit-length) embedding the head reads."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = POOLINGS[self.pooling](hidden.last_hidden_state, attention_mask)
+        pool = POOLINGS.get(self.pooling)
+        pooled: torch.Tensor = pool(hidden.last_hidden_state, attention_mask)
         return F.normalize(pooled, p=2.0, dim=-1) if self.normalize else pooled
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -396,7 +398,7 @@ def _st_pooling(value: str, module: Any) -> str:
     if mode not in POOLINGS:
         raise ConfigError(
             f"model.source: st:{value} pools with {mode!r}, which tunelab does not reproduce; "
-            f"supported: {', '.join(POOLINGS)}. Use hf:{value} with model.pooling instead "
+            f"supported: {', '.join(POOLING_NAMES)}. Use hf:{value} with model.pooling instead "
             "(the embedding then differs from the sentence-transformers one)"
         )
     return str(mode)

@@ -26,6 +26,7 @@ class Rung:
     verdict: str | None = None
     seconds: float | None = None
     skipped: str | None = None
+    did_nothing: bool = False
 
     @property
     def measured(self) -> bool:
@@ -73,7 +74,7 @@ def _rung(item: Any, index: int) -> Rung:
         return Rung(name=str(item), skipped="not a step of a ladder document")
     status = item.get("status")
     skipped = None
-    if status in ("skipped", "failed", "pending"):
+    if status in ("skipped", "failed", "pending", "did nothing"):
         skipped = str(item.get("reason") or status)
     return Rung(
         name=str(item.get("label") or item.get("name") or f"step {index}"),
@@ -88,6 +89,7 @@ def _rung(item: Any, index: int) -> Rung:
         verdict=str(item["verdict"]) if item.get("verdict") is not None else None,
         seconds=_number(item.get("seconds")),
         skipped=skipped,
+        did_nothing=status == "did nothing",
     )
 
 

@@ -124,7 +124,8 @@ def rung_table(rungs: list[Rung], metric: str) -> str:
     classes: list[str] = []
     for rung in rungs:
         if rung.skipped is not None:
-            rows.append([rung.name, "-", "-", "-", "-", "-", "-", "-", f"skipped: {rung.skipped}"])
+            word = "did nothing here" if rung.did_nothing else "skipped"
+            rows.append([rung.name, "-", "-", "-", "-", "-", "-", "-", f"{word}: {rung.skipped}"])
             classes.append("")
             continue
         rows.append(

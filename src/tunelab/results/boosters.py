@@ -30,7 +30,9 @@ from tunelab.errors import DataError, FatalError
 from tunelab.optional import optional_import
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import DAMAGED, FOREST_LIMIT, checked_size
-from tunelab.results.scored import ScoredPredictor
+from tunelab.results.predictor import Loading
+from tunelab.results.rundir import MANIFEST
+from tunelab.results.scored import ScoredPredictor, stored_fields
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,13 @@ class BoosterPredictor(ScoredPredictor):
         return directory
 
 
-def load_booster(directory: Path, manifest: dict[str, Any]) -> BoosterPredictor:
-    """The booster a ``predictor.json`` of kind ``booster`` describes, checked before the
-    library parses it."""
+def load_booster(directory: Path, manifest: dict[str, Any], loading: Loading) -> BoosterPredictor:
+    """The ``booster`` kind (``PREDICTOR_KINDS``), checked before the library parses it;
+    ``loading`` is unused: boosters run on the CPU, name no code and keep no backbone."""
     from tunelab.results.booster_checks import check_model
     from tunelab.results.manifest import check_fields, load_encoder, plain_file
 
-    manifest_path = directory / "predictor.json"
+    manifest_path = directory / MANIFEST
     check_fields(manifest_path, manifest, {"encoder": dict, "library": str, "model_file": str})
     library = manifest["library"]
     if library not in LIBRARIES:
@@ -165,11 +167,7 @@ def load_booster(directory: Path, manifest: dict[str, Any]) -> BoosterPredictor:
         text=text,
         booster=booster,
         encoder=encoder,
-        task=manifest["task"],
-        classes=manifest["classes"],
-        modality=manifest["modality"],
-        input_columns=manifest["input_columns"],
-        info=manifest["info"],
+        **stored_fields(manifest),
     )
 
 

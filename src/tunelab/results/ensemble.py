@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,8 @@ from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import DAMAGED, inside, resolved
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import plain_file
-from tunelab.results.predictor import AnyPredictor, load_from, manifest_header
+from tunelab.results.predictor import AnyPredictor, Loading, load_from, manifest_header
+from tunelab.results.rundir import MANIFEST
 
 MAX_DEPTH = 4  # an ensemble of fold bags of ... : deeper nesting is a damaged file
 # an ensemble of 50 trials (ensemble.size's most) or a bag of 50 x 20 fold models is the most
@@ -183,43 +184,23 @@ class EnsemblePredictor:
             "weights": self.weights.tolist(),
             "stacker": self.stacker.to_dict() if self.stacker else None,
         }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return directory
 
 
-def load_ensemble(
-    directory: Path,
-    manifest: dict[str, Any],
-    *,
-    device: str = "cpu",
-    trust_code: bool = False,
-    depth: int = 0,
-    seen: set[Path] | None = None,
-    backbones: BackboneStore | None = None,
-) -> EnsemblePredictor:
+def load_ensemble(directory: Path, manifest: dict[str, Any], loading: Loading) -> EnsemblePredictor:
     """The ensemble in ``directory``, its members loaded from their folders.
 
-    ``seen``: the member folders already loaded for the predictor at the top; a folder is
-    loaded once (a member that is its own ensemble, or two names for one folder, are
-    refused), so loading ends, and ends in as many loads as there are folders.
+    ``loading.seen``: the member folders already loaded for the predictor at the top; a
+    folder is loaded once (a member that is its own ensemble, or two names for one folder,
+    are refused), so loading ends, and ends in as many loads as there are folders.
     """
-    path = directory / "predictor.json"
-    names, weights = _members_and_weights(path, manifest, depth)
-    seen = set() if seen is None else seen
-    members = []
-    store = backbones or BackboneStore(directory / BACKBONES)
-    for name in names:
-        folder = _member_folder(path, name, seen)
-        members.append(
-            load_from(
-                folder,
-                device=device,
-                trust_code=trust_code,
-                depth=depth + 1,
-                seen=seen,
-                backbones=store,
-            )
-        )
+    path = directory / MANIFEST
+    names, weights = _members_and_weights(path, manifest, loading.depth)
+    seen = set() if loading.seen is None else loading.seen
+    store = loading.backbones or BackboneStore(directory / BACKBONES)
+    inner = replace(loading, depth=loading.depth + 1, seen=seen, backbones=store)
+    members = [load_from(_member_folder(path, name, seen), inner) for name in names]
     stacker = _stacker(path, manifest, members=len(members))
     try:
         return EnsemblePredictor(
@@ -284,7 +265,7 @@ def _member_folder(path: Path, name: str, seen: set[Path]) -> Path:
             f"each member has a folder of its own: {DAMAGED}"
         )
     seen.add(target)
-    if not (folder / "predictor.json").is_file():
+    if not (folder / MANIFEST).is_file():
         raise FatalError(
             f"{path}: member {name!r} has no predictor.json ({folder / 'predictor.json'} does "
             "not exist); the ensemble is incomplete: train or save it again"

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.errors import FatalError
+from tunelab.results.rundir import MANIFEST
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -115,7 +116,7 @@ def size_text(size: int) -> str:
     return f"{size // GIB} GiB" if size >= GIB else f"{size // MIB} MiB"
 
 
-def read_json(path: Path, *, kind: str = "predictor.json", limit: int = JSON_LIMIT) -> Any:
+def read_json(path: Path, *, kind: str = MANIFEST, limit: int = JSON_LIMIT) -> Any:
     """A JSON file, parsed strictly: at most ``limit`` bytes, UTF-8, no key twice."""
     checked_size(path, limit, kind)
     try:

@@ -14,6 +14,7 @@ from tunelab import __version__
 from tunelab.data.encoding import ArrayEncoder, Encoder, encoder_from_dict
 from tunelab.errors import FatalError
 from tunelab.results.files import DAMAGED, first_non_finite, read_json
+from tunelab.results.rundir import MANIFEST
 
 FORMAT_VERSION = 1
 # the digest of a frozen backbone a model keeps apart (tunelab.results.backbones)
@@ -143,7 +144,7 @@ def _json_type(kind: type | tuple[type, ...]) -> str:
 
 def load_encoder(directory: Path, manifest: dict[str, Any]) -> Encoder:
     """The fitted preprocessing ``predictor.json``'s ``encoder`` entry describes, checked."""
-    path = directory / "predictor.json"
+    path = directory / MANIFEST
     entry = manifest["encoder"]
     try:
         encoder = encoder_from_dict(entry, directory)

@@ -26,6 +26,7 @@ from tunelab.models.base import BuiltModel
 from tunelab.models.classical import TreeHead
 from tunelab.models.lent import Digest, mark_lent
 from tunelab.registry import MODEL_REBUILDERS
+from tunelab.results.backbones import FOLDER as BACKBONES
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import DAMAGED, WEIGHTS_LIMIT, checked_size
 from tunelab.results.manifest import (
@@ -37,6 +38,8 @@ from tunelab.results.manifest import (
     first_line,
     load_encoder,
 )
+from tunelab.results.predictor import Loading, Predictor
+from tunelab.results.rundir import MANIFEST
 from tunelab.results.text_checks import check_text_files, check_tokenizer
 from tunelab.results.trees import MAX_TREE_DEPTH, structure_problem
 
@@ -56,12 +59,49 @@ SAFETENSORS_DTYPES = {
 }
 
 
+def load_model(directory: Path, manifest: dict[str, Any], loading: Loading) -> Predictor:
+    """The ``model`` kind: one network with its encoder (``PREDICTOR_KINDS``)."""
+    manifest_path = directory / MANIFEST
+    backbones = loading.backbones or BackboneStore(directory / BACKBONES)
+    built, encoder = load_network(
+        directory, manifest, trust_code=loading.trust_code, backbones=backbones
+    )
+    built.module.to(torch.device(loading.device)).eval()
+    scale = manifest.get("target_scale")
+    return Predictor(
+        model=built.module,
+        built=built,
+        encoder=encoder,
+        task=manifest["task"],
+        classes=manifest["classes"],
+        modality=manifest["modality"],
+        input_columns=manifest["input_columns"],
+        target_scale=_target_scale(manifest_path, scale),
+        info=manifest["info"],
+    )
+
+
+def _target_scale(path: Path, scale: Any) -> tuple[float, float] | None:
+    if scale is None:
+        return None
+    if not (
+        isinstance(scale, list)
+        and len(scale) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
+    ):
+        raise FatalError(
+            f"{path}: target_scale {scale!r:.60} is not [mean, std]; the predictor is damaged: "
+            "train or save it again"
+        )
+    return float(scale[0]), float(scale[1])
+
+
 def load_network(
     directory: Path, manifest: dict[str, Any], *, trust_code: bool, backbones: BackboneStore
 ) -> tuple[BuiltModel, Encoder]:
     """The model and encoder a model kind's ``predictor.json`` describes, checked; a frozen
     backbone it keeps apart is read from ``backbones`` and checked with its weights."""
-    path = directory / "predictor.json"
+    path = directory / MANIFEST
     check_fields(path, manifest, MODEL_FIELDS)
     check_model_files(path, manifest)
     check_listed_files(path, manifest)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from tunelab.errors import FatalError
-from tunelab.results.rundir import MARKER, RunDir
+from tunelab.results.rundir import FINAL, MANIFEST, MARKER, RunDir
 
 
 def check_output(
@@ -129,7 +129,7 @@ def _final_folder(target: Path) -> Path | None:
     """The predictor folder (a ``final/`` holding ``predictor.json``) that holds
     ``target``, also outside a marked run directory (a copied ``final/``)."""
     for folder in target.parents:
-        if folder.name == "final" and (folder / "predictor.json").is_file():
+        if folder.name == FINAL and (folder / MANIFEST).is_file():
             return folder
     return None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,11 +32,12 @@ from tunelab.errors import DataError, FatalError
 from tunelab.models.base import BuiltModel
 from tunelab.models.lent import frozen_part
 from tunelab.models.local import SPEC_METADATA_KEY
-from tunelab.results.backbones import FOLDER as BACKBONES
+from tunelab.registry import PREDICTOR_KINDS
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import check_folder, inside
 from tunelab.results.guard import check_outputs
 from tunelab.results.manifest import FORMAT_VERSION, FROZEN_BACKBONE, read_manifest
+from tunelab.results.rundir import FINAL, MANIFEST
 from tunelab.training.loop import predict_outputs
 
 WEIGHTS_FILE = "model.safetensors"
@@ -171,12 +173,12 @@ class Predictor:
             "files": sorted(
                 path.relative_to(directory).as_posix()
                 for path in directory.rglob("*")
-                if path.is_file() and path.name != "predictor.json"
+                if path.is_file() and path.name != MANIFEST
             ),
         }
         if frozen is not None:
             manifest[FROZEN_BACKBONE] = frozen[0]
-        manifest_path = directory / "predictor.json"
+        manifest_path = directory / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         # safetensors writes through a private temporary file (mode 0600); the weights get
         # the mode every other file of the run gets (0644 under the usual umask)
@@ -301,95 +303,56 @@ def load_predictor(
             ``trees.py``, ``ensemble.py``); code named in the file without ``trust_code``.
     """
     directory = Path(path)
-    if (directory / "final" / "predictor.json").is_file():
-        directory = directory / "final"
+    if (directory / FINAL / MANIFEST).is_file():
+        directory = directory / FINAL
         if not inside(directory, Path(path)):
             raise FatalError(
                 f"{directory} leads out of the run directory {path}; a run's final/ is a "
                 "folder inside it: copy the predictor in instead of linking it"
             )
-    manifest_path = directory / "predictor.json"
+    manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise FatalError(
             f"no predictor in {str(path)!r}: expected {manifest_path} (a run directory written "
             "by 'tunelab train' or its final/ folder)"
         )
     check_folder(directory)  # its own backbones/ folder included
-    return load_from(directory, device=device, trust_code=trust_code, backbones=backbones)
+    return load_from(directory, Loading(device=device, trust_code=trust_code, backbones=backbones))
 
 
-def load_from(
-    directory: Path,
-    *,
-    device: str = "cpu",
-    trust_code: bool = False,
-    depth: int = 0,
-    seen: set[Path] | None = None,
-    backbones: BackboneStore | None = None,
-) -> AnyPredictor:
-    """The predictor in ``directory`` (its ``predictor.json`` says which kind); a frozen
-    backbone it keeps apart is read from ``backbones`` (default: the folder's own
-    ``backbones/``, which an ensemble's members share)."""
-    from tunelab.results.model_checks import load_network
+@dataclass(frozen=True)
+class Loading:
+    """How a predictor folder is read, passed to the loader of its kind.
 
-    backbones = backbones or BackboneStore(directory / BACKBONES)
-    manifest_path = directory / "predictor.json"
+    Attributes:
+        device: where the models go.
+        trust_code: whether code a file names may be imported (see ``load_predictor``).
+        depth: how deep inside ensembles this folder is.
+        seen: the member folders already loaded for the predictor at the top.
+        backbones: where a frozen backbone kept apart is read; default the folder's own.
+    """
+
+    device: str = "cpu"
+    trust_code: bool = False
+    depth: int = 0
+    seen: set[Path] | None = None
+    backbones: BackboneStore | None = None
+
+
+def load_from(directory: Path, loading: Loading | None = None) -> AnyPredictor:
+    """The predictor in ``directory``: its ``predictor.json`` says which kind, and the
+    loader registered for that kind (``tunelab.registry.PREDICTOR_KINDS``) reads it."""
+    manifest_path = directory / MANIFEST
     manifest = read_manifest(manifest_path)
     kind = manifest.get("kind", "model")
-    if kind == "trees":
-        from tunelab.results.trees import load_trees
-
-        return load_trees(directory, manifest)
-    if kind == "booster":
-        from tunelab.results.boosters import load_booster
-
-        return load_booster(directory, manifest)
-    if kind == "ensemble":
-        from tunelab.results.ensemble import load_ensemble
-
-        return load_ensemble(
-            directory,
-            manifest,
-            device=device,
-            trust_code=trust_code,
-            depth=depth,
-            seen=seen,
-            backbones=backbones,
-        )
-    if kind != "model":
+    if not isinstance(kind, str) or kind not in PREDICTOR_KINDS:
         raise FatalError(
-            f"{manifest_path}: kind {kind!r:.40} is not a predictor kind tunelab knows (model, "
-            "trees, booster, ensemble); the predictor is damaged or from a newer tunelab"
+            f"{manifest_path}: kind {kind!r:.40} is not a predictor kind tunelab knows "
+            f"({', '.join(PREDICTOR_KINDS)}); the predictor is damaged or from a newer tunelab"
         )
-    built, encoder = load_network(directory, manifest, trust_code=trust_code, backbones=backbones)
-    built.module.to(torch.device(device)).eval()
-    scale = manifest.get("target_scale")
-    return Predictor(
-        model=built.module,
-        built=built,
-        encoder=encoder,
-        task=manifest["task"],
-        classes=manifest["classes"],
-        modality=manifest["modality"],
-        input_columns=manifest["input_columns"],
-        target_scale=_target_scale(manifest_path, scale),
-        info=manifest["info"],
-    )
-
-
-def _target_scale(path: Path, scale: Any) -> tuple[float, float] | None:
-    if scale is None:
-        return None
-    if not (
-        isinstance(scale, list)
-        and len(scale) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
-    ):
-        raise FatalError(
-            f"{path}: target_scale {scale!r:.60} is not [mean, std]; the predictor is damaged: "
-            "train or save it again"
-        )
-    return float(scale[0]), float(scale[1])
+    load = PREDICTOR_KINDS.get(kind)
+    predictor: AnyPredictor = load(directory, manifest, loading or Loading())
+    return predictor
 
 
 def array_columns(shape: tuple[int, ...]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The run directory: one folder holds everything a run produced (see DESIGN.md).
+"""The run directory: one folder holds everything a run produced (see
+``docs/architecture.md``, "The run directory").
 
 ``RunDir`` knows every file name; ``open_run_dir`` is the one function that creates (or
 reuses, or empties) a run directory. A run owns only its directory: tunelab marks the
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,8 @@ from tunelab.results import runlock
 from tunelab.results.environment import environment
 
 MARKER = ".tunelab"
+FINAL = "final"  # the predictor's folder in a run directory
+MANIFEST = "predictor.json"  # what a predictor folder holds first: its kind, files, model
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class RunDir:
     # -- the final predictor and its one evaluation on the test rows ----------------------------
     @property
     def final(self) -> Path:
-        return self.path / "final"
+        return self.path / FINAL
 
     @property
     def history(self) -> Path:
@@ -173,6 +177,12 @@ class RunDir:
         names = [getattr(self, name) for name in _FILE_PROPERTIES]
         sqlite_sidecars = [self.path / f"study.db{suffix}" for suffix in ("-wal", "-shm")]
         return [*names, *sqlite_sidecars]
+
+    def logging(self) -> AbstractContextManager[None]:
+        """tunelab's and Optuna's log records go to ``run.log`` while the block runs."""
+        from tunelab.results.logfile import logging_to  # Optuna loads only for a run's log
+
+        return logging_to(self.log)
 
     def started_study(self) -> bool:
         """Whether a study has begun here (its database or a trial's artifacts exist)."""

@@ -17,6 +17,8 @@ from tunelab.data.encoding import Encoder
 from tunelab.errors import DataError
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.guard import check_outputs
+from tunelab.results.predictor import load_images, manifest_header, raw_inputs
+from tunelab.results.rundir import MANIFEST
 
 
 def probabilities(raw: np.ndarray) -> np.ndarray:
@@ -26,6 +28,12 @@ def probabilities(raw: np.ndarray) -> np.ndarray:
         return np.column_stack([1.0 - positive, positive])
     shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
     return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+
+
+def stored_fields(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What every scored predictor reads back from its checked ``predictor.json``."""
+    names = ("task", "classes", "modality", "input_columns", "info")
+    return {name: manifest[name] for name in names}
 
 
 class ScoredPredictor:
@@ -60,14 +68,12 @@ class ScoredPredictor:
 
     def write_manifest(self, directory: Path, **entries: Any) -> None:
         """``predictor.json``: the header, the encoder, and the kind's own ``entries``."""
-        from tunelab.results.predictor import manifest_header
-
         manifest = {
             **manifest_header(self, kind=self.kind),
             "encoder": self.encoder.to_dict(),
             **entries,
         }
-        (directory / "predictor.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """(N, outputs) raw scores of ``features`` (``features()``'s rows)."""
@@ -77,8 +83,6 @@ class ScoredPredictor:
         raise NotImplementedError
 
     def raw_inputs(self, inputs: Inputs | list[str]) -> Inputs:
-        from tunelab.results.predictor import raw_inputs
-
         columns, info = self.input_columns, self.info
         return raw_inputs(inputs, modality=self.modality, columns=columns, info=info)
 
@@ -90,8 +94,6 @@ class ScoredPredictor:
         return encoded.reshape(len(encoded), -1)
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
-        from tunelab.results.predictor import load_images
-
         return load_images(paths, self.info)
 
     def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:

@@ -21,7 +21,9 @@ import numpy as np
 from tunelab.errors import FatalError
 from tunelab.results.backbones import BackboneStore
 from tunelab.results.files import FOREST_LIMIT, read_npz
-from tunelab.results.scored import ScoredPredictor
+from tunelab.results.predictor import Loading
+from tunelab.results.rundir import MANIFEST
+from tunelab.results.scored import ScoredPredictor, stored_fields
 from tunelab.results.scored import probabilities as probabilities  # where callers find it
 
 FOREST_FILE = "forest.npz"
@@ -142,10 +144,12 @@ class TreePredictor(ScoredPredictor):
         return directory
 
 
-def load_trees(directory: Path, manifest: dict[str, Any]) -> TreePredictor:
+def load_trees(directory: Path, manifest: dict[str, Any], loading: Loading) -> TreePredictor:
+    """The ``trees`` kind (``PREDICTOR_KINDS``); ``loading`` is unused: trees run on the
+    CPU, name no code and keep no backbone."""
     from tunelab.results.manifest import check_fields, load_encoder, plain_file
 
-    check_fields(directory / "predictor.json", manifest, {"encoder": dict})
+    check_fields(directory / MANIFEST, manifest, {"encoder": dict})
     path = directory / plain_file(manifest, "forest", directory)
     encoder = load_encoder(directory, manifest)
     forest = Forest.load(path)
@@ -154,11 +158,7 @@ def load_trees(directory: Path, manifest: dict[str, Any]) -> TreePredictor:
     return TreePredictor(
         forest=forest,
         encoder=encoder,
-        task=manifest["task"],
-        classes=manifest["classes"],
-        modality=manifest["modality"],
-        input_columns=manifest["input_columns"],
-        info=manifest["info"],
+        **stored_fields(manifest),
     )
 
 

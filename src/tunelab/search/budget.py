@@ -15,10 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from statistics import median
+from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
+
+if TYPE_CHECKING:
+    from tunelab.evaluation.prepare import Prepared
 
 # seconds for loading fold models, predicting on the test rows and writing the files and
 # the report after the refit
@@ -118,3 +122,17 @@ def fold_fraction(cfg: RunConfig, train_rows: int, non_test_rows: int) -> float:
     if cfg.cv.strategy == "kfold":
         return (cfg.cv.folds - 1) / cfg.cv.folds
     return train_rows / max(non_test_rows, 1)
+
+
+def budget_for(
+    cfg: RunConfig, prepared: Prepared, *, end: float | None, timeout_end: float | None
+) -> Budget:
+    """The budget of a study on ``prepared``: the run's ``end`` (``budget``) and the
+    search's (``search.timeout``), each a Unix time or None."""
+    rows = len(prepared.split.train) + len(prepared.split.validation)
+    return run_budget(
+        cfg,
+        end=end,
+        timeout_end=timeout_end,
+        fold_fraction=fold_fraction(cfg, len(prepared.split.train), rows),
+    )

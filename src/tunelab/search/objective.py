@@ -9,12 +9,9 @@ its reason (the traceback goes to ``run.log``), and the study goes on.
 from __future__ import annotations
 
 import logging
-import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -25,20 +22,16 @@ from tunelab.config import RunConfig, apply_params
 from tunelab.errors import TunelabError
 from tunelab.evaluation.crossval import CrossValidation, Splits, cross_validate, cv_splits
 from tunelab.evaluation.prepare import Prepared, prepare
+from tunelab.observer import Observer, Observers
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import rank_of
 from tunelab.results.trial_record import RECORD
-from tunelab.search.budget import STOPPED_ATTR, Budget
+from tunelab.search.budget import Budget
+from tunelab.search.pruning import Pruning
 from tunelab.search.space import suggest
 from tunelab.training.cores import rejudge
-from tunelab.training.loop import would_pass
 from tunelab.training.metrics import compute_metrics
 
-# (trial number, fold, folds, epoch record) -> None: the live view's hook
-EpochHook = Callable[[int, int, int, dict[str, Any]], None]
-# (trial number, its parameters as config values) -> None: a trial starts
-StartHook = Callable[[int, dict[str, Any]], None]
-REPORT_EVERY_S = 1.0  # with no pruner: seconds between epoch reports (live progress only)
 log = logging.getLogger("tunelab")
 
 
@@ -49,8 +42,8 @@ class Objective:
     cfg: RunConfig
     prepared: Prepared
     artifacts: TrialArtifacts
-    on_epoch: EpochHook | None = None
-    on_start: StartHook | None = None
+    # told each trial's start and epochs (the live view, a worker's lines)
+    observer: Observer = field(default_factory=Observer)
     # the time budget: a trial that would run past its search deadline is pruned
     budget: Budget | None = None
     # the study's trials as the trial loop last read them (rank_of counts the complete ones)
@@ -75,20 +68,28 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> float:
         rejudge()  # other work is judged again for every trial
         params = suggest(trial, self.cfg.search.space, self.cfg)
-        if self.on_start is not None:
-            self.on_start(trial.number, params)
+        self.observer.trial_started(trial.number, params)
         cfg = apply_params(self.cfg, params)
         pruner = self.cfg.search.pruner
         per_fold = self.cfg.cv.prune_on == "fold" or pruner == "wilcoxon"
         deadline = self.budget.search_deadline(self.known) if self.budget else None
+        pruning = Pruning(
+            trial,
+            metric=self.prepared.metric,
+            prune=not per_fold and pruner != "none",
+            deadline=deadline,
+        )
+        watch, number, folds = Observers(self.observer, pruning), trial.number, len(self.splits)
         cv = cross_validate(
             cfg,
             self._prepared_for(cfg),
             self.splits,
-            on_epoch=self._epoch_hook(
-                trial, prune=not per_fold and pruner != "none", deadline=deadline
+            on_epoch=lambda fold, record: watch.trial_epoch(number, fold, folds, record),
+            after_fold=(
+                (lambda fold, score: pruning.trial_fold(number, fold, score))
+                if per_fold and pruner != "none"
+                else None
             ),
-            after_fold=self._fold_hook(trial) if per_fold and pruner != "none" else None,
         )
         cv_record = {
             "fold_scores": cv.scores,
@@ -119,45 +120,6 @@ class Objective:
         return self.artifacts.save(
             trial, oof=cv.oof, histories=cv.histories, predictors=cv.predictors if keep else None
         )
-
-    def _epoch_hook(
-        self, trial: optuna.Trial, *, prune: bool, deadline: float | None
-    ) -> Callable[[int, dict[str, Any]], None]:
-        """Reports the first fold's epochs to the study: every epoch when the pruner judges
-        them (the other folds have no comparable intermediate values); with no pruner, at
-        most one a second, so a dashboard still follows a long trial while short trials
-        write nothing per epoch (their curves are in the trial's history). Prunes the
-        trial when its next epoch would end after ``deadline`` (the time budget)."""
-        folds, metric = len(self.splits), self.prepared.metric
-        last_report = time.monotonic()
-
-        def hook(fold: int, record: dict[str, Any]) -> None:
-            nonlocal last_report
-            if self.on_epoch is not None:
-                self.on_epoch(trial.number, fold, folds, record)
-            if deadline is not None and would_pass(deadline, record):
-                where = f"fold {fold + 1}/{folds} epoch {record['epoch'] + 1}"
-                log.info("trial %d stopped after %s: the time budget ends", trial.number, where)
-                trial.set_user_attr(STOPPED_ATTR, where)
-                raise optuna.TrialPruned(f"stopped after {where}: the time budget ends")
-            if fold != 0 or metric not in record or not np.isfinite(record[metric]):
-                return
-            if prune or time.monotonic() - last_report >= REPORT_EVERY_S:
-                trial.report(float(record[metric]), record["epoch"])
-                last_report = time.monotonic()
-            if prune and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
-
-        return hook
-
-    @staticmethod
-    def _fold_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
-        def hook(fold: int, score: float) -> None:
-            trial.report(score, fold)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {fold}")
-
-        return hook
 
 
 def models_kept(cfg: RunConfig) -> int:

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
+from tunelab.observer import Observer
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.leaderboard import ranked
 from tunelab.search.budget import Budget
@@ -94,7 +95,7 @@ def optimize(
     objective: Objective,
     cfg: RunConfig,
     *,
-    hooks: list[TrialHook] | None = None,
+    observer: Observer | None = None,
     budget: Budget | None = None,
     wait_for_running: bool = False,
 ) -> tuple[str, bool]:
@@ -103,6 +104,7 @@ def optimize(
     and whether that was a failure.
 
     Args:
+        observer: told each trial this process ran as it ends (``trial_ended``).
         wait_for_running: when the study has its trials but some still run in other
             processes, wait for them (the refit that follows then sees every trial); a
             trial whose process died goes stale after ``search.grace_period`` and is run
@@ -110,7 +112,9 @@ def optimize(
     """
     guard = FailureGuard(cfg.search.max_consecutive_failures)
     keep = TopCheckpoints(objective.artifacts, models_kept(cfg))
-    callbacks: list[TrialHook] = [guard, keep, *(hooks or [])]
+    callbacks: list[TrialHook] = [guard, keep]
+    if observer is not None:
+        callbacks.append(observer.trial_ended)
     waiting_logged = False
     while True:
         with warnings.catch_warnings():  # experimental in Optuna

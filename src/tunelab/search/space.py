@@ -8,12 +8,11 @@ config. Best parameters therefore replay without a study:
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any, Protocol
 
 import numpy as np
 
-from tunelab.config import ParamSpec, RunConfig
+from tunelab.config import ParamSpec, RunConfig, choice_from_stored, stored_choice
 from tunelab.errors import ConfigError
 
 
@@ -52,8 +51,8 @@ def suggest(trial: Suggester, space: dict[str, ParamSpec], base: RunConfig) -> d
             assert spec.choices is not None
             # Optuna stores choices as plain values: a list (an image size) goes in as its
             # JSON text, so storage, importances and the dashboard can handle it
-            picked = trial.suggest_categorical(name, [_plain(c) for c in spec.choices])
-            chosen[name] = _unplain(picked, spec.choices)
+            picked = trial.suggest_categorical(name, [stored_choice(c) for c in spec.choices])
+            chosen[name] = choice_from_stored(picked, spec.choices)
         elif spec.type == "int":
             assert spec.low is not None and spec.high is not None
             chosen[name] = trial.suggest_int(
@@ -65,31 +64,6 @@ def suggest(trial: Suggester, space: dict[str, ParamSpec], base: RunConfig) -> d
                 name, spec.low, spec.high, step=spec.step, log=spec.log
             )
     return chosen
-
-
-def _plain(choice: Any) -> Any:
-    return (
-        choice
-        if choice is None or isinstance(choice, bool | int | float | str)
-        else json.dumps(choice)
-    )
-
-
-def _unplain(value: Any, choices: list[Any]) -> Any:
-    for choice in choices:
-        if _plain(choice) == value and type(_plain(choice)) is type(value):
-            return choice
-    return value
-
-
-def decode(space: dict[str, ParamSpec], params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters as Optuna stored them -> config values (a list choice from its JSON)."""
-    decoded = dict(params)
-    for name, value in params.items():
-        spec = space.get(name)
-        if spec is not None and spec.type == "categorical" and spec.choices is not None:
-            decoded[name] = _unplain(value, spec.choices)
-    return decoded
 
 
 def lookup(cfg: RunConfig, dotted: str) -> Any:
@@ -109,7 +83,7 @@ def grid(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:
                 "parameter without repeating configurations; use sampler random or tpe"
             )
         if spec.type == "categorical":
-            values[name] = [_plain(c) for c in spec.choices or []]
+            values[name] = [stored_choice(c) for c in spec.choices or []]
         elif spec.type == "int" or spec.step is not None:
             assert spec.low is not None and spec.high is not None
             step = spec.step or 1

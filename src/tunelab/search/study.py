@@ -27,6 +27,7 @@ from tunelab import uris
 from tunelab.config import RunConfig, SearchConfig
 from tunelab.errors import ConfigError, FatalError
 from tunelab.registry import PRUNERS, SAMPLERS
+from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.rundir import RunDir
 from tunelab.search.space import grid
 from tunelab.search.stale import HeartbeatRDBStorage, RetryStaleTrial, mark_stale
@@ -346,3 +347,18 @@ def artifact_folder(cfg: RunConfig, run_dir: Path) -> Path:
             "give a folder every worker can write to"
         ) from None
     return folder
+
+
+def open_run_study(
+    cfg: RunConfig, run_dir: Path, *, metric: str
+) -> tuple[optuna.Study, TrialArtifacts]:
+    """The study of a run directory (created or joined) and its trials' artifacts; the main
+    process and every worker open it so."""
+    url = storage_url(cfg, run_dir)
+    study = open_study(cfg, make_storage(url, cfg.search), metric=metric)
+    with warnings.catch_warnings():  # experimental in Optuna; the dashboard shows the name
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
+    study.set_user_attr("metric", metric)
+    study.set_user_attr("storage", redact(url))
+    return study, TrialArtifacts(artifact_folder(cfg, run_dir))

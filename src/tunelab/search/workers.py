@@ -13,14 +13,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
-from tunelab.config import load_config
+from tunelab.config import apply_params, load_config
 from tunelab.errors import FatalError
+from tunelab.evaluation.prepare import prepare
+from tunelab.observer import Observer
 from tunelab.results.rundir import RunDir
-from tunelab.search.budget import Budget
+from tunelab.search.budget import Budget, budget_for
+from tunelab.search.objective import Objective
+from tunelab.search.optimize import finished, optimize
+from tunelab.search.space import params_text
+from tunelab.search.study import open_run_study
+from tunelab.training.cores import share_cores
 
 log = logging.getLogger("tunelab")
 PARENT_POLL_SECONDS = 1.0
@@ -33,13 +43,14 @@ def run_workers(
     study: optuna.Study,
     *,
     budget: Budget,
-    poll: Callable[[optuna.Study], None] | None,
+    observer: Observer,
     quiet: bool = False,
 ) -> list[int]:
     """Start ``jobs`` worker processes on the study and wait; they split the free cores
     between them. Returns their exit codes.
 
     Args:
+        observer: polled (``poll``) while they run.
         quiet: the workers print nothing (their lines would break a live view).
     """
     command = [sys.executable, "-m", "tunelab.cli", "worker", str(run.path)]
@@ -53,8 +64,7 @@ def run_workers(
     stopped: set[int] = set()
     try:
         while any(w.poll() is None for w in workers):
-            if poll is not None:
-                poll(study)
+            observer.poll(study)
             if budget.out_of_time():
                 stopped |= _stop_for_the_budget(workers)
             _wait(workers, WAIT_SECONDS)
@@ -119,3 +129,63 @@ def watch_parent(parent: int) -> None:
                 return
 
     threading.Thread(target=watch, name="tunelab-parent-watch", daemon=True).start()
+
+
+def run_worker(
+    run_dir: Path,
+    *,
+    threads: int | None = None,
+    deadline: float | None = None,
+    budget_end: float | None = None,
+    parent: int | None = None,
+    say: Callable[[str], None] | None = None,
+    share: int = 1,
+) -> tuple[str, bool]:
+    """A worker process (``tunelab worker``): join the study of ``run_dir`` and run trials
+    until done.
+
+    Args:
+        threads: torch threads for every trial; default this worker's share of the cores
+            that other work leaves free, judged at every trial.
+        deadline: ``search.timeout``'s end (Unix time).
+        budget_end: the whole run's end (``budget``); the worker stops early enough for
+            the refit and ensemble, as the main process does, and prunes a trial that
+            would run past that.
+        parent: the ``tunelab run`` process that started this worker: the worker ends
+            with it, and its processes are not other work.
+        say: told, in one line each, that the worker joined, and each trial it starts
+            and ends.
+        share: the workers of that run, which split the free cores.
+    """
+    share_cores(jobs=share, root=parent)
+    if parent is not None:
+        watch_parent(parent)
+    cfg = load_config(worker_config_path(run_dir))
+    if threads:
+        cfg = apply_params(cfg, {"train.threads": threads})
+    run = RunDir(run_dir)
+    lines = WorkerLines(say or (lambda line: None))
+    with run.logging():
+        prepared = replace(prepare(cfg), cache_dir=run.features)  # shared by the trials
+        study, artifacts = open_run_study(cfg, run.path, metric=prepared.metric)
+        lines.say(
+            f"{lines.me} joined study {study.study_name} in {run_dir}: {finished(study)} of "
+            f"{cfg.search.n_trials} trials finished"
+        )
+        budget = budget_for(cfg, prepared, end=budget_end, timeout_end=deadline)
+        objective = Objective(cfg, prepared, artifacts, observer=lines, budget=budget)
+        return optimize(study, objective, cfg, observer=lines, budget=budget)
+
+
+class WorkerLines(Observer):
+    """A worker's lines: each trial it starts and ends."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say, self.me = say, f"worker {os.getpid()}"
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        self.say(f"{self.me}: trial {number} started ({params_text(params)})")
+
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        value = f" value {trial.value:.4f}" if trial.value is not None else ""
+        self.say(f"{self.me}: trial {trial.number} {trial.state.name.lower()}{value}")

@@ -43,7 +43,7 @@ from tunelab.applies import FIELDS_BY_MODALITY, is_on
 from tunelab.config import AugmentationConfig, RunConfig
 from tunelab.errors import ConfigError, DataError
 from tunelab.optional import optional_import
-from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.techniques.base import TECHNIQUES, DataFacts, Needs, TechniqueSpec
 from tunelab.training.hooks import Batch, FitState, Technique
 
 Modality = Literal["tabular", "image", "signal", "text"]
@@ -621,6 +621,30 @@ def _build(cfg: RunConfig, facts: DataFacts) -> Augmentation | None:
     return Augmentation(augmenter) if augmenter is not None else None
 
 
+# fields that change a batch of features, not the raw inputs: they apply to a frozen
+# backbone's cached features (in standardized units, like a table's)
+FEATURE_AUGMENTATIONS = ("noise", "mixup")
+
+
+def _changes_inputs(cfg: RunConfig, model: Any, head_only: bool) -> str | None:
+    aug = cfg.augmentation
+    allowed = FEATURE_AUGMENTATIONS if head_only else ()
+    raw = [
+        name
+        for name, value in aug.model_dump().items()
+        if name != "enabled" and value not in (0, False, "none") and name not in allowed
+    ]
+    if aug.enabled and raw:
+        return f"augmentation.{raw[0]} changes the raw inputs every epoch"
+    return None
+
+
 TECHNIQUES.register("augmentation")(
-    TechniqueSpec(name="augmentation", order=40, off={"augmentation.enabled": False}, build=_build)
+    TechniqueSpec(
+        name="augmentation",
+        order=40,
+        off={"augmentation.enabled": False},
+        build=_build,
+        needs=Needs(changes_inputs=_changes_inputs),
+    )
 )

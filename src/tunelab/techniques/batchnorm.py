@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tunelab.config import BatchNormConfig, RunConfig
-from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.techniques.base import TECHNIQUES, DataFacts, Needs, TechniqueSpec
 from tunelab.training.batching import Batches
 from tunelab.training.hooks import FitState, Technique
 
@@ -114,11 +114,33 @@ def _build(cfg: RunConfig, facts: DataFacts) -> BatchNorm | None:
     return BatchNorm(cfg.batch_norm) if on or cfg.batch_norm.momentum is not None else None
 
 
+def _changes_backbone(cfg: RunConfig, model: nn.Module, head_only: bool) -> str | None:
+    if cfg.batch_norm.backbone == "reestimate" and backbone_bn_layers(model):
+        return "batch_norm.backbone reestimate changes the backbone on the training rows"
+    return None
+
+
+def _no_layers(cfg: RunConfig, model: nn.Module | None) -> str | None:
+    if cfg.batch_norm.head or model is None:
+        return None
+    if any(isinstance(module, BN_TYPES) for module in model.modules()):
+        return None
+    return "the model has no batch-norm layers and batch_norm.head is false"
+
+
 TECHNIQUES.register("batch_norm")(
     TechniqueSpec(
         name="batch_norm",
         order=20,
         off={"batch_norm.enabled": False, "batch_norm.head": False},
         build=_build,
+        needs=Needs(
+            changes_inputs=_changes_backbone,
+            model_request=lambda cfg: {
+                "batch_norm": cfg.batch_norm.enabled,
+                "head_batch_norm": cfg.batch_norm.head,
+            },
+            does_nothing_for=_no_layers,
+        ),
     )
 )

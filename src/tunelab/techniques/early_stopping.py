@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 
 from tunelab.config import EarlyStoppingConfig, RunConfig
-from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.techniques.base import TECHNIQUES, DataFacts, FoldOutcome, Needs, TechniqueSpec
 from tunelab.training.hooks import FitState, Held, Technique
 from tunelab.training.metrics import GREATER_IS_BETTER
 
@@ -127,11 +127,59 @@ def _build(cfg: RunConfig, facts: DataFacts) -> EarlyStoppingTechnique | None:
     return EarlyStoppingTechnique(cfg.early_stopping) if on else None
 
 
+def epochs_to_stop(cfg: EarlyStoppingConfig) -> int:
+    """The fewest epochs in which stopping can save one: the first epoch sets the best,
+    ``patience`` epochs without improvement (and ``warmup_epochs``) must pass, and a stop
+    after the last epoch saves nothing."""
+    return max(cfg.patience, cfg.warmup_epochs) + 2
+
+
+def _cannot_stop(cfg: RunConfig) -> str | None:
+    es, epochs = cfg.early_stopping, cfg.train.epochs
+    if not es.enabled or epochs >= epochs_to_stop(es):
+        return None
+    warmup = f", warmup_epochs {es.warmup_epochs}" if es.warmup_epochs else ""
+    return (
+        f"early stopping cannot stop within {epochs} epochs (patience {es.patience}{warmup}: "
+        f"{epochs_to_stop(es)} epochs or more let it)"
+    )
+
+
+def _idle(cfg: RunConfig) -> str | None:
+    reason = _cannot_stop(cfg)
+    if reason is None or cfg.early_stopping.restore_best:
+        return None
+    return f"{reason}, and restore_best is false"
+
+
+def _limited(cfg: RunConfig) -> str | None:
+    reason = _cannot_stop(cfg)
+    if reason is None or not cfg.early_stopping.restore_best:
+        return None
+    return f"{reason}; its rung measures restore_best alone"
+
+
+def _idle_after(cfg: RunConfig, outcomes: list[FoldOutcome]) -> str | None:
+    stopped = any(o.stop_reason == StopReason.PATIENCE for o in outcomes)
+    if not outcomes or stopped or any(o.kept_epochs != o.epochs for o in outcomes):
+        return None
+    es = cfg.early_stopping
+    never = (
+        f"early stopping never triggered: {cfg.train.epochs} epochs, patience {es.patience}"
+        if es.enabled
+        else "early stopping is off"
+    )
+    kept = ", and every fold's best epoch was its last (restore_best kept it)"
+    return never + (kept if es.restore_best else "")
+
+
 TECHNIQUES.register("early_stopping")(
     TechniqueSpec(
         name="early_stopping",
         order=50,
         off={"early_stopping.enabled": False, "early_stopping.restore_best": False},
         build=_build,
+        # boosting reads enabled, patience and min_delta: the ladder measures it for trees
+        needs=Needs(idle=_idle, idle_after=_idle_after, limited=_limited, trees_take=True),
     )
 )

@@ -23,10 +23,10 @@ from typing import Any
 
 from torch import nn
 
-from tunelab.config import FinetuningConfig, RunConfig
+from tunelab.config import FinetuningConfig, ModelConfig, RunConfig
 from tunelab.errors import ConfigError
 from tunelab.optional import optional_import
-from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.techniques.base import TECHNIQUES, DataFacts, Needs, TechniqueSpec
 from tunelab.training.hooks import FitState, Technique
 
 NEEDS_BACKBONE = ("linear_probe", "freeze_then_unfreeze", "discriminative", "llrd", "lora")
@@ -255,6 +255,46 @@ def _build(cfg: RunConfig, facts: DataFacts) -> Finetuning:
     return Finetuning(cfg.finetuning)
 
 
+# model sources whose weights are pretrained by construction; timm: and torchvision: have
+# them when model.pretrained is true; builtin: and py: build fresh weights
+PRETRAINED_SOURCES = ("file", "hf", "st")
+OPTIONALLY_PRETRAINED_SOURCES = ("timm", "torchvision")
+# how long each strategy keeps the backbone frozen (strategies not named: never)
+_FROZEN = {"linear_probe": "always", "freeze_then_unfreeze": "until_unfrozen"}
+
+
+def has_pretrained_weights(model: ModelConfig) -> bool:
+    """Whether the model source loads pretrained weights (what transfer learning needs)."""
+    prefix = model.source.partition(":")[0]
+    if prefix in OPTIONALLY_PRETRAINED_SOURCES:
+        return model.pretrained
+    return prefix in PRETRAINED_SOURCES
+
+
+def _no_pretrained_weights(cfg: RunConfig, model: nn.Module | None) -> str | None:
+    if has_pretrained_weights(cfg.model):
+        return None
+    return (
+        f"the model {cfg.model.source} has no pretrained weights to transfer (file:, hf:, "
+        "st:, or timm:/torchvision: with model.pretrained have them)"
+    )
+
+
+def _merge(model: nn.Module) -> None:
+    merge_lora(model)  # the saved model is the plain architecture
+
+
 TECHNIQUES.register("finetuning")(
-    TechniqueSpec(name="finetuning", order=0, off={"finetuning.strategy": "scratch"}, build=_build)
+    TechniqueSpec(
+        name="finetuning",
+        order=0,
+        off={"finetuning.strategy": "scratch"},
+        build=_build,
+        needs=Needs(
+            freezes_backbone=lambda cfg: _FROZEN.get(cfg.finetuning.strategy),
+            model_request=lambda cfg: {"scratch": cfg.finetuning.strategy == "scratch"},
+            after_fit=_merge,
+            does_nothing_for=_no_pretrained_weights,
+        ),
+    )
 )

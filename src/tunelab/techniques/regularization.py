@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tunelab.config import RegularizationConfig, RunConfig
-from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.techniques.base import TECHNIQUES, DataFacts, Needs, TechniqueSpec
 from tunelab.training.hooks import Batch, FitState, Technique
 from tunelab.training.losses import loss_function
 
@@ -126,8 +126,22 @@ def _build(cfg: RunConfig, facts: DataFacts) -> Regularization | None:
     return Regularization(cfg.regularization, task=facts.task)
 
 
+def _idle(cfg: RunConfig) -> str | None:
+    on = effective(cfg.regularization)
+    if not on.enabled or on.model_copy(update={"enabled": False}) != OFF:
+        return None
+    return "every regularization value is zero (dropout, weight_decay, l1, label_smoothing)"
+
+
 TECHNIQUES.register("regularization")(
     TechniqueSpec(
-        name="regularization", order=10, off={"regularization.enabled": False}, build=_build
+        name="regularization",
+        order=10,
+        off={"regularization.enabled": False},
+        build=_build,
+        needs=Needs(
+            model_request=lambda cfg: {"dropout": effective(cfg.regularization).dropout},
+            idle=_idle,
+        ),
     )
 )

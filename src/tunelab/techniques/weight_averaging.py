@@ -21,7 +21,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tunelab.config import RunConfig, WeightAveragingConfig
-from tunelab.techniques.base import TECHNIQUES, DataFacts, TechniqueSpec
+from tunelab.techniques.base import TECHNIQUES, DataFacts, Needs, TechniqueSpec
 from tunelab.techniques.batchnorm import BN_TYPES, reestimate
 from tunelab.training.hooks import FitState, Technique
 
@@ -38,8 +38,7 @@ class WeightAveraging(Technique):
         self._average: AveragedModel | None = None
 
     def setup(self, fit: FitState) -> None:
-        default = (3 * fit.epochs) // 4  # the last quarter of training
-        self.start_epoch = self.cfg.start_epoch if self.cfg.start_epoch is not None else default
+        self.start_epoch = start_epoch(self.cfg, fit.epochs)
 
     def after_step(self, fit: FitState) -> None:
         if self.cfg.method == "ema" and fit.epoch >= self.start_epoch:
@@ -94,6 +93,33 @@ class WeightAveraging(Technique):
         }
 
 
+def start_epoch(cfg: WeightAveragingConfig, epochs: int) -> int:
+    """The first epoch averaged: ``start_epoch``, by default the last quarter of training."""
+    return cfg.start_epoch if cfg.start_epoch is not None else (3 * epochs) // 4
+
+
+def _idle(cfg: RunConfig) -> str | None:
+    wa, epochs = cfg.weight_averaging, cfg.train.epochs
+    if wa.method == "none" or start_epoch(wa, epochs) < epochs:
+        return None
+    return (
+        f"weight averaging starts at epoch {start_epoch(wa, epochs)}, after the {epochs} "
+        "epochs trained: nothing is averaged"
+    )
+
+
+def _limited(cfg: RunConfig) -> str | None:
+    wa, epochs = cfg.weight_averaging, cfg.train.epochs
+    first = start_epoch(wa, epochs)
+    if wa.method != "swa" or epochs - first != 1:
+        return None
+    return (
+        f"swa averages one epoch's weights in {epochs} epochs (from start_epoch {first}): its "
+        f"rung measures the re-estimated BN statistics alone; {first + 2} epochs or more "
+        "average two"
+    )
+
+
 def _trains(layer: nn.Module) -> bool:
     """A BN layer whose weights were trained (not one a strategy or ``batch_norm.backbone``
     kept frozen: its statistics belong to its pretrained weights)."""
@@ -109,6 +135,10 @@ def _build(cfg: RunConfig, facts: DataFacts) -> WeightAveraging | None:
 
 TECHNIQUES.register("weight_averaging")(
     TechniqueSpec(
-        name="weight_averaging", order=60, off={"weight_averaging.method": "none"}, build=_build
+        name="weight_averaging",
+        order=60,
+        off={"weight_averaging.method": "none"},
+        build=_build,
+        needs=Needs(idle=_idle, limited=_limited),
     )
 )

@@ -16,8 +16,10 @@ Example (config)::
       tensorboard: runs/tensorboard
 """
 
+from tunelab.tracking._mlflow import refuse_unreachable
 from tunelab.tracking.outcome import TrackerOutcome, outcome_lines
-from tunelab.tracking.trackers import Tracker, Tracking, final_record, refuse_unreachable
+from tunelab.tracking.records import Tracker
+from tunelab.tracking.trackers import Tracking, final_record
 
 __all__ = [
     "Tracker",

@@ -17,10 +17,18 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from tunelab import uris
+from tunelab.config import RunConfig
 from tunelab.errors import FatalError
 from tunelab.optional import optional_import
 from tunelab.reach import folder_problem, http_problem, tcp_problem
-from tunelab.tracking.trackers import FinalRecord, TrialRecord, epoch_values
+from tunelab.tracking.records import (
+    FinalRecord,
+    Opening,
+    Start,
+    TrialRecord,
+    epoch_values,
+    flat_config,
+)
 
 # MLflow's limits per log_batch call, and on a parameter's value
 BATCH_METRICS, BATCH_PARAMS, PARAM_CHARS = 1000, 100, 6000
@@ -28,6 +36,45 @@ FINISHED_AS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED"}
 # a cheap call of MLflow's REST API (read-only, one experiment at most)
 PROBE_ENDPOINT = "/api/2.0/mlflow/experiments/search?max_results=1"
 DATABASE_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def start(cfg: RunConfig, opening: Opening) -> Start:
+    """``tracking.mlflow``: an ``MlflowTracker`` on the URI it names."""
+    uri = cfg.tracking.mlflow
+    assert uri is not None  # Tracking.open starts only the trackers the config names
+
+    def tracker() -> MlflowTracker:
+        return MlflowTracker(
+            uri,
+            experiment=cfg.tracking.experiment or cfg.name,
+            label=opening.label,
+            key=opening.key,
+            role=opening.role,
+            params=flat_config(cfg),
+            tags={"tunelab_run_dir": opening.run_dir},
+            timeout=cfg.tracking.timeout,
+        )
+
+    return Start(uri, client_class, tracker)
+
+
+def refuse_unreachable(cfg: RunConfig) -> None:
+    """Before the run directory is made: an MLflow store that cannot be reached stops the
+    run here (``tracking.required``), so a mistyped address leaves no folder behind.
+    ``Tracking.open`` checks again when it starts the tracker.
+
+    Raises:
+        FatalError: naming the URI, why, and the fix.
+    """
+    uri = cfg.tracking.mlflow
+    if uri is None or not cfg.tracking.required:
+        return
+    problem = store_problem(uri, seconds=cfg.tracking.timeout)
+    if problem is not None:
+        raise FatalError(
+            f"tracking.mlflow: cannot reach {uri!r} ({problem}). Start the tracking server or "
+            "correct the URI, or set tracking.required: false to run without it"
+        )
 
 
 class MlflowTracker:

@@ -8,13 +8,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tunelab.config import RunConfig
 from tunelab.errors import FatalError
 from tunelab.optional import optional_import
 from tunelab.reach import folder_problem
-from tunelab.tracking.trackers import FinalRecord, TrialRecord, epoch_values
+from tunelab.tracking.records import FinalRecord, Opening, Start, TrialRecord, epoch_values
 
 PREFIX = "trial_"
 PARTIAL = ".partial"  # a trial's folder while it is written: renamed when complete
+
+
+def start(cfg: RunConfig, opening: Opening) -> Start:
+    """``tracking.tensorboard``: a ``TensorBoardTracker`` writing into FOLDER/LABEL."""
+    assert cfg.tracking.tensorboard is not None  # Tracking.open starts only those named
+    folder = Path(cfg.tracking.tensorboard) / opening.label
+    return Start(str(folder), writer_class, lambda: TensorBoardTracker(folder))
 
 
 class TensorBoardTracker:

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.config import RunConfig
 from tunelab.errors import FatalError
+from tunelab.observer import Observer
 from tunelab.reach import within
+from tunelab.registry import TRACKERS
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.rundir import RunDir, write_json
 from tunelab.results.trial_record import record
 from tunelab.tracking.outcome import INCOMPLETE, NOT_USED, SENT, STOPPED, TrackerOutcome
+from tunelab.tracking.records import (
+    FinalRecord,
+    Opening,
+    Start,
+    StartTracker,
+    Tracker,
+    TrialRecord,
+    finite,
+)
 
 log = logging.getLogger("tunelab")
 KEY_ATTR = "tracking_key"  # study user attribute: which tracker runs belong to this study
@@ -31,54 +40,10 @@ FAILURES_BEFORE_OFF = 3  # a tracker failing this many times in a row is switche
 START_SECONDS = 60.0  # the most a tracker's start may take, its check included
 
 
-@dataclass(frozen=True)
-class TrialRecord:
-    """What a tracker gets of one finished trial.
-
-    Attributes:
-        state: complete, pruned or fail.
-        curves: per fold, the epoch records (``epoch`` from 0, ``train_loss``,
-            ``val_loss``, every metric, ``lr``); a pruned trial has the values the pruner
-            saw, a failed one none.
-    """
-
-    number: int
-    state: str
-    params: dict[str, Any]
-    value: float | None
-    std: float | None
-    fold_scores: list[float]
-    curves: list[list[dict[str, Any]]]
-    fail_reason: str | None
-
-
-@dataclass(frozen=True)
-class FinalRecord:
-    """The run's final predictor: its test scores (``test_accuracy``, ``test_accuracy_low``
-    ...) and, for ``tunelab train``, the fit's epoch records."""
-
-    scores: dict[str, float]
-    curves: list[list[dict[str, Any]]] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-class Tracker(Protocol):
-    """One experiment tracker (``_mlflow.MlflowTracker``, ``_tensorboard.TensorBoardTracker``)."""
-
-    name: str
-
-    def logged(self) -> set[int]:
-        """The numbers of the trials it holds already."""
-        ...
-
-    def trial(self, record: TrialRecord) -> None: ...
-
-    def final(self, record: FinalRecord) -> None: ...
-
-
-class Tracking:
+class Tracking(Observer):
     """The trackers of one run; every call into them is guarded and bounded in time (see the
-    module doc), and what became of each is kept in ``outcomes``."""
+    module doc), and what became of each is kept in ``outcomes``. As an observer of a study
+    it sends each trial as it ends."""
 
     def __init__(
         self,
@@ -118,17 +83,18 @@ class Tracking:
             FatalError: a tracker cannot start (its package is missing, its store cannot be
                 reached or opened) and ``tracking.required`` is true.
         """
-        if cfg.tracking.mlflow is None and cfg.tracking.tensorboard is None:
+        if not named(cfg):
             return cls([], metric=metric)
         timeout = cfg.tracking.timeout
         trackers: list[Tracker] = []
         outcomes: dict[str, TrackerOutcome] = {}
-        for name, target, load, start in _starts(cfg, run, study):
+        for name, start in _starts(cfg, run, study):
+            target = start.target
             try:
-                load()  # its package: a slow first import is no sign of an unreachable store
+                start.load()  # a slow first import is no sign of an unreachable store
                 # the check inside waits `timeout`; the set-up after it (a new MLflow
                 # database makes its tables) may take longer, but never forever
-                trackers.append(within(max(START_SECONDS, 2 * timeout), start))
+                trackers.append(within(max(START_SECONDS, 2 * timeout), start.start))
                 outcomes[name] = TrackerOutcome(target)
             except (FatalError, TimeoutError) as exc:
                 problem = _start_problem(name, target, exc)
@@ -149,6 +115,9 @@ class Tracking:
             outcomes=outcomes,
             run=run,
         )
+
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.on_trial(study, trial)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial | None = None) -> None:
         """Send every finished trial that a tracker does not hold yet (an Optuna callback;
@@ -219,61 +188,25 @@ class Tracking:
         return True
 
 
-def refuse_unreachable(cfg: RunConfig) -> None:
-    """Before the run directory is made: an MLflow store that cannot be reached stops the
-    run here (``tracking.required``), so a mistyped address leaves no folder behind.
-    ``Tracking.open`` checks again when it starts the tracker.
-
-    Raises:
-        FatalError: naming the URI, why, and the fix.
-    """
-    uri = cfg.tracking.mlflow
-    if uri is None or not cfg.tracking.required:
-        return
-    from tunelab.tracking._mlflow import store_problem
-
-    problem = store_problem(uri, seconds=cfg.tracking.timeout)
-    if problem is not None:
-        raise FatalError(
-            f"tracking.mlflow: cannot reach {uri!r} ({problem}). Start the tracking server or "
-            "correct the URI, or set tracking.required: false to run without it"
-        )
+def named(cfg: RunConfig) -> list[str]:
+    """The trackers ``cfg.tracking`` names: each tracker is the ``tracking:`` field of its
+    name."""
+    return [name for name in TRACKERS if getattr(cfg.tracking, name) is not None]
 
 
-Start = tuple[str, str, Callable[[], Any], Callable[[], Tracker]]
-
-
-def _starts(cfg: RunConfig, run: RunDir, study: optuna.Study | None) -> list[Start]:
-    """(name, where it writes, how to import its package, how to start it) of each tracker
-    ``cfg.tracking`` names."""
-    from tunelab.tracking import _mlflow, _tensorboard
-
+def _starts(cfg: RunConfig, run: RunDir, study: optuna.Study | None) -> list[tuple[str, Start]]:
+    """(name, how to start it) of each tracker ``cfg.tracking`` names."""
     key = _study_key(study) if study is not None else _stamp()
-    label = f"{cfg.name}-{key}"
-    starts: list[Start] = []
-    uri = cfg.tracking.mlflow
-    if uri is not None:
-
-        def mlflow() -> Tracker:
-            return _mlflow.MlflowTracker(
-                uri,
-                experiment=cfg.tracking.experiment or cfg.name,
-                label=label,
-                key=key,
-                role="study" if study is not None else "train",
-                params=flat_config(cfg),
-                tags={"tunelab_run_dir": str(run.path.resolve())},
-                timeout=cfg.tracking.timeout,
-            )
-
-        starts.append(("mlflow", uri, _mlflow.client_class, mlflow))
-    if cfg.tracking.tensorboard is not None:
-        folder = Path(cfg.tracking.tensorboard) / label
-
-        def tensorboard() -> Tracker:
-            return _tensorboard.TensorBoardTracker(folder)
-
-        starts.append(("tensorboard", str(folder), _tensorboard.writer_class, tensorboard))
+    opening = Opening(
+        label=f"{cfg.name}-{key}",
+        key=key,
+        role="study" if study is not None else "train",
+        run_dir=str(run.path.resolve()),
+    )
+    starts = []
+    for name in named(cfg):
+        start: StartTracker = TRACKERS.get(name)
+        starts.append((name, start(cfg, opening)))
     return starts
 
 
@@ -326,52 +259,18 @@ def final_record(
 ) -> FinalRecord:
     """The test scores of ``metrics.json`` (and its interval) as flat names."""
     scores = {
-        f"test_{name}": float(v) for name, v in (metrics.get("test") or {}).items() if _finite(v)
+        f"test_{name}": float(v) for name, v in (metrics.get("test") or {}).items() if finite(v)
     }
     interval = metrics.get("test_interval") or {}
     for side in ("low", "high"):
-        if _finite(interval.get(side)):
+        if finite(interval.get(side)):
             scores[f"test_{interval.get('metric')}_{side}"] = float(interval[side])
     cv = metrics.get("cross_validation") or {}
     for name in ("mean", "std"):
-        if _finite(cv.get(name)):
+        if finite(cv.get(name)):
             scores[f"cv_{cv.get('metric')}_{name}"] = float(cv[name])
     tags = {k: str(metrics[k]) for k in ("best_trial", "stop_reason") if metrics.get(k) is not None}
     return FinalRecord(scores=scores, curves=[history] if history else [], tags=tags)
-
-
-def flat_config(cfg: RunConfig) -> dict[str, str]:
-    """The config as dotted names and text values (what trackers take as parameters)."""
-    flat: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
-        else:
-            flat[prefix] = str(value)
-
-    walk("", cfg.model_dump(mode="json"))
-    return flat
-
-
-def epoch_values(record: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of an epoch record that trackers draw (not the epoch itself or
-    its wall time)."""
-    return {
-        key: float(value)
-        for key, value in record.items()
-        if key not in ("epoch", "seconds") and _finite(value)
-    }
-
-
-def _finite(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and value == value
-        and abs(value) != float("inf")
-    )
 
 
 def _study_key(study: optuna.Study) -> str:

@@ -69,6 +69,11 @@ class FitState:
     ``setup`` (``loss_fn``, ``weight_decay``, ``grad_clip``, ``lr_scales``), record what
     they did with ``note``, and say at the end which weights the model holds (``held``)
     or that they changed them (``weights_changed``).
+
+    A technique that drives training itself (lr-find's sweep) reads ``loss``, the last
+    training batch's loss (detached), in ``after_step``; sets ``schedule`` in ``setup``
+    (the learning rate of each optimizer step, in place of ``train.schedule``); and sets
+    ``stop`` to a reason to end training after the current step.
     """
 
     model: nn.Module
@@ -89,6 +94,9 @@ class FitState:
     weights_changed: bool = False
     events: list[str] = field(default_factory=list)
     add_trainable: Callable[[list[nn.Parameter], float], None] | None = None
+    loss: torch.Tensor | None = field(default=None, repr=False)
+    schedule: Callable[[int], float] | None = None
+    stop: str | None = None
 
     def note(self, event: str) -> None:
         """Record what a technique did (``history.json`` and ``metrics.json`` show it)."""

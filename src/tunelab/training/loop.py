@@ -291,12 +291,15 @@ def _train_one_epoch(run: _Run) -> dict[str, Any]:
                     loss = loss + term
         scaled = loss / accumulate if accumulate > 1 else loss
         run.scaler.scale(scaled).backward()  # type: ignore[no-untyped-call]
-        total_loss += loss.detach()
+        state.loss = detached = loss.detach()
+        total_loss += detached
         batches += 1
         if (micro + 1) % accumulate == 0 or micro + 1 == batches_per_epoch:
             _step(run, optimizer)
             for technique in step_hooks:
                 technique.after_step(state)
+            if state.stop is not None:  # a technique ends training now (lr-find)
+                break
     record: dict[str, Any] = {
         "epoch": state.epoch,
         "train_loss": total_loss.item() / max(batches, 1),
@@ -306,9 +309,12 @@ def _train_one_epoch(run: _Run) -> dict[str, Any]:
 
 def _step(run: _Run, optimizer: torch.optim.Optimizer) -> None:
     """Set the scheduled learning rate, clip, step, and clear the gradients."""
-    lr = lr_at(
-        run.step, total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch, cfg=run.cfg
-    )
+    if run.state.schedule is not None:  # a technique drives the rate (lr-find's sweep)
+        lr = run.state.schedule(run.step)
+    else:
+        lr = lr_at(
+            run.step, total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch, cfg=run.cfg
+        )
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     if run.state.grad_clip is not None:
@@ -350,13 +356,14 @@ def _judge(run: _Run, validation: Validation) -> dict[str, float]:
 
 
 def _decide(run: _Run, record: dict[str, Any]) -> str | None:
-    """A non-finite training loss stops at once; otherwise the techniques decide."""
+    """A non-finite training loss stops at once; otherwise the techniques decide (and a
+    technique's ``stop``, set during the epoch, ends it)."""
     if not math.isfinite(record["train_loss"]):
         return NON_FINITE
     reason = None
     for technique in run.techniques:
         reason = technique.on_epoch_end(record, run.state) or reason
-    return reason
+    return run.state.stop or reason
 
 
 def _finish(run: _Run, result: FitResult) -> FitResult:

@@ -1,4 +1,7 @@
-"""Metrics by name, on predicted probabilities or values (scikit-learn's definitions)."""
+"""Metrics by name, on predicted probabilities or values (scikit-learn's definitions).
+
+Each metric is the function named after it; the names (and their order) are declared in
+``tunelab.registry``, which the config's checks read without importing this module."""
 
 from __future__ import annotations
 
@@ -7,6 +10,12 @@ from collections.abc import Callable
 import numpy as np
 
 from tunelab.errors import ConfigError
+from tunelab.registry import (
+    CLASSIFICATION_METRICS,
+    METRIC_FUNCTIONS,
+    METRICS,
+    REGRESSION_METRICS,
+)
 
 
 def default_metric(task: str) -> str:
@@ -48,7 +57,7 @@ def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def _roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
     if proba.shape[1] == 2:
         return _binary_auc(y == 1, proba[:, 1])
     if len(np.unique(y)) < proba.shape[1]:
@@ -63,7 +72,11 @@ def _confusion(y: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray
     return cells.reshape(classes, classes)  # rows: true class, columns: predicted
 
 
-def _balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+def accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+    return float(np.mean(proba.argmax(1) == y))
+
+
+def balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
     """Mean recall over the classes present in ``y``."""
     matrix = _confusion(y, proba.argmax(1), proba.shape[1])
     support = matrix.sum(axis=1)
@@ -71,7 +84,7 @@ def _balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(np.diag(matrix)[present] / support[present]))
 
 
-def _f1_macro(y: np.ndarray, proba: np.ndarray) -> float:
+def f1_macro(y: np.ndarray, proba: np.ndarray) -> float:
     """Mean F1 over the classes present in ``y`` or in the predictions."""
     matrix = _confusion(y, proba.argmax(1), proba.shape[1])
     hits = np.diag(matrix).astype(np.float64)
@@ -80,13 +93,13 @@ def _f1_macro(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(2 * hits[seen] / (true[seen] + called[seen])))
 
 
-def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     eps = np.finfo(proba.dtype).eps if np.issubdtype(proba.dtype, np.floating) else 1e-15
     picked = np.clip(proba[np.arange(len(y)), y.astype(np.int64)], eps, 1 - eps)
     return float(-np.mean(np.log(picked)))
 
 
-def _brier(y: np.ndarray, proba: np.ndarray) -> float:
+def brier(y: np.ndarray, proba: np.ndarray) -> float:
     """Mean squared distance of the probabilities from the one-hot truth (scikit-learn's
     ``brier_score_loss``: halved for two classes, so it is (p_positive - y)^2)."""
     onehot = np.eye(proba.shape[1])[y.astype(np.int64)]
@@ -97,7 +110,7 @@ def _brier(y: np.ndarray, proba: np.ndarray) -> float:
 CALIBRATION_BINS = 15
 
 
-def _ece(y: np.ndarray, proba: np.ndarray) -> float:
+def ece(y: np.ndarray, proba: np.ndarray) -> float:
     """Expected calibration error of the top class: the mean gap between confidence and
     accuracy over 15 equal-width confidence bins, weighted by the rows in each."""
     confidence = proba.max(axis=1)
@@ -108,7 +121,15 @@ def _ece(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.sum(np.abs(gap)) / max(len(y), 1)) if counts.any() else float("nan")
 
 
-def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
+def rmse(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y - predicted) ** 2)))
+
+
+def mae(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean(np.abs(y - predicted)))
+
+
+def r2(y: np.ndarray, predicted: np.ndarray) -> float:
     residual = float(np.sum((y - predicted) ** 2))
     total = float(np.sum((y - np.mean(y)) ** 2))
     if total == 0.0:  # a constant target: perfect or nothing (scikit-learn's convention)
@@ -116,25 +137,6 @@ def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
     return 1.0 - residual / total
 
 
-_CLASSIFICATION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": lambda y, p: float(np.mean(p.argmax(1) == y)),
-    "balanced_accuracy": _balanced_accuracy,
-    "f1_macro": _f1_macro,
-    "log_loss": _log_loss,
-    "roc_auc": _roc_auc,
-    "brier": _brier,
-    "ece": _ece,
-}
-_REGRESSION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "rmse": lambda y, p: float(np.sqrt(np.mean((y - p) ** 2))),
-    "mae": lambda y, p: float(np.mean(np.abs(y - p))),
-    "r2": _r2,
-}
-
-
-CLASSIFICATION_METRICS = tuple(_CLASSIFICATION)
-REGRESSION_METRICS = tuple(_REGRESSION)
-METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 # what early stopping and selection minimize; every other metric is maximized
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "rmse", "mae", "val_loss", "train_loss"})
 # metric -> True when larger is better (the early-stopping and selection direction)
@@ -157,8 +159,13 @@ def compute_metrics(task: str, y_true: np.ndarray, predicted: np.ndarray) -> dic
     """
     if task == "regression":
         y_true, predicted = _as_values(y_true, predicted)
-        return {name: fn(y_true, predicted) for name, fn in _REGRESSION.items()}
-    return {name: fn(y_true, predicted) for name, fn in _CLASSIFICATION.items()}
+    return {name: METRIC_FUNCTIONS.get(name)(y_true, predicted) for name in metrics_for(task)}
+
+
+def _function(task: str, metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    check_metric(metric, task, field="metric")
+    function: Callable[[np.ndarray, np.ndarray], float] = METRIC_FUNCTIONS.get(metric)
+    return function
 
 
 def bootstrap_interval(
@@ -172,10 +179,9 @@ def bootstrap_interval(
     seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``metric`` over the rows."""
-    table = _REGRESSION if task == "regression" else _CLASSIFICATION
     if task == "regression":
         y_true, predicted = _as_values(y_true, predicted)
-    fn, rng, n = table[metric], np.random.default_rng(seed), len(y_true)
+    fn, rng, n = _function(task, metric), np.random.default_rng(seed), len(y_true)
     values = []
     for _ in range(resamples):
         rows = rng.integers(0, n, n)
@@ -204,11 +210,10 @@ def paired_bootstrap_difference(
 ) -> tuple[float, float, float]:
     """``metric(first) - metric(second)`` on the same rows, with a percentile bootstrap
     interval from resampling the rows once for both (a paired comparison)."""
-    table = _REGRESSION if task == "regression" else _CLASSIFICATION
     if task == "regression":
         y_true, first = _as_values(y_true, first)
         _, second = _as_values(y_true, second)
-    fn, rng, n = table[metric], np.random.default_rng(seed), len(y_true)
+    fn, rng, n = _function(task, metric), np.random.default_rng(seed), len(y_true)
     observed = fn(y_true, first) - fn(y_true, second)
     values = []
     for _ in range(resamples):

@@ -1,14 +1,18 @@
-"""Optimizers by name, with weight decay kept off biases and normalization weights."""
+"""Optimizers by name, with weight decay kept off biases and normalization weights.
+
+Each optimizer is the function named after it (``train.optimizer``; the names are
+declared in ``tunelab.registry.OptimizerName``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
 from tunelab.config import TrainConfig
+from tunelab.registry import OPTIMIZERS
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -67,7 +71,7 @@ def parameter_groups(
 
 # foreach=True: the multi-tensor step (PyTorch's default on CUDA only) is also faster on CPU
 # and gives the same parameters.
-def _sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+def sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         groups,
         lr=cfg.lr_value,
@@ -77,26 +81,18 @@ def _sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimize
     )
 
 
-def _adam(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+def adam(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     # Each group carries its own weight_decay: for Adam and SGD it is the coupled L2 term
     # (the gradient of a 0.5*wd*||w||^2 loss penalty); for AdamW it is decoupled.
     return torch.optim.Adam(groups, lr=cfg.lr_value, foreach=True)
 
 
-def _adamw(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+def adamw(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr_value, foreach=True)
 
 
-def _rmsprop(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+def rmsprop(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(groups, lr=cfg.lr_value, momentum=cfg.momentum, foreach=True)
-
-
-OPTIMIZERS: dict[str, Callable[[list[dict[str, Any]], TrainConfig], torch.optim.Optimizer]] = {
-    "sgd": _sgd,
-    "adam": _adam,
-    "adamw": _adamw,
-    "rmsprop": _rmsprop,
-}
 
 
 def make_optimizer(
@@ -110,7 +106,10 @@ def make_optimizer(
     groups = parameter_groups(model, weight_decay, lr_scales=lr_scales)
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return OPTIMIZERS[cfg.optimizer](groups, cfg)
+    optimizer: torch.optim.Optimizer = OPTIMIZERS.get(cfg.optimizer, field="train.optimizer")(
+        groups, cfg
+    )
+    return optimizer
 
 
 def add_trainable(

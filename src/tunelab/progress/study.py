@@ -8,20 +8,19 @@ the leaderboard printed whole (full parameter names, no 80-column cut)."""
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from tunelab.config import RunConfig
-from tunelab.progress import Heartbeat, PlainLines
+from tunelab.flows.study import StudySummary
+from tunelab.progress.base import Heartbeat, LiveView, PlainLines
 from tunelab.results.leaderboard import leaderboard, ranked
 from tunelab.results.rundir import RunDir
-from tunelab.search.run import StudyResult
 from tunelab.search.space import params_text
 from tunelab.training.log import epoch_status
 
@@ -31,33 +30,26 @@ PLAIN_EVERY_S = 10.0  # off a terminal: the longest silence, and the epoch lines
 NOT_AVAILABLE = "n/a"
 
 
-class StudyProgress:
-    """Rich progress over trials (or plain lines); its methods are the study's hooks."""
+class StudyProgress(LiveView):
+    """Rich progress over trials (or plain lines): the observer of a study."""
 
     def __init__(self, cfg: RunConfig, *, console: Console) -> None:
+        plain = None if console.is_terminal else PlainLines(console, PLAIN_EVERY_S)
+        super().__init__(
+            "trials", total=cfg.search.n_trials, console=console, plain=plain, remaining=True
+        )
         self.total = cfg.search.n_trials
         self.metric = cfg.train.metric or "score"
         self.best: str = "-"
         self._status = "starting"
         self._stage = "starting"
-        self._plain = None if console.is_terminal else PlainLines(console, PLAIN_EVERY_S)
         self._heartbeat = (
             Heartbeat(self._plain, lambda: self._status, PLAIN_EVERY_S) if self._plain else None
         )
-        self._progress = Progress(
-            TextColumn("[bold]trials"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-            disable=self._plain is not None,
-        )
-        self._task = self._progress.add_task("study", total=self.total, status="starting")
         self._reported: set[int] = set()
 
-    def __enter__(self) -> StudyProgress:
-        self._progress.start()
+    def __enter__(self) -> Self:
+        super().__enter__()
         if self._heartbeat is not None:
             self._heartbeat.start()
         return self
@@ -67,7 +59,7 @@ class StudyProgress:
     ) -> None:
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        self._progress.stop()
+        super().__exit__(kind, exc, tb)
 
     def stage(self, text: str) -> None:
         """A stage of the run starts (``loading data``, ``refit: trial 3 ...``), or a note
@@ -76,14 +68,14 @@ class StudyProgress:
             self._stage = text.split(":")[0]
         self._say(text, now=True)
 
-    def on_start(self, trial: int, params: dict[str, Any]) -> None:
-        self._say(f"trial {trial} started ({params_text(params)})", now=True)
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        self._say(f"trial {number} started ({params_text(params)})", now=True)
 
-    def on_epoch(self, trial: int, fold: int, folds: int, record: dict[str, Any]) -> None:
+    def trial_epoch(self, number: int, fold: int, folds: int, record: dict[str, Any]) -> None:
         if self._plain is not None:
-            where = f"trial {trial}" + (f" fold {fold + 1}/{folds}" if folds > 1 else "")
+            where = f"trial {number}" + (f" fold {fold + 1}/{folds}" if folds > 1 else "")
             if self._stage == "refit":
-                where = f"refit of trial {trial}"
+                where = f"refit of trial {number}"
             metric = next((k for k in (self.metric, "accuracy", "rmse") if k in record), "")
             status = f"{where} epoch {record['epoch'] + 1}  {epoch_status(record, metric)}"
             self._say(f"{status}; best {self.best}")
@@ -91,12 +83,12 @@ class StudyProgress:
         value = next((record[k] for k in (self.metric, "accuracy", "rmse") if k in record), None)
         score = f"{value:.4f}" if isinstance(value, float) else "-"
         status = (
-            f"trial {trial} fold {fold + 1}/{folds} epoch {record['epoch'] + 1} "
+            f"trial {number} fold {fold + 1}/{folds} epoch {record['epoch'] + 1} "
             f"score {score}  best {self.best}"
         )
         if self._stage == "refit":
-            status = f"refit of trial {trial} epoch {record['epoch'] + 1}"
-        self._progress.update(self._task, status=status)
+            status = f"refit of trial {number} epoch {record['epoch'] + 1}"
+        self.show(status=status)
 
     def _say(self, line: str, *, now: bool = False) -> None:
         """Off a terminal, print ``line`` (at once, or when the last line is old enough);
@@ -105,9 +97,9 @@ class StudyProgress:
         if self._plain is not None:
             self._plain(line, last=now)
         else:
-            self._progress.update(self._task, status=line)
+            self.show(status=line)
 
-    def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._refresh(study)
 
     def poll(self, study: optuna.Study) -> None:
@@ -129,9 +121,7 @@ class StudyProgress:
                     self._reported.add(trial.number)
                     self._plain(_trial_line(trial, done, self.total, self.best), last=True)
             return
-        self._progress.update(
-            self._task, completed=min(done, self.total), status=f"best {self.best}; {failed} failed"
-        )
+        self.show(completed=min(done, self.total), status=f"best {self.best}; {failed} failed")
 
 
 def _trial_line(trial: FrozenTrial, done: int, total: int, best: str) -> str:
@@ -142,7 +132,7 @@ def _trial_line(trial: FrozenTrial, done: int, total: int, best: str) -> str:
     return f"trial {trial.number} {state}{value}{why}; {done}/{total} finished, best {best}"
 
 
-def study_summary(result: StudyResult, *, terminal: bool, top: int = 10) -> list[RenderableType]:
+def study_summary(result: StudySummary, *, terminal: bool, top: int = 10) -> list[RenderableType]:
     """The leaderboard's top rows (a value that does not exist, such as the spread of one
     holdout score, reads ``n/a``; the rows left out are counted) and the final test metrics."""
     board = leaderboard(result.study)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tunelab.observer import Observer
 
 PHASES = ("start-up", "search", "refit", "ensemble", "test evaluation", "report", "ladder")
 
@@ -72,13 +73,12 @@ class Stages:
     """The clock of a ``tunelab run`` and who hears of its stages.
 
     Attributes:
-        on_stage: told, in words, each stage as it starts (``refit of trial 3 ...``).
-        on_epoch: the live view's epoch hook, for the refit's epochs too.
+        observer: told, in words, each stage as it starts (``refit of trial 3 ...``), and
+            the refit's epochs.
     """
 
     clock: Timeline
-    on_stage: Callable[[str], None] | None = None
-    on_epoch: Callable[[int, int, int, dict[str, Any]], None] | None = None
+    observer: Observer = field(default_factory=Observer)
 
     def enter(self, phase: str, text: str) -> None:
         """Start ``phase`` (one of ``PHASES``), saying ``text``."""
@@ -86,8 +86,7 @@ class Stages:
         self.say(text)
 
     def say(self, text: str) -> None:
-        if self.on_stage is not None:
-            self.on_stage(text)
+        self.observer.stage(text)
 
     def note(self, text: str) -> None:
         """What the time budget cut short: in the summary, ``metrics.json`` and the log."""
