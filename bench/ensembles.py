@@ -12,7 +12,11 @@ stacking) is decided on the study's stored out-of-fold predictions and built fro
 models exactly as ``tunelab run`` does (forced kept, so each can be measured), and scored
 once on the test rows: the metric with a 95% bootstrap interval, the paired bootstrap
 interval of its difference from the best single trial, the out-of-fold log loss the choice
-was made on, and inference time per 1,000 rows (best of three).
+was made on, and inference time per 1,000 rows (best of three). Beside them, per task, one
+LightGBM and one XGBoost model with the library's defaults (early stopping on the same
+rows, up to 1,000 iterations), scored the same way (needs the ``trees`` extra); and the
+student ``ensemble.distill`` trains from the greedy ensemble (the best trial's recipe on the
+ensemble's predictions; its "out-of-fold" column is its validation score instead).
 
 Usage::
 
@@ -35,9 +39,11 @@ import torch
 from tunelab.config import RunConfig, apply_params, config_from_dict
 from tunelab.data import take
 from tunelab.ensembles.build import build, decide
+from tunelab.ensembles.distill import distill
 from tunelab.evaluation.holdout import test_outputs
 from tunelab.evaluation.prepare import prepare
 from tunelab.flows.study import run_study
+from tunelab.flows.train import train
 from tunelab.results.artifacts import TrialArtifacts
 from tunelab.results.predictor import AnyPredictor, load_predictor
 from tunelab.training.metrics import (
@@ -47,6 +53,8 @@ from tunelab.training.metrics import (
 )
 
 METHODS = ("mean", "weighted", "greedy", "stacking")
+# the libraries' boosters beside the study (the trees extra)
+BOOSTERS = {"LightGBM": "lightgbm:gbdt", "XGBoost": "xgboost:gbtree"}
 LR = {"type": "float", "low": 3e-4, "high": 3e-2, "log": True}
 
 
@@ -189,6 +197,26 @@ def measure(name: str, task: dict[str, Any], out: Path, *, trials: int, folds: i
         members = "all (stacked)" if method == "stacking" else ", ".join(map(str, used))
         oof = f"{decision.score:.4f} vs {decision.best_single_score:.4f}"
         row(method, ensemble, test_outputs(ensemble, inputs), oof, members)
+        if method == "greedy" and decision.verdict is not None:
+            # the student of ensemble.distill: the best trial's recipe on greedy's predictions
+            recipe = apply_params(cfg, best.get("best_params") or {})
+            student = distill(
+                recipe, prepared, ensemble, teacher_score=decision.verdict.metric.ensemble
+            )
+            if student.predictor is None:
+                lines.append(
+                    f"| {name} | student of greedy | — | {student.record['reason']} | | | |"
+                )
+            else:
+                score = f"validation {student.record['student_validation']:.4f}"
+                outputs = test_outputs(student.predictor, inputs)
+                row("student of greedy", student.predictor, outputs, score, "one model")
+    for label, source in BOOSTERS.items():
+        # one model of the library's defaults, early stopping on the same folds' rows
+        booster_cfg = apply_params(cfg, {"model.source": source, "train.epochs": 1000})
+        train(booster_cfg, out=out / f"{name}-{label}")
+        booster = load_predictor(out / f"{name}-{label}")
+        row(label, booster, test_outputs(booster, inputs), "—", "one model (defaults)")
     print(
         f"[{name}] study {study_seconds:.0f} s, {trials} trials x {folds} folds",
         file=sys.stderr,

@@ -56,11 +56,13 @@ def test_the_configs_allowed_values_are_the_registries_names() -> None:
 
 
 def test_each_predictor_class_writes_a_kind_that_loads() -> None:
+    from tunelab.results.boosters import BoosterPredictor
     from tunelab.results.ensemble import EnsemblePredictor
     from tunelab.results.predictor import Predictor
     from tunelab.results.trees import TreePredictor
 
-    kinds = {cls.kind for cls in (Predictor, TreePredictor, EnsemblePredictor)}
+    classes = (Predictor, TreePredictor, BoosterPredictor, EnsemblePredictor)
+    kinds = {cls.kind for cls in classes}
     assert kinds == set(registry.PREDICTOR_KINDS)
 
 
@@ -101,7 +103,8 @@ def test_an_unknown_predictor_kind_is_refused_with_the_known_ones(
         "info": {},
     }
     (tmp_path / "predictor.json").write_text(json.dumps(manifest))
-    with pytest.raises(FatalError, match=r"is not a predictor kind tunelab knows \(ensemble, "):
+    known = r"is not a predictor kind tunelab knows \(booster, ensemble, "
+    with pytest.raises(FatalError, match=known):
         load_predictor(tmp_path)
 
 

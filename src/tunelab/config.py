@@ -387,6 +387,17 @@ class EnsembleConfig(Section):
     )
     rounds: int = Field(25, ge=1, le=1000, description="greedy: selection rounds")
     bagging: BaggingConfig = BaggingConfig()
+    distill: bool = Field(
+        False,
+        description="after a kept ensemble, train one student (the best trial's recipe) on "
+        "its predictions; it replaces the ensemble when within distill_tolerance of it",
+    )
+    distill_tolerance: float = Field(
+        0.01,
+        ge=0,
+        description="how much worse than the ensemble's out-of-fold score the student's "
+        "validation score may be, in the selection metric's units",
+    )
 
     @field_validator("metric")
     @classmethod

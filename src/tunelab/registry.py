@@ -120,6 +120,8 @@ MODEL_SOURCES: Registry[Callable[..., Any]] = Registry(
         "timm": "tunelab.models.vision:load_timm",
         "torchvision": "tunelab.models.vision:load_torchvision",
         "sklearn": "tunelab.evaluation.trees:not_a_network",
+        "lightgbm": "tunelab.evaluation.trees:not_a_network",
+        "xgboost": "tunelab.evaluation.trees:not_a_network",
     },
 )
 MODEL_REBUILDERS: Registry[Callable[..., Any]] = Registry(
@@ -216,6 +218,7 @@ PREDICTOR_KINDS: Registry[Callable[..., Any]] = Registry(
     lazy={
         "model": "tunelab.results.model_checks:load_model",
         "trees": "tunelab.results.trees:load_trees",
+        "booster": "tunelab.results.boosters:load_booster",
         "ensemble": "tunelab.results.ensemble:load_ensemble",
     },
 )

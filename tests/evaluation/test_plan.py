@@ -10,13 +10,15 @@ from tunelab.evaluation.prepare import prepare
 
 
 def test_the_first_fitter_that_takes_a_recipe_fits_it() -> None:
-    assert list(FITTERS) == ["trees", "classical_head", "loop"]
+    assert list(FITTERS) == ["boosters", "trees", "classical_head", "loop"]
     assert fitter_for(make_config()).name == "loop"
     probe = {"strategy": "linear_probe"}
     head = make_config(model={"head": "logistic"}, finetuning=probe)
     assert fitter_for(head).name == "classical_head"
     trees = make_config(model={"source": "sklearn:hgb", "head": "logistic"}, finetuning=probe)
     assert fitter_for(trees).name == "trees"
+    for source in ("lightgbm:gbdt", "xgboost:gbtree"):
+        assert fitter_for(make_config(model={"source": source})).name == "boosters"
 
 
 def test_only_a_networks_plan_builds_an_encoder_and_a_model() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.config import RunConfig
+from tunelab.evaluation.boosters import fit_booster, is_booster_model
 from tunelab.evaluation.classical import fit_classical_head
 from tunelab.evaluation.lr_find import resolve_lr
 from tunelab.evaluation.network import plan_network, set_up_fit
@@ -154,10 +155,12 @@ def _fit_with_loop(
     return make_predictor(plan, {"notes": notes, "techniques": events}), result
 
 
-# which fitter trains a recipe: the first that takes it
+# which fitter trains a recipe: the first that takes it (boosters before trees, which takes
+# every tree source)
 FITTERS: dict[str, Fitter] = {
     fitter.name: fitter
     for fitter in (
+        Fitter("boosters", is_booster_model, builds_network=False, fit=fit_booster),
         Fitter("trees", is_tree_model, builds_network=False, fit=fit_trees),
         Fitter(
             "classical_head",

@@ -40,17 +40,22 @@ HGB_OPTIONS = (
 )
 
 
+# the model sources whose models are boosted trees: scikit-learn's here, the libraries' in
+# boosters.py
+TREE_SOURCES = ("sklearn", "lightgbm", "xgboost")
+
+
 def not_a_network(value: str, cfg: Any, request: Any) -> Any:
-    """The ``sklearn:`` model source: trees are fitted by ``fit_trees``, never built as a
-    network (``fit_on_rows`` sends them there first)."""
+    """The tree model sources: trees are fitted by a tree fitter (``FITTERS``), never built
+    as a network (``fit_on_rows`` sends them there first)."""
     raise ConfigError(
-        f"model.source: sklearn:{value} is a tree model; it trains through tunelab train or "
+        f"model.source: {cfg.source} is a tree model; it trains through tunelab train or "
         "run, not as a network (no finetuning, no export as a torch module)"
     )
 
 
 def is_tree_model(cfg: RunConfig) -> bool:
-    return cfg.model.source.startswith("sklearn:")
+    return cfg.model.source.partition(":")[0] in TREE_SOURCES
 
 
 def fit_trees(

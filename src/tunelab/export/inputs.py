@@ -16,6 +16,7 @@ from tunelab.data.base import Inputs
 from tunelab.data.encoding import ArrayEncoder
 from tunelab.data.tabular import TabularEncoder
 from tunelab.export.graph import Graph
+from tunelab.results.boosters import BoosterPredictor
 from tunelab.results.predictor import Predictor, raw_inputs
 
 
@@ -54,7 +55,22 @@ def describe_inputs(predictor: Predictor, graph: Graph) -> dict[str, Any]:
     return {"task": predictor.task, "inputs": inputs, "output": output}
 
 
-def feed(predictor: Predictor, raw: Inputs) -> dict[str, np.ndarray]:
+def describe_booster(predictor: BoosterPredictor) -> dict[str, Any]:
+    """A LightGBM or XGBoost export's input (a table's numeric columns) and output."""
+    assert isinstance(predictor.encoder, TabularEncoder)
+    numeric = {
+        "dtype": "float32",
+        "columns": [c.name for c in predictor.encoder.numeric],
+        "missing": "NaN (the trees send it where they learned to)",
+    }
+    name = "prediction" if predictor.task == "regression" else "probabilities"
+    output: dict[str, Any] = {"name": name, "dtype": "float32"}
+    if predictor.classes is not None:
+        output["columns"] = predictor.classes
+    return {"task": predictor.task, "inputs": {"numeric": numeric}, "output": output}
+
+
+def feed(predictor: Predictor | BoosterPredictor, raw: Inputs) -> dict[str, np.ndarray]:
     """Raw inputs (a table, or arrays / value columns for images and signals) -> the named
     arrays the exported model takes.
 

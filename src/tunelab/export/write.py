@@ -21,9 +21,11 @@ import pandas as pd
 import torch
 
 from tunelab.errors import FatalError
+from tunelab.export.boosters import booster_onnx, exportable
 from tunelab.export.graph import Graph, build_graph
-from tunelab.export.inputs import describe_inputs, feed
+from tunelab.export.inputs import describe_booster, describe_inputs, feed
 from tunelab.optional import optional_import
+from tunelab.results.boosters import BoosterPredictor
 from tunelab.results.guard import check_outputs
 from tunelab.results.outputs import check_output
 from tunelab.results.predictor import AnyPredictor, Predictor, load_predictor
@@ -96,10 +98,10 @@ def export_predictor(
             own=EXPORT_NAMES,
             made_by_tunelab=lambda _: _earlier_export(path),
         )
-    predictor = _neural(load_predictor(run, trust_code=trust_code), run)
-    graph = build_graph(predictor)
-    _write(graph, path, format)
-    description = {"format": format, "file": path.name, **describe_inputs(predictor, graph)}
+    predictor, described = _export_model(
+        load_predictor(run, trust_code=trust_code), run, path, format
+    )
+    description = {"format": format, "file": path.name, **described}
     difference, rows, tolerance = _check(predictor, path, format, Path(run))
     description["check"] = {
         "rows": rows,
@@ -118,12 +120,30 @@ def export_predictor(
     return Exported(path, inputs_path, difference, rows, tolerance)
 
 
+def _export_model(
+    loaded: AnyPredictor, run: str | Path, path: Path, format: Format
+) -> tuple[Predictor | BoosterPredictor, dict[str, Any]]:
+    """Write ``loaded``'s model to ``path``; the predictor it exported and its inputs and
+    output."""
+    if isinstance(loaded, BoosterPredictor):  # LightGBM, XGBoost: through onnxmltools
+        exportable(loaded, run, format)
+        onnx_bytes = booster_onnx(loaded)
+        _replace_with(path, lambda partial: partial.write_bytes(onnx_bytes))
+        return loaded, describe_booster(loaded)
+    predictor = _neural(loaded, run)
+    graph = build_graph(predictor)
+    _write(graph, path, format)
+    return predictor, describe_inputs(predictor, graph)
+
+
 def run_exported(path: Path, format: Format, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """The outputs of an exported file on named inputs (onnxruntime, or torch.jit)."""
     if format == "onnx":
         runtime = _onnx_packages()
         session = runtime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return np.asarray(session.run(None, inputs)[0])
+        names = [output.name for output in session.get_outputs()]
+        outputs = session.run(None, inputs)  # a tree classifier's also give the label
+        return np.asarray(outputs[names.index("probabilities") if "probabilities" in names else 0])
     module = torch.jit.load(str(path))  # type: ignore[no-untyped-call]
     with torch.no_grad():
         return np.asarray(module(*(torch.from_numpy(v) for v in inputs.values())).numpy())
@@ -212,7 +232,7 @@ def _write_onnx(graph: Graph, path: Path) -> None:
 
 
 def _check(
-    predictor: Predictor, path: Path, format: Format, run: Path
+    predictor: Predictor | BoosterPredictor, path: Path, format: Format, run: Path
 ) -> tuple[float | None, int, float]:
     """The largest difference from the predictor's outputs on the run's test rows, their
     number, and the difference allowed."""
@@ -234,7 +254,8 @@ def _check(
             "computes something else: report it with the run's config"
         ),
     )
-    difference = float(np.max(np.abs(exported.astype(np.float64) - expected)))
+    exported = exported.astype(np.float64).reshape(expected.shape)
+    difference = float(np.max(np.abs(exported - expected)))
     tolerance = TOLERANCE
     if predictor.task == "regression":
         tolerance *= max(1.0, float(np.max(np.abs(expected))))

@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.config import RunConfig, apply_params, recipe
 from tunelab.data import take
 from tunelab.ensembles.build import OutOfTime, build, decide
+from tunelab.ensembles.distill import distill_stage
 from tunelab.ensembles.held_out import final_out_of_fold
 from tunelab.evaluation.calibration import calibrate
 from tunelab.evaluation.holdout import evaluate_and_write, test_outputs
@@ -102,6 +103,7 @@ def finish(
     final, summary = _ensemble_stage(
         cfg, (prepared, study, artifacts), single.predictor, stages, _Deadline(deadline, clock)
     )
+    final = _distillation(tuned, prepared, (final, single.predictor), summary, stages, clock)
     write_json(run.ensemble, summary)
     probabilities, fitted_on = final_out_of_fold(study, artifacts, best, summary)
     calibration = calibrate(
@@ -117,7 +119,7 @@ def finish(
         "best_params": params,
         "refit_epochs": single.epochs,
         "bagging": cfg.ensemble.bagging.model_dump() if cfg.ensemble.bagging.seeds > 1 else None,
-        "final": "ensemble" if summary["kept"] else "best trial",
+        "final": summary.get("final") or ("ensemble" if summary["kept"] else "best trial"),
         "ensemble": summary,
         "calibration": calibration,
         "trials": _trial_counts(study),
@@ -193,6 +195,29 @@ def _ensemble_stage(
         "method": cfg.ensemble.method,
         "reason": f"the ensemble stage failed ({reason}); the best single trial is final",
     }
+
+
+def _distillation(
+    tuned: RunConfig,
+    prepared: Prepared,
+    teachers: tuple[AnyPredictor, AnyPredictor],
+    summary: dict[str, Any],
+    stages: LateStages,
+    clock: Stages,
+) -> AnyPredictor:
+    """``ensemble.distill`` (after a kept ensemble): the student when it is kept, else the
+    ensemble (also when the stage fails); ``teachers``: the ensemble and the refit best
+    trial."""
+    ensemble, single = teachers
+    if not (tuned.ensemble.distill and summary["kept"]):
+        return ensemble
+    clock.say("distillation: one student learns the ensemble")
+    distilled = stages.attempt(
+        "distillation", lambda: distill_stage(tuned, prepared, ensemble, single, summary)
+    )
+    if "distillation" in summary:
+        clock.note(f"distillation: {summary['distillation']['reason']}")
+    return distilled or ensemble
 
 
 def compare_on_test(

@@ -216,6 +216,21 @@ def time_line(spent: dict[str, Any]) -> str:
     return f"time: {spent['elapsed']:.1f} s{of}: {phases}{notes}"
 
 
+def distillation_lines(record: dict[str, Any] | None, interval: dict[str, Any] | None) -> list[str]:
+    """``ensemble.distill``'s verdict, and the three predictors on the test rows with their
+    inference time per row."""
+    if not record:
+        return []
+    lines = [f"distillation: {record['reason']}"]
+    metric = (interval or {}).get("metric") or record.get("metric")
+    for name, found in (record.get("test") or {}).items():
+        lines.append(
+            f"  {name.replace('_', ' ')}: test {metric} {_cell(found.get(metric))}, "
+            f"{found['us_per_row']:.1f} µs per row"
+        )
+    return lines
+
+
 def _final_table(metrics: dict[str, Any]) -> Table:
     ensemble = metrics.get("ensemble") or {}
     compared = ensemble.get("test")
@@ -224,6 +239,11 @@ def _final_table(metrics: dict[str, Any]) -> Table:
         title = (
             f"final: {ensemble['method']} ensemble of trials {', '.join(map(str, used))}, "
             "evaluated once on the test rows"
+        )
+    elif metrics.get("final") == "distilled student":
+        title = (
+            f"final: one student distilled from the {ensemble['method']} ensemble, evaluated "
+            "once on the test rows"
         )
     else:
         title = "final: the best trial refit on all non-test rows, evaluated once on the test rows"
@@ -252,6 +272,7 @@ def _final_table(metrics: dict[str, Any]) -> Table:
         lines.append(f"best trial by tie-break: {metrics['best_trial_tie_break']}")
     if ensemble.get("reason"):
         lines.append(f"ensemble: {ensemble['reason']}")
+    lines += distillation_lines(ensemble.get("distillation"), metrics.get("test_interval"))
     final.caption = "\n".join(lines)
     return final
 

@@ -174,6 +174,8 @@ def ensemble_section(contents: RunContents, page: Page) -> Section:
     test = data.get("test")
     if isinstance(test, dict):
         section.parts += _test_comparison(test)
+    if isinstance(data.get("distillation"), dict):
+        section.parts += _distillation(data["distillation"])
     weights = [m.get("weight") for m in members]
     if page.charts and members and all(isinstance(w, int | float) for w in weights):
         import plotly.graph_objects as go
@@ -224,6 +226,20 @@ def _test_comparison(test: dict[str, Any]) -> list[str]:
             "test rows)"
         ),
     ]
+
+
+def _distillation(record: dict[str, Any]) -> list[str]:
+    """``ensemble.distill``: its verdict, and ensemble, student and best single trial on the
+    test rows side by side, each with its inference time per row."""
+    parts = [paragraph(f"distillation: {record.get('reason')}")]
+    test = record.get("test")
+    if isinstance(test, dict) and test:
+        names = list(test)
+        metrics = [k for k in test[names[0]] if k != "us_per_row"]
+        rows = [[k, *(_cell(test[n].get(k)) for n in names)] for k in [*metrics, "us_per_row"]]
+        header = ["test rows", *(n.replace("_", " ") for n in names)]
+        parts.append(table(header, rows, numeric=[False, *([True] * len(names))]))
+    return parts
 
 
 def _cell(value: Any) -> str:

@@ -11,7 +11,6 @@ scikit-learn release that changes them fails the tests, not a user.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.data.base import Inputs
-from tunelab.data.encoding import Encoder
-from tunelab.errors import DataError, FatalError
+from tunelab.errors import FatalError
 from tunelab.results.backbones import BackboneStore
-from tunelab.results.calibration import temper
 from tunelab.results.files import FOREST_LIMIT, read_npz
-from tunelab.results.guard import check_outputs
-from tunelab.results.predictor import Loading, load_images, manifest_header, raw_inputs
+from tunelab.results.predictor import Loading
 from tunelab.results.rundir import MANIFEST
+from tunelab.results.scored import ScoredPredictor, stored_fields
+from tunelab.results.scored import probabilities as probabilities  # where callers find it
 
 FOREST_FILE = "forest.npz"
 _ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value", "roots")
@@ -116,16 +113,7 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(0)
 
 
-def probabilities(raw: np.ndarray) -> np.ndarray:
-    """Raw boosted scores -> class probabilities (sigmoid for one column, else softmax)."""
-    if raw.shape[1] == 1:
-        positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-        return np.column_stack([1.0 - positive, positive])
-    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
-
-
-class TreePredictor:
+class TreePredictor(ScoredPredictor):
     """Predicts with a boosted forest on raw inputs, through the fitted encoder.
 
     Attributes:
@@ -133,55 +121,15 @@ class TreePredictor:
     """
 
     kind = "trees"
-    temperature = 1.0  # calibration (results/calibration.py), applied by predict_proba
 
-    def __init__(
-        self,
-        *,
-        forest: Forest,
-        encoder: Encoder,
-        task: str,
-        classes: list[Any] | None,
-        modality: str,
-        input_columns: list[str],
-        info: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, *, forest: Forest, **predictor: Any) -> None:
+        super().__init__(**predictor)
         self.forest = forest
-        self.encoder = encoder
-        self.task = task
-        self.classes = classes
-        self.modality = modality
-        self.input_columns = input_columns
-        self.info = info or {}
 
-    def features(self, inputs: Inputs | list[str]) -> np.ndarray:
-        """The encoded inputs as one row of numbers each (images and signals flattened)."""
-        raw = raw_inputs(inputs, modality=self.modality, columns=self.input_columns, info=self.info)
-        encoded = self.encoder.transform(raw)[0].numpy()
-        if len(encoded) == 0:
-            raise DataError("the input has no rows; give at least one example to predict on")
-        return encoded.reshape(len(encoded), -1)
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        return self.forest.raw(features)
 
-    def load_images(self, paths: list[Path]) -> np.ndarray:
-        return load_images(paths, self.info)
-
-    def predict_proba(self, inputs: Inputs | list[str]) -> np.ndarray:
-        if self.task == "regression":
-            raise DataError("predict_proba is for classification; this model does regression")
-        return temper(probabilities(self._raw(inputs)), self.temperature)
-
-    def predict(self, inputs: Inputs | list[str]) -> np.ndarray:
-        raw = self._raw(inputs)
-        if self.task == "regression":
-            return np.asarray(raw[:, 0], np.float64)
-        assert self.classes is not None
-        return np.asarray(np.asarray(self.classes, dtype=object)[probabilities(raw).argmax(1)])
-
-    def _raw(self, inputs: Inputs | list[str]) -> np.ndarray:
-        raw = self.forest.raw(self.features(inputs))
-        return check_outputs(raw, cause=self._non_finite_cause)
-
-    def _non_finite_cause(self) -> str:
+    def non_finite_cause(self) -> str:
         forest = self.forest
         if not (np.isfinite(forest.value).all() and np.isfinite(forest.baseline).all()):
             return "the forest's leaf values contain NaN or infinite values"
@@ -192,13 +140,7 @@ class TreePredictor:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.forest.save(directory / FOREST_FILE)
-        manifest = {
-            **manifest_header(self, kind=self.kind),
-            "encoder": self.encoder.to_dict(),
-            "forest": FOREST_FILE,
-            "trees": int(self.forest.roots.size),
-        }
-        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        self.write_manifest(directory, forest=FOREST_FILE, trees=int(self.forest.roots.size))
         return directory
 
 
@@ -216,11 +158,7 @@ def load_trees(directory: Path, manifest: dict[str, Any], loading: Loading) -> T
     return TreePredictor(
         forest=forest,
         encoder=encoder,
-        task=manifest["task"],
-        classes=manifest["classes"],
-        modality=manifest["modality"],
-        input_columns=manifest["input_columns"],
-        info=manifest["info"],
+        **stored_fields(manifest),
     )
 
 
