@@ -46,7 +46,7 @@ def strokes(n: int = 6000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     from tunelab.config import config_from_dict
-    from tunelab.pipeline import train
+    from tunelab.flows.train import train
 
     sys.path.insert(0, str(HERE))
     cfg = config_from_dict(
